@@ -1,0 +1,81 @@
+"""Helpers shared by the benchmark scripts: import path, machine description, table formatting."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_repo_to_path() -> None:
+    """Make ``lpds_envs`` importable when a script is run as ``python benchmarks/<script>.py``."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def background_jobs(pattern: str = "lpds_envs.backbones") -> list[str]:
+    """Command lines of running processes matching ``pattern`` (``pgrep -af``); empty if none or no pgrep."""
+    try:
+        out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return []
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    return {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "background_backbone_jobs": background_jobs(),
+    }
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def iqr(xs: list[float]) -> tuple[float, float]:
+    """Lower and upper quartile (for a spread column)."""
+    if len(xs) < 2:
+        return float(xs[0]), float(xs[0])
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return float(q[0]), float(q[2])
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.3f} ms"
+    return f"{seconds:.2f} s"
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

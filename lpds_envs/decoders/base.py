@@ -1,0 +1,411 @@
+"""The decoder contract: a frozen, deterministic map ``a = Phi(w; s)`` from latent noise to an action chunk.
+
+Every decoder is a :class:`torch.nn.Module` with ``latent_shape`` and ``action_shape`` and a batched
+``forward(obs, w)``. Trained decoders (:class:`~lpds_envs.decoders.DiffusionDecoder`,
+:class:`~lpds_envs.decoders.FlowDecoder`) additionally save and load in the Hugging Face style
+(``config.json`` + ``model.safetensors``) through :mod:`huggingface_hub`, and carry their own
+observation normalisation and action scaling as buffers, so a checkpoint is self-contained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from huggingface_hub import ModelHubMixin, hf_hub_download
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+ArrayLike = torch.Tensor | np.ndarray
+
+# decoder_type (stored in config.json) -> class; filled by ``Decoder.__init_subclass__``
+DECODER_TYPES: dict[str, type[Decoder]] = {}
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class Decoder(nn.Module):
+    """Base class of all frozen decoders.
+
+    Subclasses set ``latent_shape``, ``action_shape`` and (optionally) ``obs_shape`` and implement
+    :meth:`_decode`, which receives validated float32 tensors of shape ``(B, *obs_shape)`` and
+    ``(B, *latent_shape)`` and returns ``(B, *action_shape)``. :meth:`forward` does the input checks,
+    runs :meth:`_decode` under :func:`torch.inference_mode` (unless ``self.differentiable`` is set)
+    and returns an ordinary tensor.
+
+    :param latent_shape: shape of one latent ``w``
+    :param action_shape: shape of one decoded chunk ``(Ta, act_dim)``
+    :param obs_shape: shape of one observation; ``None`` skips the observation shape check
+    """
+
+    latent_shape: tuple[int, ...]
+    action_shape: tuple[int, ...]
+    obs_shape: tuple[int, ...] | None
+
+    def __init__(
+        self,
+        latent_shape: Sequence[int],
+        action_shape: Sequence[int],
+        obs_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.latent_shape = tuple(int(s) for s in latent_shape)
+        self.action_shape = tuple(int(s) for s in action_shape)
+        self.obs_shape = None if obs_shape is None else tuple(int(s) for s in obs_shape)
+        #: set to True to let gradients flow through decoding (LP-DS never needs it)
+        self.differentiable = False
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def latent_dim(self) -> int:
+        """Number of entries of one flattened latent."""
+        return int(np.prod(self.latent_shape))
+
+    @property
+    def chunk_size(self) -> int:
+        """Number of env steps in one decoded chunk (``action_shape[0]``)."""
+        return self.action_shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ checks
+    def check_latent(self, w: ArrayLike, batch_size: int | None = None) -> torch.Tensor:
+        """Validate a batch of latents and return it as float32 ``(B, *latent_shape)`` on the decoder's device.
+
+        Accepts ``(B, *latent_shape)`` or flat ``(B, prod(latent_shape))``.
+        """
+        if isinstance(w, np.ndarray):
+            if not np.issubdtype(w.dtype, np.floating):
+                raise TypeError(f"latent has dtype {w.dtype}, expected a floating-point array (float32)")
+            w = torch.from_numpy(np.ascontiguousarray(w))
+        elif not isinstance(w, torch.Tensor):
+            raise TypeError(f"latent must be a torch.Tensor or np.ndarray, got {type(w).__name__}")
+        if not torch.is_floating_point(w):
+            raise TypeError(f"latent has dtype {w.dtype}, expected a floating-point tensor (float32)")
+        expected = (batch_size if batch_size is not None else "B", *self.latent_shape)
+        if w.ndim == 1 + len(self.latent_shape) and tuple(w.shape[1:]) == self.latent_shape:
+            pass
+        elif w.ndim == 2 and w.shape[1] == self.latent_dim:
+            w = w.reshape(w.shape[0], *self.latent_shape)
+        else:
+            raise ValueError(
+                f"latent has shape {_shape_str(w.shape)}, expected {tuple(expected)} "
+                f"or flat (B, {self.latent_dim})"
+            )
+        if batch_size is not None and w.shape[0] != batch_size:
+            raise ValueError(f"latent batch has {w.shape[0]} rows, expected {batch_size} (one per observation)")
+        if not bool(torch.isfinite(w).all()):
+            bad = torch.nonzero(~torch.isfinite(w.reshape(w.shape[0], -1)).all(dim=1)).flatten().tolist()
+            raise ValueError(f"latent contains NaN or inf (batch rows {bad[:8]}); latents must be finite")
+        return w.to(device=self.device, dtype=torch.float32)
+
+    def check_obs(self, obs: Any) -> torch.Tensor:
+        """Validate a batch of observations and return it as float32 ``(B, *obs_shape)`` on the decoder's device."""
+        if isinstance(obs, np.ndarray):
+            obs = torch.from_numpy(np.ascontiguousarray(obs))
+        elif not isinstance(obs, torch.Tensor):
+            raise TypeError(f"observation must be a torch.Tensor or np.ndarray, got {type(obs).__name__}")
+        if self.obs_shape is not None and (obs.ndim != 1 + len(self.obs_shape) or tuple(obs.shape[1:]) != self.obs_shape):
+            raise ValueError(
+                f"observation has shape {_shape_str(obs.shape)}, expected (B, {', '.join(map(str, self.obs_shape))}) "
+                f"for this decoder"
+            )
+        if obs.dtype == torch.bool or torch.is_complex(obs):
+            raise TypeError(f"observation has dtype {obs.dtype}, expected a real numeric tensor")
+        return obs.to(device=self.device, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ decoding
+    def forward(self, obs: Any, w: ArrayLike) -> torch.Tensor:
+        """Decode a batch: ``(B, *obs_shape), (B, *latent_shape) -> (B, *action_shape)``."""
+        obs_t = self.check_obs(obs)
+        w_t = self.check_latent(w, batch_size=obs_t.shape[0])
+        if self.differentiable:
+            return self._decode(obs_t, w_t)
+        with torch.inference_mode():
+            out = self._decode(obs_t, w_t)
+        return out.clone()  # an ordinary tensor, usable as input to networks that need autograd
+
+    def _decode(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample_prior(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``batch_size`` latents from the prior ``N(0, I)``."""
+        return torch.randn((batch_size, *self.latent_shape), generator=generator, device=self.device)
+
+    def freeze(self) -> Decoder:
+        """Set ``requires_grad=False`` on every parameter and switch to eval mode."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+
+class CallableDecoder(Decoder):
+    """Wrap any function ``fn(obs, w) -> actions`` as a decoder.
+
+    ``fn`` receives float32 tensors ``(B, *obs)`` and ``(B, *latent_shape)`` and must return
+    ``(B, *action_shape)``; it should be deterministic.
+
+    Example::
+
+        >>> import torch
+        >>> from lpds_envs.decoders import CallableDecoder
+        >>> dec = CallableDecoder(lambda obs, w: torch.tanh(w), latent_shape=(1, 2), action_shape=(1, 2))
+        >>> dec(torch.zeros(3, 2), torch.zeros(3, 1, 2)).shape
+        torch.Size([3, 1, 2])
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        latent_shape: Sequence[int],
+        action_shape: Sequence[int],
+        obs_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(latent_shape, action_shape, obs_shape)
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        self.fn = fn
+
+    def _decode(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        out = self.fn(obs, w)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(np.asarray(out), dtype=torch.float32, device=w.device)
+        expected = (w.shape[0], *self.action_shape)
+        if tuple(out.shape) != expected:
+            raise ValueError(f"decoder function returned shape {_shape_str(out.shape)}, expected {expected}")
+        return out.float()
+
+
+class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds", "robotics", "steering"]):
+    """A trained decoder that saves to / loads from a folder with ``config.json`` + ``model.safetensors``.
+
+    ``from_pretrained`` accepts a local folder (works offline) or a Hugging Face Hub repo id
+    (downloaded with :func:`huggingface_hub.hf_hub_download`). Weights are read with safetensors only,
+    never pickle, and loading is strict: a missing or extra tensor is an error.
+
+    Subclasses define ``decoder_type`` and :meth:`get_config` (the keyword arguments of ``__init__``).
+    Observation normalisation ``obs_n = (obs - obs_shift) / obs_scale`` and action scaling
+    ``a = a_n * act_scale + act_shift`` are buffers, saved with the weights.
+    """
+
+    decoder_type: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.decoder_type:
+            DECODER_TYPES[cls.decoder_type] = cls
+
+    def __init__(self, obs_dim: int, action_dim: int, chunk_size: int) -> None:
+        if obs_dim < 1 or action_dim < 1 or chunk_size < 1:
+            raise ValueError(
+                f"obs_dim, action_dim and chunk_size must be >= 1, got {obs_dim}, {action_dim}, {chunk_size}"
+            )
+        super().__init__((chunk_size, action_dim), (chunk_size, action_dim), (obs_dim,))
+        self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
+        self.register_buffer("obs_shift", torch.zeros(obs_dim))
+        self.register_buffer("obs_scale", torch.ones(obs_dim))
+        self.register_buffer("act_shift", torch.zeros(action_dim))
+        self.register_buffer("act_scale", torch.ones(action_dim))
+
+    # ------------------------------------------------------------------ normalisation
+    def set_normalization(
+        self,
+        obs_shift: ArrayLike,
+        obs_scale: ArrayLike,
+        act_shift: ArrayLike,
+        act_scale: ArrayLike,
+    ) -> None:
+        """Set the affine maps ``obs_n = (obs - obs_shift) / obs_scale`` and ``a = a_n * act_scale + act_shift``."""
+        for name, value, size in (
+            ("obs_shift", obs_shift, self.obs_dim),
+            ("obs_scale", obs_scale, self.obs_dim),
+            ("act_shift", act_shift, self.action_dim),
+            ("act_scale", act_scale, self.action_dim),
+        ):
+            t = torch.as_tensor(np.asarray(value, dtype=np.float32)).reshape(-1)
+            if t.numel() != size:
+                raise ValueError(f"{name} has {t.numel()} entries, expected {size}")
+            if name.endswith("scale") and bool((t <= 0).any()):
+                raise ValueError(f"{name} must be strictly positive, got {t.tolist()}")
+            getattr(self, name).copy_(t)
+
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_shift) / self.obs_scale
+
+    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return (actions - self.act_shift) / self.act_scale
+
+    def unnormalize_actions(self, actions_n: torch.Tensor) -> torch.Tensor:
+        return actions_n * self.act_scale + self.act_shift
+
+    def _decode(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.unnormalize_actions(self._sample(self.normalize_obs(obs), w))
+
+    def _sample(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Normalised obs ``(B, obs_dim)`` and noise ``(B, Ta, act_dim)`` -> normalised chunk."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ compilation
+    def _maybe_compile(self, compile: bool) -> None:
+        self._compiled: Callable | None = None
+        self._compile_pending = bool(compile)
+        if compile and not hasattr(torch, "compile"):
+            warnings.warn("torch.compile is unavailable in this torch build; decoding runs eagerly", stacklevel=3)
+            self._compile_pending = False
+
+    def _run_sampler(self, obs_n: torch.Tensor, w: torch.Tensor, eager: Callable) -> torch.Tensor:
+        """Run the sampling loop ``eager``, compiled when ``compile=True`` (falling back to eager with a warning)."""
+        if self._compile_pending:
+            self._compile_pending = False
+            compiled = torch.compile(eager, dynamic=None)
+            try:
+                out = compiled(obs_n, w)
+            except Exception as exc:  # compilation needs a working C++ toolchain; never fail decoding on it
+                warnings.warn(
+                    f"torch.compile of the sampling loop failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "falling back to eager decoding",
+                    stacklevel=3,
+                )
+            else:
+                self._compiled = compiled
+                return out
+        if self._compiled is not None:
+            return self._compiled(obs_n, w)
+        return eager(obs_n, w)
+
+    # ------------------------------------------------------------------ save / load
+    def get_config(self) -> dict[str, Any]:
+        """The ``__init__`` keyword arguments that rebuild this decoder (stored in ``config.json``)."""
+        raise NotImplementedError
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (each atomically: temp file + rename)."""
+        config = {"decoder_type": self.decoder_type, **self.get_config()}
+        tmp = save_directory / (CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+        os.replace(tmp, save_directory / CONFIG_NAME)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tmpw = save_directory / (WEIGHTS_NAME + ".tmp")
+        save_file(tensors, str(tmpw), metadata={"format": "pt", "decoder_type": self.decoder_type})
+        os.replace(tmpw, save_directory / WEIGHTS_NAME)
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **overrides: Any,
+    ) -> PretrainedDecoder:
+        """Load a decoder from a local folder or a Hugging Face Hub repo id.
+
+        Calling it on :class:`PretrainedDecoder` (or :func:`lpds_envs.decoders.load_decoder`) picks the
+        class from ``config.json``'s ``decoder_type``; calling it on a subclass checks that type.
+
+        :param pretrained_model_name_or_path: folder with ``config.json`` and ``model.safetensors``, or a hub id
+        :param device: where the weights go
+        :param overrides: config entries to override (e.g. ``num_inference_steps=5``, ``compile=True``)
+        :return: the frozen decoder in eval mode
+        """
+        config_path, weights_path = _resolve_files(
+            pretrained_model_name_or_path, revision, cache_dir, local_files_only, token
+        )
+        try:
+            config = json.loads(Path(config_path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{config_path} is not valid JSON ({exc}); the checkpoint folder is corrupt") from exc
+        if not isinstance(config, dict) or "decoder_type" not in config:
+            raise ValueError(f"{config_path} has no 'decoder_type' entry; is this an lpds decoder checkpoint?")
+        dtype = config.pop("decoder_type")
+        target = DECODER_TYPES.get(dtype)
+        if target is None:
+            raise ValueError(f"{config_path}: unknown decoder_type {dtype!r}; known: {sorted(DECODER_TYPES)}")
+        if cls.decoder_type and cls is not target:
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {target.__name__} (decoder_type={dtype!r}); "
+                f"load it with {target.__name__}.from_pretrained or lpds_envs.decoders.load_decoder"
+            )
+        config.update(overrides)
+        try:
+            model = target(**config)
+        except TypeError as exc:
+            raise ValueError(f"{config_path} does not match {target.__name__}'s arguments: {exc}") from exc
+        try:
+            state = load_file(str(weights_path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"{weights_path} is not a readable safetensors file ({exc}); the checkpoint is corrupt") from exc
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"{weights_path} does not match config.json: missing tensors {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        for k, v in state.items():
+            if tuple(v.shape) != tuple(expected[k].shape):
+                raise ValueError(
+                    f"{weights_path}: tensor {k!r} has shape {tuple(v.shape)}, config.json implies {tuple(expected[k].shape)}"
+                )
+        model.load_state_dict(state, strict=True)
+        return model.to(device).freeze()
+
+
+def _resolve_files(
+    name_or_path: str | os.PathLike,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    local_files_only: bool,
+    token: str | bool | None,
+) -> tuple[Path, Path]:
+    """Find ``config.json`` and ``model.safetensors`` in a local folder or download them from the Hub."""
+    path = Path(name_or_path)
+    looks_local = path.exists() or os.sep in str(name_or_path) and str(name_or_path).count("/") != 1
+    looks_local = looks_local or str(name_or_path).startswith((".", "~", os.sep))
+    if looks_local:
+        path = path.expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint folder {str(path)!r} does not exist")
+        if not path.is_dir():
+            raise NotADirectoryError(f"{str(path)!r} is a file; pass the folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+        for fname in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (path / fname).is_file():
+                raise FileNotFoundError(
+                    f"checkpoint folder {str(path)!r} has no {fname}; expected {CONFIG_NAME} and {WEIGHTS_NAME} "
+                    "(written by save_pretrained)"
+                )
+        return path / CONFIG_NAME, path / WEIGHTS_NAME
+    kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    try:
+        config_path = hf_hub_download(str(name_or_path), CONFIG_NAME, **kwargs)
+        weights_path = hf_hub_download(str(name_or_path), WEIGHTS_NAME, **kwargs)
+    except Exception as exc:
+        raise OSError(
+            f"could not load {str(name_or_path)!r}: it is not a local folder and fetching it from the Hugging Face "
+            f"Hub failed ({type(exc).__name__}: {str(exc)[:200]}). Pass a folder with {CONFIG_NAME} and {WEIGHTS_NAME}."
+        ) from exc
+    return Path(config_path), Path(weights_path)
+
+
+def load_decoder(name_or_path: str | os.PathLike, **kwargs: Any) -> PretrainedDecoder:
+    """Load any saved lpds decoder; the class is read from ``config.json`` (``decoder_type``)."""
+    return PretrainedDecoder.from_pretrained(name_or_path, **kwargs)

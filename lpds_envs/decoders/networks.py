@@ -1,0 +1,67 @@
+"""Small networks shared by the diffusion and flow decoders: a sinusoidal time embedding and a residual MLP."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer-style sinusoidal embedding of a scalar time ``t`` (any float scale), shape ``(B,) -> (B, dim)``."""
+
+    def __init__(self, dim: int, max_period: float = 10_000.0) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"time embedding dim must be even, got {dim}")
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        args = t.float()[:, None] * self.freqs[None, :]
+        return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+class ResidualBlock(nn.Module):
+    """``h + W2 mish(W1 LayerNorm(h))``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, dim)
+        self.fc2 = nn.Linear(dim, dim)
+        self.act = nn.Mish()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.fc2(self.act(self.fc1(self.norm(h))))
+
+
+class ConditionalResidualMLP(nn.Module):
+    """Predicts a chunk-shaped vector from ``(x_t, t, obs)``: the epsilon network of diffusion, the velocity of flow.
+
+    :param x_dim: flattened chunk size ``Ta * act_dim``
+    :param obs_dim: observation size
+    :param hidden_dim: width of the residual blocks
+    :param n_blocks: number of residual blocks
+    :param time_embed_dim: size of the sinusoidal time embedding
+    """
+
+    def __init__(self, x_dim: int, obs_dim: int, hidden_dim: int = 256, n_blocks: int = 3, time_embed_dim: int = 32):
+        super().__init__()
+        self.time_embed = nn.Sequential(
+            SinusoidalEmbedding(time_embed_dim),
+            nn.Linear(time_embed_dim, 2 * time_embed_dim),
+            nn.Mish(),
+            nn.Linear(2 * time_embed_dim, time_embed_dim),
+        )
+        self.inp = nn.Linear(x_dim + obs_dim + time_embed_dim, hidden_dim)
+        self.blocks = nn.Sequential(*[ResidualBlock(hidden_dim) for _ in range(n_blocks)])
+        self.out_norm = nn.LayerNorm(hidden_dim)
+        self.out = nn.Linear(hidden_dim, x_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """``x (B, x_dim)``, ``t (B,)``, ``obs (B, obs_dim)`` -> ``(B, x_dim)``."""
+        h = self.inp(torch.cat([x, obs, self.time_embed(t)], dim=-1))
+        return self.out(torch.nn.functional.mish(self.out_norm(self.blocks(h))))

@@ -1,0 +1,105 @@
+"""Registration of the raw task ids (``lpds/<Task>-v0``) and the steering ids (``LPDS-<Task>-v0``).
+
+``gym.make("LPDS-<Task>-v0", backbone=..., latent_bound=..., device=..., **task_kwargs)`` builds the raw
+task and wraps it with its shipped frozen backbone in a :class:`~lpds_envs.wrappers.LatentSteeringWrapper`;
+``env.unwrapped`` is the task env. Later zoos add entries to :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from .backbones.shipped import load_backbone
+from .decoders.base import Decoder
+from .wrappers import LatentSteeringWrapper
+
+
+@dataclass(frozen=True)
+class SteeringTask:
+    """What an ``LPDS-<name>-v0`` id is made of."""
+
+    raw_id: str
+    backbones: dict[str, str]  # backbone kind -> shipped checkpoint name
+    default_backbone: str
+    latent_bound: float | None = 2.5
+    extra: str | None = None  # pip extra the raw task needs
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+TASKS: dict[str, SteeringTask] = {
+    "MultiGoal": SteeringTask(
+        raw_id="lpds/MultiGoal-v0",
+        backbones={"diffusion": "multigoal-diffusion"},
+        default_backbone="diffusion",
+        latent_bound=2.5,
+    ),
+}
+
+
+def _task(name: str) -> SteeringTask:
+    if name not in TASKS:
+        raise ValueError(f"unknown LPDS task {name!r}; known: {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def task_decoder(name: str, backbone: str | None = None, device: str | torch.device = "cpu") -> Decoder:
+    """The shipped frozen backbone of task ``name`` (``backbone`` = kind, default the task's default)."""
+    task = _task(name)
+    kind = backbone or task.default_backbone
+    if kind not in task.backbones:
+        raise ValueError(f"LPDS-{name}-v0 ships backbones {sorted(task.backbones)}, not {kind!r}")
+    return load_backbone(task.backbones[kind], device=device)
+
+
+def make_steering_env(
+    task: str,
+    backbone: str | None = None,
+    latent_bound: float | None | str = "default",
+    device: str | torch.device = "cpu",
+    decoder: Decoder | None = None,
+    **task_kwargs: Any,
+) -> LatentSteeringWrapper:
+    """Entry point of every ``LPDS-*-v0`` id.
+
+    :param task: key of :data:`TASKS`
+    :param backbone: ``"diffusion"`` or ``"flow"`` (the task's default when ``None``)
+    :param latent_bound: latent box bound (``None`` = unbounded; default: the task's)
+    :param device: where the decoder runs
+    :param decoder: use this decoder instead of the shipped one
+    :param task_kwargs: passed to ``gym.make`` of the raw task (e.g. ``render_mode``)
+    """
+    spec = _task(task)
+    env = gym.make(spec.raw_id, **task_kwargs)
+    dec = decoder if decoder is not None else task_decoder(task, backbone, device)
+    bound = spec.latent_bound if latent_bound == "default" else latent_bound
+    return LatentSteeringWrapper(env, dec, latent_bound=bound)
+
+
+def resolve_lpds_id(
+    env_id: str, backbone: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[str, Decoder, float | None] | None:
+    """For ``LPDS-<Task>-v<N>`` return ``(raw_id, shipped decoder, default latent bound)``; else ``None``."""
+    if not env_id.startswith("LPDS-"):
+        return None
+    spec = gym.spec(env_id)  # raises a clear gymnasium error for unknown ids
+    name = spec.kwargs.get("task")
+    if name not in TASKS:
+        return None
+    task = TASKS[name]
+    return task.raw_id, task_decoder(name, backbone, device), task.latent_bound
+
+
+def register_all() -> None:
+    """Register every raw and steering id (idempotent)."""
+    raw = {"lpds/MultiGoal-v0": ("lpds_envs.envs.multigoal:MultiGoalEnv", 20)}
+    for env_id, (entry, steps) in raw.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=entry, max_episode_steps=steps)
+    for name in TASKS:
+        env_id = f"LPDS-{name}-v0"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point="lpds_envs.registration:make_steering_env", kwargs={"task": name})
