@@ -73,9 +73,7 @@ def bench_decoder(kind: str, size: str, repeats: int, block_s: float, seed: int 
     compiled.load_state_dict(eager.state_dict())
 
     gen = torch.Generator().manual_seed(seed + 1)
-    inputs = {
-        B: (torch.randn(B, cfg["obs_dim"], generator=gen), eager.sample_prior(B, generator=gen)) for B in BATCHES
-    }
+    inputs = {B: (torch.randn(B, cfg["obs_dim"], generator=gen), eager.sample_prior(B, generator=gen)) for B in BATCHES}
     obs16, w16 = inputs[16]
     singles = [(obs16[i : i + 1].clone(), w16[i : i + 1].clone()) for i in range(16)]
     decs = {"eager": eager, "compiled": compiled}
@@ -161,31 +159,49 @@ def render(results: list[dict]) -> str:
             for B in BATCHES:
                 d = r["modes"][m][str(B)]
                 lo, hi = d["s_per_call_iqr"]
-                rows.append([
-                    r["kind"], r["size"], m, B, fmt_time(d["s_per_call"]), f"{fmt_time(lo)} – {fmt_time(hi)}",
-                    f"{d['latents_per_s']:,.0f}",
-                ])
+                rows.append(
+                    [
+                        r["kind"],
+                        r["size"],
+                        m,
+                        B,
+                        fmt_time(d["s_per_call"]),
+                        f"{fmt_time(lo)} – {fmt_time(hi)}",
+                        f"{d['latents_per_s']:,.0f}",
+                    ]
+                )
     t1 = markdown_table(["decoder", "size", "mode", "B", "time / call (median)", "IQR", "latents / s"], rows)
 
     rows = []
     for r in results:
         q = r["ratios"]
         c = r["compile_first_call_s"]
-        rows.append([
-            r["kind"], r["size"],
-            f"{q['batched16_vs_16singles_eager']:.2f}x",
-            f"{q['batched16_vs_16singles_compiled']:.2f}x",
-            f"{q['compiled_vs_eager_B1']:.2f}x",
-            f"{q['compiled_vs_eager_B16']:.2f}x",
-            f"{q['compiled_vs_eager_B256']:.2f}x",
-            f"{c['1']:.1f} / {c['16']:.1f} / {c['256']:.2f}",
-            f"{r['max_abs_diff_compiled_vs_eager']:.1e}" + (" (fell back to eager)" if r["compiled_fell_back_to_eager"]
-                                                           else ""),
-        ])
+        rows.append(
+            [
+                r["kind"],
+                r["size"],
+                f"{q['batched16_vs_16singles_eager']:.2f}x",
+                f"{q['batched16_vs_16singles_compiled']:.2f}x",
+                f"{q['compiled_vs_eager_B1']:.2f}x",
+                f"{q['compiled_vs_eager_B16']:.2f}x",
+                f"{q['compiled_vs_eager_B256']:.2f}x",
+                f"{c['1']:.1f} / {c['16']:.1f} / {c['256']:.2f}",
+                f"{r['max_abs_diff_compiled_vs_eager']:.1e}"
+                + (" (fell back to eager)" if r["compiled_fell_back_to_eager"] else ""),
+            ]
+        )
     t2 = markdown_table(
-        ["decoder", "size", f"batched16 eager (≥{TARGET_BATCHED16:g}x)", "batched16 compiled",
-         f"compiled/eager B=1 (≥{TARGET_COMPILED_B1:g}x)", "compiled/eager B=16", "compiled/eager B=256",
-         "first compiled call s (B=1 / 16 / 256)", "max abs diff compiled vs eager"],
+        [
+            "decoder",
+            "size",
+            f"batched16 eager (≥{TARGET_BATCHED16:g}x)",
+            "batched16 compiled",
+            f"compiled/eager B=1 (≥{TARGET_COMPILED_B1:g}x)",
+            "compiled/eager B=16",
+            "compiled/eager B=256",
+            "first compiled call s (B=1 / 16 / 256)",
+            "max abs diff compiled vs eager",
+        ],
         rows,
     )
     return t1 + "\n\n" + t2
@@ -226,18 +242,24 @@ def main(argv: list[str] | None = None) -> None:
     info["inductor_cache"] = "default (warm)" if args.warm_cache else "fresh temporary folder (cold)"
 
     print()
-    print(f"torch {info['torch']}, {info['torch_threads']} threads, {info['cpu_count']} CPUs ({info['cpu_model']}), "
-          f"{info['date_utc']}, repeats={repeats}, block≈{block_s * 1e3:g} ms, wall {info['wall_s']:.0f}s, "
-          f"load avg start {info['loadavg_start']} end {info['loadavg_end']}")
+    print(
+        f"torch {info['torch']}, {info['torch_threads']} threads, {info['cpu_count']} CPUs ({info['cpu_model']}), "
+        f"{info['date_utc']}, repeats={repeats}, block≈{block_s * 1e3:g} ms, wall {info['wall_s']:.0f}s, "
+        f"load avg start {info['loadavg_start']} end {info['loadavg_end']}"
+    )
     print()
     print(render(results))
     print()
     worst_b16 = min(r["ratios"]["batched16_vs_16singles_eager"] for r in results)
     worst_c1 = min(r["ratios"]["compiled_vs_eager_B1"] for r in results)
-    print(f"target batched16 >= {TARGET_BATCHED16:g}x (eager): worst {worst_b16:.2f}x -> "
-          f"{'MET' if worst_b16 >= TARGET_BATCHED16 else 'MISSED'}")
-    print(f"target compiled B=1 >= {TARGET_COMPILED_B1:g}x: worst {worst_c1:.2f}x -> "
-          f"{'MET' if worst_c1 >= TARGET_COMPILED_B1 else 'MISSED'}")
+    print(
+        f"target batched16 >= {TARGET_BATCHED16:g}x (eager): worst {worst_b16:.2f}x -> "
+        f"{'MET' if worst_b16 >= TARGET_BATCHED16 else 'MISSED'}"
+    )
+    print(
+        f"target compiled B=1 >= {TARGET_COMPILED_B1:g}x: worst {worst_c1:.2f}x -> "
+        f"{'MET' if worst_c1 >= TARGET_COMPILED_B1 else 'MISSED'}"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": info, "args": vars(args), "results": results}, indent=2))
         print(f"wrote {args.out}")

@@ -66,8 +66,9 @@ class Pair:
         act_dim = int(np.prod(probe.action_space.shape))
         probe.close()
         torch.manual_seed(seed)
-        self.decoder = DiffusionDecoder(obs_dim, act_dim, chunk_size=CHUNK, hidden_dim=hidden, n_blocks=3,
-                                        num_inference_steps=10).freeze()
+        self.decoder = DiffusionDecoder(
+            obs_dim, act_dim, chunk_size=CHUNK, hidden_dim=hidden, n_blocks=3, num_inference_steps=10
+        ).freeze()
         self.wrapped = LatentSteeringWrapper(gym.make(env_id), self.decoder, latent_bound=LATENT_BOUND)
         self.raw = gym.make(env_id)
         self.env_id, self.hidden, self.obs_dim, self.act_dim = env_id, hidden, obs_dim, act_dim
@@ -124,8 +125,12 @@ class Pair:
     def in_sync(self) -> bool:
         import numpy as np
 
-        return (self.i_w == self.i_r and self.resets_w == self.resets_r and self.raw_steps_w == self.raw_steps_r
-                and np.allclose(np.asarray(self.obs_w), np.asarray(self.obs_r), atol=1e-5))
+        return (
+            self.i_w == self.i_r
+            and self.resets_w == self.resets_r
+            and self.raw_steps_w == self.raw_steps_r
+            and np.allclose(np.asarray(self.obs_w), np.asarray(self.obs_r), atol=1e-5)
+        )
 
 
 def bench_env(env_id: str, hidden: int, blocks: int, block_steps: int, seed: int = 0) -> dict:
@@ -206,25 +211,45 @@ def main(argv: list[str] | None = None) -> None:
     info["wall_s"] = time.perf_counter() - t_start
 
     print()
-    print(f"torch {info['torch']}, {info['torch_threads']} threads, {info['cpu_count']} CPUs ({info['cpu_model']}), "
-          f"{info['date_utc']}, {blocks} blocks x {block_steps} latent steps per path, wall {info['wall_s']:.0f}s, "
-          f"load avg start {info['loadavg_start']} end {info['loadavg_end']}")
+    print(
+        f"torch {info['torch']}, {info['torch_threads']} threads, {info['cpu_count']} CPUs ({info['cpu_model']}), "
+        f"{info['date_utc']}, {blocks} blocks x {block_steps} latent steps per path, wall {info['wall_s']:.0f}s, "
+        f"load avg start {info['loadavg_start']} end {info['loadavg_end']}"
+    )
     print()
     rows = []
     for r in results:
-        rows.append([
-            r["env_id"], f"{r['obs_dim']}/{r['act_dim']}", r["decoder"].split("(")[1].split(", n_blocks")[0],
-            fmt_time(r["wrapped_s_per_latent_step"]), fmt_time(r["manual_s_per_latent_step"]),
-            fmt_time(r["overhead_s_per_latent_step"]),
-            f"{r['ratio_median_paired']:.3f}x ({r['ratio_iqr'][0]:.3f}–{r['ratio_iqr'][1]:.3f})",
-            f"{r['raw_steps_per_latent_step']:.2f}", "yes" if r["trajectories_identical"] else "NO",
-            "MET" if r["ratio_median_paired"] <= TARGET_RATIO else "MISSED",
-        ])
-    print(markdown_table(
-        ["env", "obs/act", "decoder", "wrapped / latent step", "manual / latent step", "overhead / latent step",
-         "ratio wrapped/manual (IQR)", "raw steps / latent step", "same trajectory", f"≤{TARGET_RATIO}x"],
-        rows,
-    ))
+        rows.append(
+            [
+                r["env_id"],
+                f"{r['obs_dim']}/{r['act_dim']}",
+                r["decoder"].split("(")[1].split(", n_blocks")[0],
+                fmt_time(r["wrapped_s_per_latent_step"]),
+                fmt_time(r["manual_s_per_latent_step"]),
+                fmt_time(r["overhead_s_per_latent_step"]),
+                f"{r['ratio_median_paired']:.3f}x ({r['ratio_iqr'][0]:.3f}–{r['ratio_iqr'][1]:.3f})",
+                f"{r['raw_steps_per_latent_step']:.2f}",
+                "yes" if r["trajectories_identical"] else "NO",
+                "MET" if r["ratio_median_paired"] <= TARGET_RATIO else "MISSED",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "env",
+                "obs/act",
+                "decoder",
+                "wrapped / latent step",
+                "manual / latent step",
+                "overhead / latent step",
+                "ratio wrapped/manual (IQR)",
+                "raw steps / latent step",
+                "same trajectory",
+                f"≤{TARGET_RATIO}x",
+            ],
+            rows,
+        )
+    )
     if args.profile:
         for env_id, hidden in env_specs():
             print(f"\ncProfile of {env_id} wrapped steps:\n")

@@ -1,6 +1,6 @@
 """The registered toy steering task with SB3: batched latent VecEnv, SAC (DSRL-SAC), goal coverage before/after.
 
-    python examples/lpds_multigoal_sb3.py
+python examples/lpds_multigoal_sb3.py
 """
 
 import torch

@@ -1,6 +1,6 @@
 """Wrap any Gymnasium env and any decoder into a latent-action MDP, then run SB3 SAC on it (DSRL-SAC).
 
-    python examples/steer_any_env.py
+python examples/steer_any_env.py
 """
 
 import gymnasium as gym

@@ -362,8 +362,13 @@ def make_latent_vec_env(
     if latent_bound == "default":
         latent_bound = 2.5
     venv = make_vec_env(
-        env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, vec_env_cls=vec_env_cls,
-        vec_env_kwargs=vec_env_kwargs, monitor_dir=monitor_dir,
+        env_id,
+        n_envs=n_envs,
+        seed=seed,
+        env_kwargs=env_kwargs,
+        vec_env_cls=vec_env_cls,
+        vec_env_kwargs=vec_env_kwargs,
+        monitor_dir=monitor_dir,
         wrapper_class=partial(ChunkedActionWrapper, chunk_size=decoder.chunk_size),
     )
     return VecLatentSteeringWrapper(venv, decoder, latent_bound)
@@ -393,7 +398,10 @@ def make_latent_vector_env(
         latent_bound = 2.5
     chunk = decoder.chunk_size
     venv = gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode=vectorization_mode,
-        wrappers=[lambda e: ChunkedActionWrapper(e, chunk)], **env_kwargs,
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode=vectorization_mode,
+        wrappers=[lambda e: ChunkedActionWrapper(e, chunk)],
+        **env_kwargs,
     )
     return LatentSteeringVectorWrapper(venv, decoder, latent_bound)

@@ -15,11 +15,22 @@ def _seed():
 def small_decoder(kind: str = "diffusion", obs_dim: int = 5, action_dim: int = 3, chunk_size: int = 4, **kw):
     """A tiny random-init decoder with non-trivial normalisation buffers."""
     cls = DiffusionDecoder if kind == "diffusion" else FlowDecoder
-    dec = cls(obs_dim=obs_dim, action_dim=action_dim, chunk_size=chunk_size, hidden_dim=32, n_blocks=2,
-              time_embed_dim=16, **kw)
+    dec = cls(
+        obs_dim=obs_dim,
+        action_dim=action_dim,
+        chunk_size=chunk_size,
+        hidden_dim=32,
+        n_blocks=2,
+        time_embed_dim=16,
+        **kw,
+    )
     g = torch.Generator().manual_seed(1)
-    dec.set_normalization(torch.randn(obs_dim, generator=g), torch.rand(obs_dim, generator=g) + 0.5,
-                          torch.randn(action_dim, generator=g), torch.rand(action_dim, generator=g) + 0.5)
+    dec.set_normalization(
+        torch.randn(obs_dim, generator=g),
+        torch.rand(obs_dim, generator=g) + 0.5,
+        torch.randn(action_dim, generator=g),
+        torch.rand(action_dim, generator=g) + 0.5,
+    )
     return dec.freeze()
 
 

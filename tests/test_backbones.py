@@ -77,18 +77,29 @@ def test_minari_round_trip(tmp_path, monkeypatch):
             obs, rew, term, trunc, _ = env.step(act)
             o.append(obs), a.append(act), r.append(rew), te.append(term), tr.append(trunc)
         episodes.append(Episode(np.array(o), np.array(a), np.array(r), np.array(te), np.array(tr), seed=ep))
-    save_minari("lpds/multigoal-test-v0", episodes, env, algorithm_name="uniform-random", author="lpds tests",
-                author_email="none@example.com", code_permalink="https://example.com", description="test")
+    save_minari(
+        "lpds/multigoal-test-v0",
+        episodes,
+        env,
+        algorithm_name="uniform-random",
+        author="lpds tests",
+        author_email="none@example.com",
+        code_permalink="https://example.com",
+        description="test",
+    )
     ds = load_minari("lpds/multigoal-test-v0", chunk_size=4)
     assert ds.obs.shape == (60, 2) and ds.actions.shape == (60, 4, 2)
     np.testing.assert_array_equal(ds.obs[:20], episodes[0].observations[:20])
-    np.testing.assert_array_equal(ds.actions[18], np.stack([episodes[0].actions[18], episodes[0].actions[19],
-                                                            episodes[0].actions[19], episodes[0].actions[19]]))
+    np.testing.assert_array_equal(
+        ds.actions[18],
+        np.stack([episodes[0].actions[18], episodes[0].actions[19], episodes[0].actions[19], episodes[0].actions[19]]),
+    )
     with pytest.raises(FileNotFoundError, match="not available locally"):
         load_minari("lpds/absent-v0", chunk_size=4)
     with pytest.raises(ValueError, match="one more observation"):
-        save_minari("lpds/bad-v0", [Episode(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3), np.zeros(3), np.zeros(3))],
-                    env)
+        save_minari(
+            "lpds/bad-v0", [Episode(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3), np.zeros(3), np.zeros(3))], env
+        )
 
 
 def _line_data(n=4096, seed=0):
@@ -107,8 +118,18 @@ SMALL = dict(hidden_dim=64, n_blocks=2, time_embed_dim=16)
 def test_bc_learns_a_bimodal_policy(kind, tmp_path):
     data = _line_data()
     extra = dict(num_train_timesteps=50, num_inference_steps=10) if kind == "diffusion" else {}
-    dec = train_backbone(kind, data, tmp_path / kind, steps=1500, batch_size=256, learning_rate=3e-3, seed=0,
-                         progress=False, **SMALL, **extra)
+    dec = train_backbone(
+        kind,
+        data,
+        tmp_path / kind,
+        steps=1500,
+        batch_size=256,
+        learning_rate=3e-3,
+        seed=0,
+        progress=False,
+        **SMALL,
+        **extra,
+    )
     s = torch.linspace(-0.9, 0.9, 64)[:, None].repeat(8, 1)
     out = dec(s, dec.sample_prior(len(s)))[:, 0, 0]
     magnitude = 0.5 + 0.3 * s[:, 0]

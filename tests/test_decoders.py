@@ -54,11 +54,22 @@ def test_latent_changes_the_action(decoder):
 )
 def test_ddim_matches_diffusers(spacing, clip, tol):
     diffusers = pytest.importorskip("diffusers")
-    dec = small_decoder("diffusion", num_train_timesteps=100, num_inference_steps=10, timestep_spacing=spacing,
-                        clip_sample=clip, beta_schedule="cosine")
+    dec = small_decoder(
+        "diffusion",
+        num_train_timesteps=100,
+        num_inference_steps=10,
+        timestep_spacing=spacing,
+        clip_sample=clip,
+        beta_schedule="cosine",
+    )
     sched = diffusers.DDIMScheduler(
-        num_train_timesteps=100, trained_betas=make_betas(100, "cosine").numpy(), clip_sample=clip,
-        clip_sample_range=1.0, set_alpha_to_one=True, steps_offset=0, timestep_spacing=spacing,
+        num_train_timesteps=100,
+        trained_betas=make_betas(100, "cosine").numpy(),
+        clip_sample=clip,
+        clip_sample_range=1.0,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        timestep_spacing=spacing,
         prediction_type="epsilon",
     )
     sched.set_timesteps(10)
@@ -79,10 +90,16 @@ def test_ddim_matches_diffusers(spacing, clip, tol):
 
 def test_ddim_linear_schedule_matches_diffusers():
     diffusers = pytest.importorskip("diffusers")
-    dec = small_decoder("diffusion", num_train_timesteps=20, num_inference_steps=5, beta_schedule="linear",
-                        timestep_spacing="leading")
-    sched = diffusers.DDIMScheduler(num_train_timesteps=20, trained_betas=make_betas(20, "linear").numpy(),
-                                    clip_sample=True, set_alpha_to_one=True, timestep_spacing="leading")
+    dec = small_decoder(
+        "diffusion", num_train_timesteps=20, num_inference_steps=5, beta_schedule="linear", timestep_spacing="leading"
+    )
+    sched = diffusers.DDIMScheduler(
+        num_train_timesteps=20,
+        trained_betas=make_betas(20, "linear").numpy(),
+        clip_sample=True,
+        set_alpha_to_one=True,
+        timestep_spacing="leading",
+    )
     sched.set_timesteps(5)
     obs, w = torch.randn(8, 5), torch.randn(8, 4, 3)
     x, obs_n = w.clone(), dec.normalize_obs(obs)
@@ -270,8 +287,9 @@ def test_compiled_decode_matches_eager():
     pytest.importorskip("torch._inductor")
     for cls in (DiffusionDecoder, FlowDecoder):
         eager = cls(obs_dim=3, action_dim=2, chunk_size=2, hidden_dim=32, n_blocks=1, num_inference_steps=4).freeze()
-        comp = cls(obs_dim=3, action_dim=2, chunk_size=2, hidden_dim=32, n_blocks=1, num_inference_steps=4,
-                   compile=True).freeze()
+        comp = cls(
+            obs_dim=3, action_dim=2, chunk_size=2, hidden_dim=32, n_blocks=1, num_inference_steps=4, compile=True
+        ).freeze()
         comp.load_state_dict(eager.state_dict())
         obs, w = torch.randn(5, 3), torch.randn(5, 2, 2)
         torch.testing.assert_close(comp(obs, w), eager(obs, w), atol=1e-5, rtol=1e-5)

@@ -219,8 +219,7 @@ def test_sb3_sac_runs_on_the_latent_vec_env():
     from stable_baselines3 import SAC
 
     venv = make_latent_vec_env("lpds/MultiGoal-v0", n_envs=2, seed=0, decoder=toy_decoder())
-    model = SAC("MlpPolicy", venv, learning_starts=20, batch_size=16, seed=0,
-                policy_kwargs={"net_arch": [16]})
+    model = SAC("MlpPolicy", venv, learning_starts=20, batch_size=16, seed=0, policy_kwargs={"net_arch": [16]})
     model.learn(total_timesteps=60)
     assert model.num_timesteps == 60
     assert model.replay_buffer.actions.shape[-1] == 6

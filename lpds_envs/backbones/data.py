@@ -121,7 +121,9 @@ def load_npz(path: str | os.PathLike, chunk_size: int | None = None, pad: str = 
         if {"observations", "actions", "episode_ends"} <= keys:
             if chunk_size is None:
                 raise ValueError(f"{path} holds trajectories; pass chunk_size to chunk them")
-            return make_chunks(split_episodes(data["observations"], data["actions"], data["episode_ends"]), chunk_size, pad)
+            return make_chunks(
+                split_episodes(data["observations"], data["actions"], data["episode_ends"]), chunk_size, pad
+            )
     raise ValueError(
         f"{path} has arrays {sorted(keys)}; expected 'obs' + 'actions', or 'observations' + 'actions' + 'episode_ends'"
     )
@@ -185,9 +187,14 @@ def save_minari(dataset_id: str, episodes: Sequence[Episode], env, **metadata) -
             )
         buffers.append(
             EpisodeBuffer(
-                id=i, seed=ep.seed, observations=np.asarray(ep.observations), actions=np.asarray(ep.actions),
-                rewards=np.asarray(ep.rewards), terminations=np.asarray(ep.terminations, dtype=bool),
-                truncations=np.asarray(ep.truncations, dtype=bool), infos={},
+                id=i,
+                seed=ep.seed,
+                observations=np.asarray(ep.observations),
+                actions=np.asarray(ep.actions),
+                rewards=np.asarray(ep.rewards),
+                terminations=np.asarray(ep.terminations, dtype=bool),
+                truncations=np.asarray(ep.truncations, dtype=bool),
+                infos={},
             )
         )
     return minari.create_dataset_from_buffers(dataset_id, buffers, env=env, **metadata)

@@ -109,9 +109,16 @@ def train_backbone(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=learning_rate * 0.01)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     run_config = {
-        "kind": kind, "steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
-        "weight_decay": weight_decay, "ema_decay": ema_decay, "obs_normalization": obs_normalization,
-        "seed": seed, "n_pairs": len(data), "decoder": model.get_config(),
+        "kind": kind,
+        "steps": steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "ema_decay": ema_decay,
+        "obs_normalization": obs_normalization,
+        "seed": seed,
+        "n_pairs": len(data),
+        "decoder": model.get_config(),
     }
     start, losses = 0, []
     state_path = Path(out_dir) / STATE_NAME if out_dir is not None else None
@@ -130,7 +137,9 @@ def train_backbone(
         start, losses = int(state["step"]), list(state["losses"])
 
     model.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"BC {kind}", disable=not progress, mininterval=2.0)
+    bar = tqdm(
+        range(start, steps), initial=start, total=steps, desc=f"BC {kind}", disable=not progress, mininterval=2.0
+    )
     running = None
     for step in bar:
         idx = torch.randint(0, len(data), (batch_size,), generator=generator).to(device)
@@ -148,10 +157,15 @@ def train_backbone(
             state_path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_torch_save(
                 {
-                    "run_config": run_config, "model": model.state_dict(), "ema": ema.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                    "step": step + 1, "losses": losses,
+                    "run_config": run_config,
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step + 1,
+                    "losses": losses,
                 },
                 state_path,
             )

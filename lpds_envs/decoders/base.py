@@ -105,8 +105,7 @@ class Decoder(nn.Module):
             w = w.reshape(w.shape[0], *self.latent_shape)
         else:
             raise ValueError(
-                f"latent has shape {_shape_str(w.shape)}, expected {tuple(expected)} "
-                f"or flat (B, {self.latent_dim})"
+                f"latent has shape {_shape_str(w.shape)}, expected {tuple(expected)} or flat (B, {self.latent_dim})"
             )
         if batch_size is not None and w.shape[0] != batch_size:
             raise ValueError(f"latent batch has {w.shape[0]} rows, expected {batch_size} (one per observation)")
@@ -121,7 +120,9 @@ class Decoder(nn.Module):
             obs = torch.from_numpy(np.ascontiguousarray(obs))
         elif not isinstance(obs, torch.Tensor):
             raise TypeError(f"observation must be a torch.Tensor or np.ndarray, got {type(obs).__name__}")
-        if self.obs_shape is not None and (obs.ndim != 1 + len(self.obs_shape) or tuple(obs.shape[1:]) != self.obs_shape):
+        if self.obs_shape is not None and (
+            obs.ndim != 1 + len(self.obs_shape) or tuple(obs.shape[1:]) != self.obs_shape
+        ):
             raise ValueError(
                 f"observation has shape {_shape_str(obs.shape)}, expected (B, {', '.join(map(str, self.obs_shape))}) "
                 f"for this decoder"
@@ -303,6 +304,7 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         tmpw = save_directory / (WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmpw), metadata={"format": "pt", "decoder_type": self.decoder_type})
+        os.chmod(tmpw, 0o644)  # safetensors creates the file private; checkpoints are meant to be shared
         os.replace(tmpw, save_directory / WEIGHTS_NAME)
 
     @classmethod
@@ -353,7 +355,9 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         try:
             state = load_file(str(weights_path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{weights_path} is not a readable safetensors file ({exc}); the checkpoint is corrupt") from exc
+            raise ValueError(
+                f"{weights_path} is not a readable safetensors file ({exc}); the checkpoint is corrupt"
+            ) from exc
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -386,7 +390,9 @@ def _resolve_files(
         if not path.exists():
             raise FileNotFoundError(f"checkpoint folder {str(path)!r} does not exist")
         if not path.is_dir():
-            raise NotADirectoryError(f"{str(path)!r} is a file; pass the folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+            raise NotADirectoryError(
+                f"{str(path)!r} is a file; pass the folder holding {CONFIG_NAME} and {WEIGHTS_NAME}"
+            )
         for fname in (CONFIG_NAME, WEIGHTS_NAME):
             if not (path / fname).is_file():
                 raise FileNotFoundError(

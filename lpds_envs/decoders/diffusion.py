@@ -158,16 +158,28 @@ class DiffusionDecoder(PretrainedDecoder):
     ) -> None:
         super().__init__(obs_dim, action_dim, chunk_size)
         self._config = dict(
-            obs_dim=obs_dim, action_dim=action_dim, chunk_size=chunk_size, hidden_dim=hidden_dim,
-            n_blocks=n_blocks, time_embed_dim=time_embed_dim, num_train_timesteps=num_train_timesteps,
-            beta_schedule=beta_schedule, num_inference_steps=num_inference_steps,
-            timestep_spacing=timestep_spacing, clip_sample=clip_sample, clip_sample_range=clip_sample_range,
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            chunk_size=chunk_size,
+            hidden_dim=hidden_dim,
+            n_blocks=n_blocks,
+            time_embed_dim=time_embed_dim,
+            num_train_timesteps=num_train_timesteps,
+            beta_schedule=beta_schedule,
+            num_inference_steps=num_inference_steps,
+            timestep_spacing=timestep_spacing,
+            clip_sample=clip_sample,
+            clip_sample_range=clip_sample_range,
             eps_from_clipped_x0=eps_from_clipped_x0,
         )
         self.net = ConditionalResidualMLP(chunk_size * action_dim, obs_dim, hidden_dim, n_blocks, time_embed_dim)
         self.sampler = DDIMSampler(
-            make_betas(num_train_timesteps, beta_schedule), num_inference_steps, timestep_spacing,
-            clip_sample, clip_sample_range, eps_from_clipped_x0,
+            make_betas(num_train_timesteps, beta_schedule),
+            num_inference_steps,
+            timestep_spacing,
+            clip_sample,
+            clip_sample_range,
+            eps_from_clipped_x0,
         )
         self.num_train_timesteps = int(num_train_timesteps)
         self._maybe_compile(compile)
@@ -189,7 +201,9 @@ class DiffusionDecoder(PretrainedDecoder):
     def _sample(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self._run_sampler(obs_n, w, self._ddim_loop)
 
-    def training_loss(self, obs_n: torch.Tensor, actions_n: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def training_loss(
+        self, obs_n: torch.Tensor, actions_n: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """DDPM epsilon loss on normalised observations and chunks ``(B, Ta, act_dim)``."""
         B = actions_n.shape[0]
         t = torch.randint(0, self.num_train_timesteps, (B,), device=actions_n.device, generator=generator)

@@ -89,9 +89,16 @@ class FlowDecoder(PretrainedDecoder):
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         self._config = dict(
-            obs_dim=obs_dim, action_dim=action_dim, chunk_size=chunk_size, hidden_dim=hidden_dim,
-            n_blocks=n_blocks, time_embed_dim=time_embed_dim, num_inference_steps=num_inference_steps,
-            integrator=integrator, time_scale=time_scale, clip_output=clip_output,
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            chunk_size=chunk_size,
+            hidden_dim=hidden_dim,
+            n_blocks=n_blocks,
+            time_embed_dim=time_embed_dim,
+            num_inference_steps=num_inference_steps,
+            integrator=integrator,
+            time_scale=time_scale,
+            clip_output=clip_output,
         )
         self.net = ConditionalResidualMLP(chunk_size * action_dim, obs_dim, hidden_dim, n_blocks, time_embed_dim)
         self.num_inference_steps = int(num_inference_steps)
@@ -114,7 +121,9 @@ class FlowDecoder(PretrainedDecoder):
     def _sample(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self._run_sampler(obs_n, w, self._ode_loop)
 
-    def training_loss(self, obs_n: torch.Tensor, actions_n: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def training_loss(
+        self, obs_n: torch.Tensor, actions_n: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Conditional flow matching on the linear path, ``t ~ U[0, 1]``."""
         B = actions_n.shape[0]
         noise = torch.randn(actions_n.shape, device=actions_n.device, generator=generator)

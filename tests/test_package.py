@@ -1,0 +1,78 @@
+import importlib.metadata
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.+?)\n```", text)
+
+
+def test_readme_opens_with_demo_and_test_commands_and_ci_runs_the_test_command():
+    demo, tests = _readme_commands()[:2]
+    assert demo.startswith("pip install torch==2.13.0") and demo.endswith("lpds demo")
+    assert "pytest" in tests and "[test]" in tests
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert tests in ci, "the CI script must run exactly the README's test command"
+
+
+def test_pyproject_never_pulls_torchvision():
+    assert "torchvision" not in (ROOT / "pyproject.toml").read_text()
+
+
+def test_wheel_ships_the_checkpoints(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(tmp_path),
+        str(ROOT),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {res.stderr[-300:]}")
+    wheel = next(tmp_path.glob("lpds-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    ckpt = "lpds_envs/backbones/checkpoints/multigoal-diffusion/"
+    for f in ("config.json", "model.safetensors", "README.md"):
+        assert ckpt + f in names
+    assert not any(n.endswith("training_state.pt") for n in names)
+    assert any(n.startswith("algorithms/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "lpds = lpds_envs.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_console_script_is_installed():
+    try:
+        eps = importlib.metadata.entry_points(group="console_scripts")
+    except Exception:  # pragma: no cover
+        pytest.skip("no metadata")
+    if not any(ep.dist and ep.dist.name == "lpds" for ep in eps):
+        pytest.skip("lpds is not pip-installed in this environment (running from a source tree)")
+    assert any(ep.name == "lpds" and ep.value == "lpds_envs.cli:main" for ep in eps)
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    from lpds_envs.cli import main
+
+    main(["demo", "--steps", "700", "--rollouts", "100", "--out", str(tmp_path)])
+    summary = json.loads((tmp_path / "demo_summary.json").read_text())
+    png = tmp_path / "demo_trajectories.png"
+    assert png.stat().st_size > 5_000 and png.read_bytes()[:4] == b"\x89PNG"
+    for key in ("backbone", "steered_dsrl_sac"):
+        fr = summary[key]["goal_fractions"]
+        assert len(fr) == 4 and abs(sum(fr) + summary[key]["no_goal"] - 1) < 1e-9
+    assert sum(f > 0.05 for f in summary["backbone"]["goal_fractions"]) == 4  # the backbone covers all goals
