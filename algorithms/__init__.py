@@ -1,6 +1,23 @@
-"""SB3-compatible steering learners (LagrangianSAC / LP-DS, DSRL-NA, LP-DS-A) arrive with their own issue.
+"""SB3-compatible latent-steering learners.
 
-Until then, DSRL-SAC is plain ``stable_baselines3.SAC("MlpPolicy", latent_env)`` on any latent env.
+- :class:`LagrangianSAC`: LP-DS (paper Algorithm 1).
+- :class:`DSRLNA`: DSRL with noise aliasing.
+- DSRL-SAC is plain ``stable_baselines3.SAC("MlpPolicy", latent_env)``.
 """
 
-__all__: list[str] = []
+from .buffers import LatentReplayBuffer
+from .dsrl_na import DSRLNA
+from .lagrangian_sac import LagrangianSAC
+from .policies import DSRLNAPolicy, MlpPolicy, SteeringPolicy
+from .steering import SteeredPolicy, SteeringAlgorithm
+
+__all__ = [
+    "DSRLNA",
+    "DSRLNAPolicy",
+    "LagrangianSAC",
+    "LatentReplayBuffer",
+    "MlpPolicy",
+    "SteeredPolicy",
+    "SteeringAlgorithm",
+    "SteeringPolicy",
+]

@@ -52,7 +52,7 @@ def env_specs() -> list[tuple[str, int]]:
 class Pair:
     """A wrapped env and a manual env + decoder, stepped with the same latent sequence."""
 
-    def __init__(self, env_id: str, hidden: int, seed: int, n_latents: int) -> None:
+    def __init__(self, env_id: str, hidden: int, seed: int, n_latents: int, compile: bool = False) -> None:
         import gymnasium as gym
         import numpy as np
         import torch
@@ -133,9 +133,13 @@ class Pair:
         )
 
 
-def bench_env(env_id: str, hidden: int, blocks: int, block_steps: int, seed: int = 0) -> dict:
-    pair = Pair(env_id, hidden, seed, n_latents=10_007)
-    # warm-up (first calls allocate, load kernels, ...)
+def bench_env(env_id: str, hidden: int, blocks: int, block_steps: int, seed: int = 0, compile: bool = False) -> dict:
+    pair = Pair(env_id, hidden, seed, n_latents=10_007, compile=compile)
+    # warm-up (first calls allocate, load kernels, compile when compile=True, ...)
+    t0 = time.perf_counter()
+    pair.run_wrapped(1)
+    first_call_s = time.perf_counter() - t0
+    pair.run_manual(1)
     pair.run_wrapped(max(5, block_steps // 4))
     pair.run_manual(max(5, block_steps // 4))
     t_w: list[float] = []
@@ -152,7 +156,9 @@ def bench_env(env_id: str, hidden: int, blocks: int, block_steps: int, seed: int
         "env_id": env_id,
         "obs_dim": pair.obs_dim,
         "act_dim": pair.act_dim,
-        "decoder": f"DiffusionDecoder(chunk={CHUNK}, hidden={hidden}, n_blocks=3, 10 DDIM steps, eager)",
+        "decoder": f"DiffusionDecoder(chunk={CHUNK}, hidden={hidden}, n_blocks=3, 10 DDIM steps, "
+                   f"{'compiled' if compile else 'eager'})",
+        "first_latent_step_s": first_call_s,
         "blocks": blocks,
         "latent_steps_per_block": block_steps,
         "wrapped_s_per_latent_step": median(t_w),
@@ -188,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--blocks", type=int, default=None, help="alternating blocks per env (default 40, quick 6)")
     p.add_argument("--block-steps", type=int, default=None, help="latent steps per block (default 100, quick 25)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="build the decoders with compile=True (warm-up compiles)")
     p.add_argument("--profile", action="store_true", help="also print a cProfile of the wrapped step")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for env_id, hidden in env_specs():
         t0 = time.perf_counter()
-        results.append(bench_env(env_id, hidden, blocks, block_steps))
+        results.append(bench_env(env_id, hidden, blocks, block_steps, compile=args.compile))
         print(f"[{env_id}] done in {time.perf_counter() - t0:.1f}s", flush=True)
     info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     info["wall_s"] = time.perf_counter() - t_start

@@ -1,0 +1,185 @@
+"""LagrangianSAC: LP-DS (Lagrangian Perturbation Diffusion Steering), paper Algorithm 1, as an SB3 algorithm."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
+
+from lpds_envs.decoders.base import Decoder
+
+from .policies import SteeringPolicy
+from .steering import SteeringAlgorithm
+
+
+class LagrangianSAC(SteeringAlgorithm):
+    """LP-DS: learn a residual ``Delta(s)`` on the frozen decoder's input noise under ``E||Delta||^2 <= delta``.
+
+    Each gradient step (Algorithm 1, lines 7-20)::
+
+        eps', eps ~ N(0, I);  a' = Phi(clip(eps' + Delta(s')); s');  a_eps = Phi(clip(eps); s)   # one decoder call
+        y = r + gamma (1 - done) min_j Q^A_targ,j(s', a')                                         # TD target
+        Q^A <- Q^A - lr grad 0.5 sum_j (Q^A_j(s, a) - y)^2                 # a = the stored decoded chunk
+        Q^W <- Q^W - lr grad sum_j (Q^W_j(s, eps) - Q^A_j(s, a_eps))^2     # latent_critic_steps times
+        theta <- theta + lr grad [min_j Q^W_j(s, eps + Delta(s)) - alpha (||Delta(s)||^2 - delta)]
+        alpha <- max(0, alpha + alpha_lr mean(||Delta(s)||^2 - delta))     # dual step (if use_lagrangian)
+        Q^A_targ <- Polyak(Q^A, tau)
+
+    ``||Delta||^2`` is summed over all latent dimensions, so ``delta`` is the paper's Table 2 value and
+    ``delta / 2`` is a KL budget (``KL(N(Delta, I) || N(0, I)) = ||Delta||^2 / 2``). The discount applies once per
+    latent step, i.e. per executed chunk (as DSRL). ``learning_starts`` and ``total_timesteps`` count latent
+    steps (SB3's convention); raw env steps are logged as ``time/raw_env_steps``.
+
+    :param policy: ``"MlpPolicy"`` or a :class:`~algorithms.policies.SteeringPolicy` subclass
+    :param env: a latent env (``LatentSteeringWrapper``, ``make_latent_vec_env``, ``gym.make("LPDS-...")``) or its id
+    :param delta: trust-region target (float, or a schedule ``f(progress_remaining) -> delta`` as SB3 learning rates)
+    :param alpha_init: initial Lagrange multiplier (>= 0)
+    :param alpha_lr: step size of the projected dual ascent on alpha
+    :param use_lagrangian: ``False`` freezes alpha at ``alpha_init`` (the paper's "w/o Lagrangian" ablation with 0)
+    :param latent_critic_steps: Q^W distillation steps per gradient step (paper Table 1: 10 on Adroit)
+    :param decoder: the frozen decoder, when the env does not expose one (or to override it)
+    :param learning_rate: Adam learning rate of actor and both critics (float or schedule)
+    :param buffer_size: replay capacity (transitions)
+    :param learning_starts: latent steps with ``w ~ N(0, I)`` before learning starts
+    :param batch_size: minibatch size
+    :param tau: Polyak coefficient of the Q^A target
+    :param gamma: discount per latent step
+    :param train_freq: update the model every ``train_freq`` steps
+    :param gradient_steps: gradient steps per update (the UTD ratio)
+    :param target_update_interval: Polyak-update the target every this many gradient steps
+    :param policy_kwargs: ``net_arch``, ``n_critics``, ``layer_norm``, ``activation_fn``, ``actor_init_scale``, ...
+
+    Example::
+
+        >>> import gymnasium as gym, lpds_envs
+        >>> from algorithms import LagrangianSAC
+        >>> model = LagrangianSAC("MlpPolicy", gym.make("LPDS-MultiGoal-v0"), delta=0.05, learning_starts=100)
+        >>> model = model.learn(total_timesteps=200)
+        >>> model.alpha >= 0
+        True
+    """
+
+    def __init__(
+        self,
+        policy: str | type[SteeringPolicy],
+        env: Any,
+        delta: float | Callable[[float], float] = 0.35,
+        alpha_init: float = 1.0,
+        alpha_lr: float = 0.01,
+        use_lagrangian: bool = True,
+        latent_critic_steps: int = 1,
+        decoder: Decoder | None = None,
+        learning_rate: float | Callable[[float], float] = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 1000,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        target_update_interval: int = 1,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if not callable(delta) and not float(delta) > 0:
+            raise ValueError(f"delta must be > 0 (a trust-region size, paper Table 2 uses 0.10-0.50), got {delta}")
+        if alpha_init < 0:
+            raise ValueError(f"alpha_init must be >= 0 (a Lagrange multiplier), got {alpha_init}")
+        if alpha_lr < 0:
+            raise ValueError(f"alpha_lr must be >= 0, got {alpha_lr}")
+        self.delta_schedule = FloatSchedule(delta) if callable(delta) else ConstantSchedule(float(delta))
+        self.alpha = float(alpha_init)
+        self.alpha_init, self.alpha_lr, self.use_lagrangian = float(alpha_init), float(alpha_lr), bool(use_lagrangian)
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            latent_critic_steps,
+            decoder,
+            target_update_interval,
+            policy_kwargs,
+            stats_window_size,
+            tensorboard_log,
+            verbose,
+            seed,
+            device,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    @property
+    def delta(self) -> float:
+        """The current trust-region target (constant unless a schedule was given)."""
+        return float(self.delta_schedule(self._current_progress_remaining))
+
+    def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.action_critic.optimizer, self.latent_critic.optimizer])
+        delta = self.delta
+        logs: dict[str, list[float]] = {
+            k: [] for k in ("critic_loss", "latent_critic_loss", "actor_loss", "perturbation_sq", "q_w")
+        }
+        for step in range(gradient_steps):
+            replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            obs, next_obs = replay.observations, replay.next_observations
+
+            # decode the next actions of the current steered policy and the prior samples in one call
+            with torch.no_grad():
+                next_w = torch.randn_like(replay.actions) + self.actor(next_obs)
+                eps = torch.randn_like(replay.actions)
+                next_chunks, eps_chunks = self.decode_batches(
+                    (next_obs, self.clip_latent(next_w)), (obs, self.clip_latent(eps))
+                )
+
+                # TD target on the action critic (line 10)
+                next_q = self.action_critic_target(next_obs, next_chunks).min(dim=1, keepdim=True).values
+                target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q
+
+            # action critic on the stored decoded chunks (line 11)
+            logs["critic_loss"].append(self.action_critic_step(replay, target_q))
+            # latent critic distilled on the prior (lines 14-15)
+            logs["latent_critic_loss"].append(self.latent_critic_distill(obs, self.clip_latent(eps), eps_chunks))
+
+            # actor: maximise Q^W(s, eps + Delta(s)) - alpha (||Delta(s)||^2 - delta) (lines 17-18)
+            delta_s = self.actor(obs)
+            pert_sq = delta_s.pow(2).sum(dim=1)
+            q_w = self.latent_critic(obs, torch.randn_like(delta_s) + delta_s).min(dim=1).values
+            actor_loss = (-q_w + self.alpha * (pert_sq - delta)).mean()
+            self.actor.optimizer.zero_grad()
+            actor_loss.backward()
+            self.actor.optimizer.step()
+
+            # projected dual ascent on alpha (line 19)
+            if self.use_lagrangian:
+                self.alpha = max(0.0, self.alpha + self.alpha_lr * (float(pert_sq.mean().item()) - delta))
+
+            # target networks (line 20)
+            if step % self.target_update_interval == 0:
+                self.polyak_update_targets()
+
+            logs["actor_loss"].append(float(actor_loss.item()))
+            logs["perturbation_sq"].append(float(pert_sq.mean().item()))
+            logs["q_w"].append(float(q_w.mean().item()))
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/alpha", self.alpha)
+        self.logger.record("train/delta", delta)
+        for key, values in logs.items():
+            self.logger.record(f"train/{key}", float(np.mean(values)))
+        self.logger.record("time/raw_env_steps", self.raw_env_steps)

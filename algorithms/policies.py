@@ -1,0 +1,234 @@
+"""Networks of the steering learners: the perturbation actor Delta(s), the action critic Q^A(s, a) on decoded
+chunks and the latent critic Q^W(s, w), bundled in one SB3 policy."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, create_mlp
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+
+def mlp(input_dim: int, output_dim: int, net_arch: list[int], activation_fn: type[nn.Module], layer_norm: bool):
+    """``create_mlp`` with optional LayerNorm after each hidden linear layer (as the DSRL reference MLPs)."""
+    post = [nn.LayerNorm] if layer_norm else None
+    return nn.Sequential(*create_mlp(input_dim, output_dim, net_arch, activation_fn, post_linear_modules=post))
+
+
+class QEnsemble(nn.Module):
+    """``n_critics`` independent Q-networks ``Q_j(s, x)``; ``forward`` returns a ``(B, n_critics)`` tensor."""
+
+    def __init__(
+        self,
+        features_extractor: BaseFeaturesExtractor,
+        input_dim: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+        n_critics: int,
+        layer_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.features_extractor = features_extractor
+        self.q_nets = nn.ModuleList(
+            mlp(features_extractor.features_dim + input_dim, 1, net_arch, activation_fn, layer_norm)
+            for _ in range(n_critics)
+        )
+
+    def forward(self, obs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.features_extractor(obs), x.flatten(1)], dim=1)
+        return torch.cat([q(h) for q in self.q_nets], dim=1)
+
+
+class PerturbationActor(nn.Module):
+    """``Delta_theta(s)``: an MLP whose last layer starts near zero, so the first steered policy is the backbone."""
+
+    def __init__(
+        self,
+        features_extractor: BaseFeaturesExtractor,
+        latent_dim: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+        layer_norm: bool,
+        init_scale: float,
+    ) -> None:
+        super().__init__()
+        self.features_extractor = features_extractor
+        self.net = mlp(features_extractor.features_dim, latent_dim, net_arch, activation_fn, layer_norm)
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():
+            last.weight.mul_(init_scale)
+            last.bias.zero_()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.features_extractor(obs))
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC actor in latent space: ``w = bound * tanh(u)``, ``u ~ N(mu(s), sigma(s)^2)`` (DSRL-NA's latent policy).
+
+    ``action_log_prob`` returns the latent and its log-density *as a latent* (tanh and scale corrections included),
+    so an entropy target refers to the distribution the decoder actually sees.
+    """
+
+    LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+    def __init__(
+        self,
+        features_extractor: BaseFeaturesExtractor,
+        latent_dim: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+        layer_norm: bool,
+        bound: float,
+    ) -> None:
+        super().__init__()
+        self.features_extractor = features_extractor
+        self.trunk = mlp(features_extractor.features_dim, 0, net_arch, activation_fn, layer_norm)
+        hidden = net_arch[-1] if net_arch else features_extractor.features_dim
+        self.mu = nn.Linear(hidden, latent_dim)
+        self.log_std = nn.Linear(hidden, latent_dim)
+        self.bound = float(bound)
+
+    def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(self.features_extractor(obs))
+        return self.mu(h), self.log_std(h).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        mu, log_std = self._dist(obs)
+        u = mu if deterministic else mu + log_std.exp() * torch.randn_like(mu)
+        return self.bound * torch.tanh(u)
+
+    def action_log_prob(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self._dist(obs)
+        u = mu + log_std.exp() * torch.randn_like(mu)
+        log_prob = torch.distributions.Normal(mu, log_std.exp()).log_prob(u).sum(dim=1)
+        # change of variables w = bound * tanh(u): log|dw/du| = log(bound) + log(1 - tanh(u)^2), computed stably
+        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(dim=1)
+        log_prob = log_prob - u.shape[1] * math.log(self.bound)
+        return self.bound * torch.tanh(u), log_prob
+
+
+class SteeringPolicy(BasePolicy):
+    """Actor Delta(s), action critic Q^A (with Polyak target) and latent critic Q^W, with their optimizers.
+
+    ``predict(obs, deterministic=True)`` returns ``Delta(s)``; stochastic returns ``eps + Delta(s)``,
+    ``eps ~ N(0, I)`` (then clipped to the latent box by SB3).
+
+    :param decoded_action_dim: size of a flattened decoded chunk (Q^A's action input)
+    :param net_arch: hidden layers of every network (default ``[256, 256]``; the paper's Adroit runs use 3 x 256)
+    :param n_critics: members of each critic ensemble
+    :param layer_norm: LayerNorm after each hidden layer of every network
+    :param actor_init_scale: scale of the actor's last-layer weights at initialisation (bias 0)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        decoded_action_dim: int,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        n_critics: int = 2,
+        layer_norm: bool = False,
+        actor_init_scale: float = 1e-3,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=normalize_images,
+            squash_output=False,
+        )
+        if n_critics < 1:
+            raise ValueError(f"n_critics must be >= 1, got {n_critics}")
+        self.net_arch = list(net_arch) if net_arch is not None else [256, 256]
+        self.activation_fn, self.n_critics, self.layer_norm = activation_fn, n_critics, layer_norm
+        self.decoded_action_dim, self.actor_init_scale = int(decoded_action_dim), actor_init_scale
+        latent_dim = int(action_space.shape[0])
+        args = (self.net_arch, activation_fn)
+        self.actor = self.make_actor(latent_dim)
+        self.action_critic = QEnsemble(
+            self.make_features_extractor(), self.decoded_action_dim, *args, n_critics, layer_norm
+        )
+        self.action_critic_target = copy.deepcopy(self.action_critic).requires_grad_(False)
+        self.latent_critic = QEnsemble(self.make_features_extractor(), latent_dim, *args, n_critics, layer_norm)
+        lr = lr_schedule(1)
+        self.actor.optimizer = optimizer_class(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)
+        self.action_critic.optimizer = optimizer_class(self.action_critic.parameters(), lr=lr, **self.optimizer_kwargs)
+        self.latent_critic.optimizer = optimizer_class(self.latent_critic.parameters(), lr=lr, **self.optimizer_kwargs)
+        self.action_critic_target.train(False)
+
+    def make_actor(self, latent_dim: int) -> nn.Module:
+        return PerturbationActor(
+            self.make_features_extractor(),
+            latent_dim,
+            self.net_arch,
+            self.activation_fn,
+            self.layer_norm,
+            self.actor_init_scale,
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            decoded_action_dim=self.decoded_action_dim,
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            layer_norm=self.layer_norm,
+            actor_init_scale=self.actor_init_scale,
+        )
+        return data
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        return self._predict(obs, deterministic)
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        delta = self.actor(observation)
+        return delta if deterministic else delta + torch.randn_like(delta)
+
+    def set_training_mode(self, mode: bool) -> None:
+        self.actor.train(mode)
+        self.action_critic.train(mode)
+        self.latent_critic.train(mode)
+        self.training = mode
+
+
+class DSRLNAPolicy(SteeringPolicy):
+    """Steering policy whose actor is a tanh-squashed Gaussian scaled to the latent bound (DSRL-NA).
+
+    ``predict(deterministic=True)`` returns ``bound * tanh(mu(s))``; stochastic samples the latent policy.
+    """
+
+    def make_actor(self, latent_dim: int) -> nn.Module:
+        high = float(self.action_space.high.max())
+        if not math.isfinite(high) or high >= 1e6:  # 1e6: SteeringAlgorithm's stand-in for an unbounded box
+            raise ValueError(
+                "DSRL-NA squashes its latent actor into the latent box: give the env a finite latent_bound"
+            )
+        return SquashedGaussianActor(
+            self.make_features_extractor(), latent_dim, self.net_arch, self.activation_fn, self.layer_norm, high
+        )
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        return self.actor(observation, deterministic)
+
+
+MlpPolicy = SteeringPolicy

@@ -1,0 +1,73 @@
+"""Per-env hyperparameter presets (``algorithms/hyperparams/<algo>.yml``, RL Zoo style), read by the Python API
+and the ``lpds`` CLI alike.
+
+Example::
+
+    >>> from algorithms.presets import get_preset
+    >>> p = get_preset("lpds", "LPDS-AdroitHammer-v0")
+    >>> p["delta"], p["gradient_steps"], p["env_kwargs"]["latent_bound"]
+    (0.1, 10, 2.5)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+
+
+def available_algos() -> list[str]:
+    return sorted(p.stem for p in HYPERPARAMS_DIR.glob("*.yml"))
+
+
+def load_presets(algo: str) -> dict[str, dict[str, Any]]:
+    """All presets of ``algo`` (``lpds``, ``dsrl``, ``dsrl-na``)."""
+    path = HYPERPARAMS_DIR / f"{algo}.yml"
+    if not path.is_file():
+        raise ValueError(f"no presets for algorithm {algo!r}; available: {available_algos()}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def get_preset(algo: str, env_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The preset of ``env_id`` for ``algo`` (empty when the env has none), with ``overrides`` merged on top
+    (nested dicts such as ``policy_kwargs`` and ``env_kwargs`` are merged key by key)."""
+    preset = copy.deepcopy(load_presets(algo).get(env_id, {}))
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(preset.get(key), dict):
+            preset[key] = {**preset[key], **value}
+        else:
+            preset[key] = value
+    return preset
+
+
+def make_algorithm(
+    algo: str,
+    env_id: str,
+    n_envs: int = 1,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    **kwargs: Any,
+):
+    """Build the latent VecEnv and the learner of ``algo`` for ``env_id`` from its preset.
+
+    ``algo``: ``lpds`` (:class:`~algorithms.LagrangianSAC`), ``dsrl`` (SB3 ``SAC`` on the latent env = DSRL-SAC)
+    or ``dsrl-na`` (:class:`~algorithms.DSRLNA`). ``overrides`` update the preset; ``kwargs`` go to the learner.
+    """
+    from stable_baselines3 import SAC
+
+    from lpds_envs.wrappers import make_latent_vec_env
+
+    from .dsrl_na import DSRLNA
+    from .lagrangian_sac import LagrangianSAC
+
+    algos = {"lpds": LagrangianSAC, "dsrl": SAC, "dsrl-na": DSRLNA}
+    if algo not in algos:
+        raise ValueError(f"algo must be one of {sorted(algos)}, got {algo!r}")
+    preset = get_preset(algo, env_id, overrides)
+    env_kwargs = preset.pop("env_kwargs", {})
+    venv = make_latent_vec_env(env_id, n_envs=n_envs, seed=seed, **env_kwargs)
+    return algos[algo]("MlpPolicy", venv, seed=seed, **{**preset, **kwargs})

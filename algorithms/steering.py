@@ -1,0 +1,290 @@
+"""Shared two-critic machinery of the latent-steering learners, on top of SB3's ``OffPolicyAlgorithm``.
+
+What every learner here has in common: the frozen decoder (from the env or ``decoder=``), a replay buffer that
+stores latent and decoded chunk, prior warm-up, one batched decoder call per gradient step, the action critic
+Q^A trained by TD on decoded chunks, and the latent critic Q^W distilled on prior noise. Subclasses write
+``train()`` so that it reads top to bottom against their algorithm box.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from torch import nn
+
+from lpds_envs.decoders.base import Decoder
+from lpds_envs.wrappers import VecLatentSteeringWrapper
+
+from .buffers import LatentReplayBuffer
+from .policies import SteeringPolicy
+
+
+def resolve_decoder(env: VecEnv | None, decoder: Decoder | None) -> Decoder | None:
+    """The frozen decoder: ``decoder`` if given, else the one of the latent env (batched or per sub-env)."""
+    if decoder is not None:
+        if not isinstance(decoder, Decoder):
+            raise TypeError(f"decoder must be an lpds_envs.decoders.Decoder, got {type(decoder).__name__}")
+        return decoder
+    if env is None:
+        return None
+    venv: Any = env
+    while isinstance(venv, VecEnvWrapper):
+        if isinstance(venv, VecLatentSteeringWrapper):
+            return venv.decoder
+        venv = venv.venv
+    try:
+        found = env.get_attr("decoder")[0]
+    except AttributeError:
+        found = None
+    if not isinstance(found, Decoder):
+        raise ValueError(
+            "the env is not a latent steering env (no .decoder): wrap it with LatentSteeringWrapper, build it with "
+            "make_latent_vec_env or gym.make('LPDS-...'), or pass decoder= explicitly"
+        )
+    return found
+
+
+#: SB3 insists on finite Box bounds; an unbounded latent env (``latent_bound=None``) is shown to SB3 with this stand-in
+UNBOUNDED_STANDIN = 1e6
+
+
+class _FiniteBoundsView(VecEnvWrapper):
+    """Presents an unbounded latent box as ``[-1e6, 1e6]`` so SB3 accepts it; latents pass through unchanged."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        box = venv.action_space
+        super().__init__(venv, action_space=spaces.Box(-UNBOUNDED_STANDIN, UNBOUNDED_STANDIN, box.shape, box.dtype))
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        return self.venv.step_wait()
+
+
+def _accept_unbounded(env: Any, verbose: int) -> Any:
+    if env is None or isinstance(env, str):
+        return env
+    box = env.action_space
+    if isinstance(box, spaces.Box) and not np.all(np.isfinite(np.concatenate([box.low, box.high]))):
+        venv = env if isinstance(env, VecEnv) else OffPolicyAlgorithm._wrap_env(env, verbose)
+        return _FiniteBoundsView(venv)
+    return env
+
+
+class SteeringAlgorithm(OffPolicyAlgorithm):
+    """Base class; see :class:`algorithms.LagrangianSAC` for the parameters."""
+
+    policy_aliases = {"MlpPolicy": SteeringPolicy}  # noqa: RUF012
+    policy: SteeringPolicy
+    replay_buffer: LatentReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[SteeringPolicy],
+        env: Any,
+        learning_rate: float | Any = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 1000,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        latent_critic_steps: int = 1,
+        decoder: Decoder | None = None,
+        target_update_interval: int = 1,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+    ) -> None:
+        if latent_critic_steps < 1:
+            raise ValueError(f"latent_critic_steps must be >= 1, got {latent_critic_steps}")
+        self.decoder = decoder
+        self.latent_critic_steps = int(latent_critic_steps)
+        self.target_update_interval = int(target_update_interval)
+        self.raw_env_steps = 0
+        env = _accept_unbounded(env, verbose)
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=None,
+            replay_buffer_class=LatentReplayBuffer,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box,),
+        )
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def load(cls, path: Any, env: Any = None, *args: Any, **kwargs: Any):  # type: ignore[override]
+        """SB3's ``load``; an unbounded latent env is accepted as at construction."""
+        return super().load(path, _accept_unbounded(env, 0), *args, **kwargs)
+
+    def set_env(self, env: Any, force_reset: bool = True) -> None:
+        super().set_env(_accept_unbounded(env, self.verbose), force_reset)
+
+    def _setup_model(self) -> None:
+        self.decoder = resolve_decoder(self.env, self.decoder)
+        box = self.action_space
+        assert isinstance(box, spaces.Box)
+        high = float(np.max(box.high))
+        self.latent_bound = None if high >= UNBOUNDED_STANDIN else high
+        if self.decoder is not None:
+            if box.shape != (self.decoder.latent_dim,):
+                raise ValueError(
+                    f"the env's action space has shape {box.shape}, but the decoder's latent is "
+                    f"{self.decoder.latent_shape} = ({self.decoder.latent_dim},) flat; is this the decoder of this env?"
+                )
+            decoded_dim = int(np.prod(self.decoder.action_shape))
+        elif "decoded_action_dim" in self.policy_kwargs:  # loaded for prediction only
+            decoded_dim = int(self.policy_kwargs["decoded_action_dim"])
+        else:
+            raise ValueError("no decoder: pass a latent env or decoder=")
+        self.policy_kwargs = {**self.policy_kwargs, "decoded_action_dim": decoded_dim}
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "decoded_action_dim": decoded_dim}
+        super()._setup_model()
+        self.actor = self.policy.actor
+        self.action_critic = self.policy.action_critic
+        self.action_critic_target = self.policy.action_critic_target
+        self.latent_critic = self.policy.latent_critic
+
+    def _excluded_save_params(self) -> list[str]:
+        # the frozen decoder is never pickled into the zip: it comes back from the env or decoder= at load
+        return [
+            *super()._excluded_save_params(),
+            "decoder",
+            "actor",
+            "action_critic",
+            "action_critic_target",
+            "latent_critic",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "actor.optimizer", "action_critic.optimizer", "latent_critic.optimizer"], []
+
+    # ------------------------------------------------------------------ rollouts
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
+        """Warm-up draws ``w ~ N(0, I)`` (the backbone itself), then ``w = eps + Delta(s)``; clipped to the box."""
+        if self.num_timesteps < learning_starts:
+            w = np.random.standard_normal((n_envs, self.action_space.shape[0])).astype(np.float32)
+        else:
+            w, _ = self.predict(self._last_obs, deterministic=False)
+        w = np.clip(w, self.action_space.low, self.action_space.high).astype(np.float32)
+        return w, w
+
+    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
+        self.raw_env_steps += int(sum(info.get("executed_steps", 1) for info in infos))
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
+    def dump_logs(self) -> None:
+        self.logger.record("time/raw_env_steps", self.raw_env_steps)
+        super().dump_logs()
+
+    # ------------------------------------------------------------------ shared update pieces
+    def clip_latent(self, w: torch.Tensor) -> torch.Tensor:
+        """What the env does to a latent before decoding."""
+        return w if self.latent_bound is None else w.clamp(-self.latent_bound, self.latent_bound)
+
+    def decode(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Frozen ``Phi(w; s)`` for flat latents ``(B, d)`` (no clipping here), as flat chunks ``(B, Ta * act_dim)``."""
+        if self.decoder is None:
+            raise RuntimeError("training needs the decoder: load with env=<latent env> or decoder=")
+        return self.decoder(obs, w).flatten(1).to(self.device)
+
+    def decode_batches(self, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        """Decode several ``(obs, w)`` batches in one decoder call (decoding dominates the cost)."""
+        sizes = [len(o) for o, _ in pairs]
+        chunks = self.decode(torch.cat([o for o, _ in pairs]), torch.cat([w for _, w in pairs]))
+        return list(torch.split(chunks, sizes))
+
+    def action_critic_step(self, replay: Any, target_q: torch.Tensor) -> float:
+        """One TD step of Q^A on the stored decoded chunks: ``0.5 sum_j MSE(Q^A_j(s, a), y)``."""
+        q = self.action_critic(replay.observations, replay.decoded_actions)
+        loss = 0.5 * F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(0).sum()
+        self.action_critic.optimizer.zero_grad()
+        loss.backward()
+        self.action_critic.optimizer.step()
+        return float(loss.item())
+
+    def latent_critic_distill(self, obs: torch.Tensor, eps: torch.Tensor, eps_chunks: torch.Tensor) -> float:
+        """``latent_critic_steps`` steps of ``sum_j MSE(Q^W_j(s, eps), Q^A_j(s, Phi(eps; s)))`` (member by member).
+
+        The prior samples and their decodes are drawn once per gradient step and reused across these steps.
+        """
+        with torch.no_grad():
+            target = self.action_critic(obs, eps_chunks)
+        losses = []
+        for _ in range(self.latent_critic_steps):
+            loss = F.mse_loss(self.latent_critic(obs, eps), target, reduction="none").mean(0).sum()
+            self.latent_critic.optimizer.zero_grad()
+            loss.backward()
+            self.latent_critic.optimizer.step()
+            losses.append(loss.item())
+        return float(np.mean(losses))
+
+    def polyak_update_targets(self) -> None:
+        with torch.no_grad():
+            for p, p_targ in zip(self.action_critic.parameters(), self.action_critic_target.parameters()):
+                p_targ.mul_(1 - self.tau).add_(p, alpha=self.tau)
+            for b, b_targ in zip(self.action_critic.buffers(), self.action_critic_target.buffers()):
+                b_targ.copy_(b)
+
+    def steered_policy(self, deterministic: bool = False) -> nn.Module:
+        """A plain ``nn.Module`` mapping raw observations to raw action chunks: ``Phi(clip(eps + Delta(s)); s)``.
+
+        For deployment without the wrapper or SB3. ``forward(obs, eps=None)``: ``eps`` defaults to fresh
+        ``N(0, I)`` noise (or zeros when ``deterministic``).
+        """
+        if self.decoder is None:
+            raise RuntimeError("steered_policy needs the decoder: load with env= or decoder=")
+        return SteeredPolicy(self.decoder, self.actor, self.latent_bound, deterministic)
+
+
+class SteeredPolicy(nn.Module):
+    """``obs -> Phi(clip(eps + Delta(obs)); obs)``; see :meth:`SteeringAlgorithm.steered_policy`."""
+
+    def __init__(self, decoder: Decoder, actor: nn.Module, latent_bound: float | None, deterministic: bool) -> None:
+        super().__init__()
+        self.decoder, self.actor = decoder, copy_module(actor)
+        self.latent_bound, self.deterministic = latent_bound, deterministic
+
+    @torch.no_grad()
+    def forward(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=next(self.actor.parameters()).device)
+        delta = self.actor(obs)
+        if eps is None:
+            eps = torch.zeros_like(delta) if self.deterministic else torch.randn_like(delta)
+        w = eps.reshape(delta.shape).to(delta) + delta
+        if self.latent_bound is not None:
+            w = w.clamp(-self.latent_bound, self.latent_bound)
+        return self.decoder(obs, w)
+
+
+def copy_module(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module).eval().requires_grad_(False)

@@ -1,0 +1,52 @@
+import pytest
+from stable_baselines3 import SAC
+
+from algorithms import DSRLNA, LagrangianSAC
+from algorithms.presets import available_algos, get_preset, make_algorithm
+
+TABLE_2 = {
+    "LPDS-Square-v0": 0.35,
+    "LPDS-Lift-v0": 0.10,
+    "LPDS-Can-v0": 0.35,
+    "LPDS-Hopper-v0": 0.50,
+    "LPDS-Walker2d-v0": 0.35,
+    "LPDS-HalfCheetah-v0": 0.35,
+    "LPDS-AdroitPen-v0": 0.35,
+    "LPDS-AdroitHammer-v0": 0.10,
+    "LPDS-AdroitDoor-v0": 0.35,
+    "LPDS-AdroitRelocate-v0": 0.35,
+}
+
+
+def test_paper_values():
+    assert set(available_algos()) >= {"lpds", "dsrl", "dsrl-na"}
+    for env_id, delta in TABLE_2.items():
+        assert get_preset("lpds", env_id)["delta"] == delta
+    for task in ("Pen", "Hammer", "Door", "Relocate"):
+        for algo in ("lpds", "dsrl", "dsrl-na"):
+            p = get_preset(algo, f"LPDS-Adroit{task}-v0")  # Table 1 and 3
+            assert p["policy_kwargs"] == {"net_arch": [256, 256, 256], "n_critics": 2}
+            assert p["gradient_steps"] == 10 and p["gamma"] == 0.99 and p["env_kwargs"]["latent_bound"] == 2.5
+            assert p["learning_starts"] * 8 == 2000
+            if algo != "dsrl":
+                assert p["latent_critic_steps"] == 10
+            if algo != "lpds":
+                assert p["target_entropy"] == 0.0
+    assert get_preset("dsrl", "LPDS-MultiGoal-v0")["env_kwargs"]["latent_bound"] == 1.5  # App. B
+
+
+def test_overrides_merge_nested_and_unknowns_fail():
+    p = get_preset("lpds", "LPDS-AdroitPen-v0", {"delta": 0.2, "policy_kwargs": {"layer_norm": True}})
+    assert p["delta"] == 0.2 and p["policy_kwargs"]["layer_norm"] and p["policy_kwargs"]["n_critics"] == 2
+    assert get_preset("lpds", "LPDS-AdroitPen-v0")["delta"] == 0.35  # the stored preset is untouched
+    with pytest.raises(ValueError, match="no presets"):
+        get_preset("ppo", "LPDS-AdroitPen-v0")
+
+
+@pytest.mark.parametrize("algo,cls", [("lpds", LagrangianSAC), ("dsrl", SAC), ("dsrl-na", DSRLNA)])
+def test_make_algorithm_builds_from_the_preset(algo, cls):
+    model = make_algorithm(algo, "LPDS-MultiGoal-v0", seed=0, overrides={"policy_kwargs": {"net_arch": [8]}})
+    assert isinstance(model, cls)
+    bound = get_preset(algo, "LPDS-MultiGoal-v0")["env_kwargs"]["latent_bound"]
+    assert model.action_space.high[0] == bound
+    assert model.learning_starts == 500
