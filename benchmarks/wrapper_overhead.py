@@ -159,6 +159,7 @@ def bench_env(env_id: str, hidden: int, blocks: int, block_steps: int, seed: int
         "decoder": f"DiffusionDecoder(chunk={CHUNK}, hidden={hidden}, n_blocks=3, 10 DDIM steps, "
                    f"{'compiled' if compile else 'eager'})",
         "first_latent_step_s": first_call_s,
+        "decoder_compiled_active": getattr(pair.decoder, "_compiled", None) is not None,
         "blocks": blocks,
         "latent_steps_per_block": block_steps,
         "wrapped_s_per_latent_step": median(t_w),

@@ -192,10 +192,13 @@ class DiffusionDecoder(PretrainedDecoder):
         return self.net(x_t.flatten(1), t.float(), obs_n).view_as(x_t)
 
     def _ddim_loop(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        # same as calling predict_noise at each step; obs and time parts of the input layer are computed once
+        obs_proj = self.net.obs_projection(obs_n)
+        time_proj = self.net.time_projection(self.sampler.timesteps.float())
         x = w
         for k in range(self.sampler.num_inference_steps):
-            t = self.sampler.timesteps[k].expand(x.shape[0])
-            x = self.sampler.step(self.predict_noise(x, t, obs_n), k, x)
+            eps = self.net.forward_projected(x.flatten(1), obs_proj, time_proj[k : k + 1]).view_as(x)
+            x = self.sampler.step(eps, k, x)
         return x
 
     def _sample(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

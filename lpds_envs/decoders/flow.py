@@ -115,7 +115,14 @@ class FlowDecoder(PretrainedDecoder):
         return self.net(x.flatten(1), t * self.time_scale, obs_n).view_as(x)
 
     def _ode_loop(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        x = integrate_ode(lambda x, t: self.velocity(x, t, obs_n), w, self.num_inference_steps, self.integrator)
+        # same as integrate_ode(velocity); the obs part of the input layer is computed once per decode
+        obs_proj = self.net.obs_projection(obs_n)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            time_proj = self.net.time_projection(t[:1] * self.time_scale)
+            return self.net.forward_projected(x.flatten(1), obs_proj, time_proj).view_as(x)
+
+        x = integrate_ode(velocity, w, self.num_inference_steps, self.integrator)
         return x.clamp(-1.0, 1.0) if self.clip_output else x
 
     def _sample(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -60,8 +61,26 @@ class ConditionalResidualMLP(nn.Module):
         self.blocks = nn.Sequential(*[ResidualBlock(hidden_dim) for _ in range(n_blocks)])
         self.out_norm = nn.LayerNorm(hidden_dim)
         self.out = nn.Linear(hidden_dim, x_dim)
+        self.x_dim, self.obs_dim = x_dim, obs_dim
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """``x (B, x_dim)``, ``t (B,)``, ``obs (B, obs_dim)`` -> ``(B, x_dim)``."""
         h = self.inp(torch.cat([x, obs, self.time_embed(t)], dim=-1))
-        return self.out(torch.nn.functional.mish(self.out_norm(self.blocks(h))))
+        return self.head(h)
+
+    # A sampling loop evaluates the network K times on the same observations at K known times. The input layer
+    # is linear in [x, obs, emb(t)], so its obs and time parts are computed once per decode instead of K times.
+    def obs_projection(self, obs: torch.Tensor) -> torch.Tensor:
+        """``W_obs obs + b`` of the input layer, ``(B, hidden)``."""
+        return F.linear(obs, self.inp.weight[:, self.x_dim : self.x_dim + self.obs_dim], self.inp.bias)
+
+    def time_projection(self, t: torch.Tensor) -> torch.Tensor:
+        """``W_t emb(t)`` of the input layer for a few times ``(K,)``, ``(K, hidden)``."""
+        return F.linear(self.time_embed(t), self.inp.weight[:, self.x_dim + self.obs_dim :])
+
+    def forward_projected(self, x: torch.Tensor, obs_proj: torch.Tensor, time_proj: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward` given ``obs_projection(obs)`` and one row ``time_projection(t)``."""
+        return self.head(F.linear(x, self.inp.weight[:, : self.x_dim]) + obs_proj + time_proj)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(F.mish(self.out_norm(self.blocks(h))))

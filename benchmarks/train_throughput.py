@@ -1,0 +1,149 @@
+"""Gradient steps per second of LagrangianSAC, DSRLNA and SB3 SAC (DSRL-SAC) on the same latent env, side by side.
+
+All learners use the same latent env (``LPDS-MultiGoal-v0``: the shipped toy diffusion backbone, 10 DDIM steps),
+the same network sizes (``net_arch``), 2 critics and the same batch size. Each buffer is first filled by
+``learn(learning_starts)``; then blocks of ``train(gradient_steps=G)`` alternate between the learners
+(round-robin) and the median per-block rate is reported, with the ratio to SB3 SAC measured block by block.
+For the steering learners a time breakdown (decode, Q^A step, Q^W distillation, actor + dual + targets) is
+taken by timing the shared-machinery calls.
+
+Usage::
+
+    python benchmarks/train_throughput.py [--quick] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_repo_to_path, machine_info, markdown_table, median  # noqa: E402
+
+add_repo_to_path()
+
+import torch  # noqa: E402
+from stable_baselines3 import SAC  # noqa: E402
+
+from algorithms import DSRLNA, LagrangianSAC  # noqa: E402
+from lpds_envs import make_latent_vec_env  # noqa: E402
+
+
+class Timed:
+    """Accumulates wall time of the shared-machinery calls of a steering learner."""
+
+    def __init__(self, model) -> None:
+        self.t = {"decode": 0.0, "q_a": 0.0, "q_w": 0.0}
+        for name, key in (
+            ("decode_batches", "decode"),
+            ("action_critic_step", "q_a"),
+            ("latent_critic_distill", "q_w"),
+        ):
+            fn = getattr(model, name)
+            setattr(model, name, self._wrap(fn, key))
+
+    def _wrap(self, fn, key):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            self.t[key] += time.perf_counter() - t0
+            return out
+
+        return run
+
+    def reset(self) -> None:
+        for k in self.t:
+            self.t[k] = 0.0
+
+
+def build(net_arch: list[int], batch: int, learning_starts: int):
+    common = dict(learning_starts=learning_starts, batch_size=batch, seed=0, verbose=0)
+    models = {
+        "LagrangianSAC": LagrangianSAC(
+            "MlpPolicy",
+            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0),
+            delta=0.05,
+            policy_kwargs={"net_arch": net_arch, "n_critics": 2},
+            **common,
+        ),
+        "DSRLNA": DSRLNA(
+            "MlpPolicy",
+            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0, latent_bound=1.5),
+            policy_kwargs={"net_arch": net_arch, "n_critics": 2},
+            **common,
+        ),
+        "SB3 SAC (DSRL-SAC)": SAC(
+            "MlpPolicy",
+            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0, latent_bound=1.5),
+            policy_kwargs={"net_arch": net_arch, "n_critics": 2},
+            **common,
+        ),
+    }
+    for m in models.values():
+        m.learn(learning_starts)  # fill the buffer with prior rollouts; no gradient step yet
+    return models
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(2)
+    net_arch, batch = [256, 256], 256
+    blocks, steps = (3, 20) if args.quick else (8, 100)
+    models = build(net_arch, batch, learning_starts=2000)
+    timers = {k: Timed(m) for k, m in models.items() if k != "SB3 SAC (DSRL-SAC)"}
+    for m in models.values():  # warm-up
+        m.train(gradient_steps=5, batch_size=batch)
+    rates: dict[str, list[float]] = {k: [] for k in models}
+    ratios: dict[str, list[float]] = {k: [] for k in models}
+    breakdown: dict[str, dict[str, list[float]]] = {
+        k: {"decode": [], "q_a": [], "q_w": [], "actor+dual+targets": []} for k in timers
+    }
+    for _ in range(blocks):
+        block = {}
+        for name, m in models.items():
+            if name in timers:
+                timers[name].reset()
+            t0 = time.perf_counter()
+            m.train(gradient_steps=steps, batch_size=batch)
+            dt = time.perf_counter() - t0
+            block[name] = steps / dt
+            if name in timers:
+                t = timers[name].t
+                for k in ("decode", "q_a", "q_w"):
+                    breakdown[name][k].append(t[k] / dt)
+                breakdown[name]["actor+dual+targets"].append(1 - sum(t.values()) / dt)
+        for name in models:
+            rates[name].append(block[name])
+            ratios[name].append(block[name] / block["SB3 SAC (DSRL-SAC)"])
+    rows = []
+    for name in models:
+        row = [name, f"{median(rates[name]):.1f}", f"{median(ratios[name]):.2f}x"]
+        if name in breakdown:
+            row += [f"{100 * median(breakdown[name][k]):.0f}%" for k in ("decode", "q_a", "q_w", "actor+dual+targets")]
+        else:
+            row += ["-"] * 4
+        rows.append(row)
+    table = markdown_table(
+        ["learner", "grad steps/s", "vs SB3 SAC", "decode", "Q^A", "Q^W", "actor+dual+targets"], rows
+    )
+    print(f"LPDS-MultiGoal-v0, net_arch {net_arch}, 2 critics, batch {batch}, {blocks} blocks x {steps} steps")
+    print(table)
+    ratio = median(ratios["LagrangianSAC"])
+    print(f"target LagrangianSAC >= 0.5x SB3 SAC: {'met' if ratio >= 0.5 else 'NOT met'} ({ratio:.2f}x)")
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps(
+                {"machine": machine_info(), "rates": rates, "ratios": ratios, "breakdown": breakdown, "table": table},
+                indent=1,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
