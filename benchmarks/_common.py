@@ -39,10 +39,29 @@ def background_jobs(pattern: str = "lpds_envs.backbones") -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
+def git_state() -> str:
+    """``<HEAD commit>`` plus ``+dirty`` when the library sources differ from it (read-only git calls)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lpds_envs", "algorithms"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def machine_info() -> dict[str, Any]:
     import torch
 
     return {
+        "git": git_state(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print()
     print(
-        f"torch {info['torch']}, {info['torch_threads']} threads, {info['cpu_count']} CPUs ({info['cpu_model']}), "
+        f"lpds {info['git']}, torch {info['torch']}, {info['torch_threads']} threads, "
+        f"{info['cpu_count']} CPUs ({info['cpu_model']}), "
         f"{info['date_utc']}, repeats={repeats}, block≈{block_s * 1e3:g} ms, wall {info['wall_s']:.0f}s, "
         f"load avg start {info['loadavg_start']} end {info['loadavg_end']}"
     )

@@ -67,7 +67,7 @@ class Pair:
         probe.close()
         torch.manual_seed(seed)
         self.decoder = DiffusionDecoder(
-            obs_dim, act_dim, chunk_size=CHUNK, hidden_dim=hidden, n_blocks=3, num_inference_steps=10
+            obs_dim, act_dim, chunk_size=CHUNK, hidden_dim=hidden, n_blocks=3, num_inference_steps=10, compile=compile
         ).freeze()
         self.wrapped = LatentSteeringWrapper(gym.make(env_id), self.decoder, latent_bound=LATENT_BOUND)
         self.raw = gym.make(env_id)
@@ -157,7 +157,7 @@ def bench_env(env_id: str, hidden: int, blocks: int, block_steps: int, seed: int
         "obs_dim": pair.obs_dim,
         "act_dim": pair.act_dim,
         "decoder": f"DiffusionDecoder(chunk={CHUNK}, hidden={hidden}, n_blocks=3, 10 DDIM steps, "
-                   f"{'compiled' if compile else 'eager'})",
+        f"{'compiled' if compile else 'eager'})",
         "first_latent_step_s": first_call_s,
         "decoder_compiled_active": getattr(pair.decoder, "_compiled", None) is not None,
         "blocks": blocks,
@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print()
     print(
-        f"torch {info['torch']}, {info['torch_threads']} threads, {info['cpu_count']} CPUs ({info['cpu_model']}), "
+        f"lpds {info['git']}, torch {info['torch']}, {info['torch_threads']} threads, "
+        f"{info['cpu_count']} CPUs ({info['cpu_model']}), "
         f"{info['date_utc']}, {blocks} blocks x {block_steps} latent steps per path, wall {info['wall_s']:.0f}s, "
         f"load avg start {info['loadavg_start']} end {info['loadavg_end']}"
     )

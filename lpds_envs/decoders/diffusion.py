@@ -195,9 +195,10 @@ class DiffusionDecoder(PretrainedDecoder):
         # same as calling predict_noise at each step; obs and time parts of the input layer are computed once
         obs_proj = self.net.obs_projection(obs_n)
         time_proj = self.net.time_projection(self.sampler.timesteps.float())
+        w_x = self.net.x_weight()
         x = w
         for k in range(self.sampler.num_inference_steps):
-            eps = self.net.forward_projected(x.flatten(1), obs_proj, time_proj[k : k + 1]).view_as(x)
+            eps = self.net.forward_projected(x.flatten(1), w_x, obs_proj, time_proj[k : k + 1]).view_as(x)
             x = self.sampler.step(eps, k, x)
         return x
 

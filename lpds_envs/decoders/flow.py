@@ -117,10 +117,11 @@ class FlowDecoder(PretrainedDecoder):
     def _ode_loop(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         # same as integrate_ode(velocity); the obs part of the input layer is computed once per decode
         obs_proj = self.net.obs_projection(obs_n)
+        w_x = self.net.x_weight()
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             time_proj = self.net.time_projection(t[:1] * self.time_scale)
-            return self.net.forward_projected(x.flatten(1), obs_proj, time_proj).view_as(x)
+            return self.net.forward_projected(x.flatten(1), w_x, obs_proj, time_proj).view_as(x)
 
         x = integrate_ode(velocity, w, self.num_inference_steps, self.integrator)
         return x.clamp(-1.0, 1.0) if self.clip_output else x
