@@ -40,13 +40,13 @@ def background_jobs(pattern: str = "lpds_envs.backbones") -> list[str]:
 
 
 def git_state() -> str:
-    """``<HEAD commit>`` plus ``+dirty`` when the library sources differ from it (read-only git calls)."""
+    """``<HEAD commit>`` plus ``+dirty`` when the library's .py sources differ from it (read-only git calls)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "lpds_envs", "algorithms"],
+            ["git", "status", "--porcelain", "--", "lpds_envs/*.py", "algorithms/*.py"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,

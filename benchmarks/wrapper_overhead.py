@@ -176,16 +176,18 @@ def bench_env(env_id: str, hidden: int, blocks: int, block_steps: int, seed: int
     }
 
 
-def profile_env(env_id: str, hidden: int, steps: int, seed: int = 0, top: int = 25) -> str:
+def profile_env(env_id: str, hidden: int, steps: int, seed: int = 0, top: int = 25, compile: bool = False) -> str:
     """cProfile of ``steps`` wrapped latent steps (tottime-sorted), to see where the wrapper's time goes."""
-    pair = Pair(env_id, hidden, seed, n_latents=10_007)
+    pair = Pair(env_id, hidden, seed, n_latents=10_007, compile=compile)
     pair.run_wrapped(20)
     prof = cProfile.Profile()
     prof.enable()
     pair.run_wrapped(steps)
     prof.disable()
     s = io.StringIO()
-    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(top)
+    stats = pstats.Stats(prof, stream=s).sort_stats("tottime")
+    stats.print_stats(top)
+    stats.sort_stats("cumulative").print_stats(r"lpds_envs[/\\](wrappers|decoders[/\\]base)\.py", top)
     return s.getvalue()
 
 
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         for env_id, hidden in env_specs():
             print(f"\ncProfile of {env_id} wrapped steps:\n")
-            print(profile_env(env_id, hidden, steps=block_steps * 5))
+            print(profile_env(env_id, hidden, steps=block_steps * 5, compile=args.compile))
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": info, "args": vars(args), "results": results}, indent=2))
         print(f"wrote {args.out}")

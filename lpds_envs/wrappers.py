@@ -36,7 +36,8 @@ SUCCESS_KEYS = ("success", "is_success")
 def _step_success(info: dict[str, Any]) -> bool | None:
     for key in SUCCESS_KEYS:
         if key in info:
-            return bool(np.any(info[key]))
+            value = info[key]
+            return bool(value) if isinstance(value, (bool, np.bool_, int, float)) else bool(np.any(value))
     return None
 
 
@@ -136,14 +137,14 @@ class LatentCodec:
                 raise ValueError(f"latent has shape {w.shape}, expected ({d},)")
         elif w.shape not in ((n, d), (n, *self.decoder.latent_shape)):
             raise ValueError(f"latents have shape {w.shape}, expected ({n}, {d}): one flat latent per sub-env")
-        w = w.reshape(-1, d).astype(np.float32)
+        w = w.reshape(-1, d).astype(np.float32, copy=False)
         if not np.isfinite(w).all():
             raise ValueError("latent contains NaN or inf; latents must be finite")
         return w
 
     def clip(self, w: np.ndarray) -> np.ndarray:
         if self.latent_bound is None:
-            return w
+            return w.copy()  # never alias the caller's array in info["latent"]
         return np.clip(w, -self.latent_bound, self.latent_bound)
 
     def decode(self, obs: Any, latents: Any, n: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +158,8 @@ def _to_batch(obs: Any, single: bool) -> Any:
     """Observation(s) -> float32 tensor (or dict of tensors), with a batch axis."""
     if isinstance(obs, dict):
         return {k: _to_batch(v, single) for k, v in obs.items()}
-    t = torch.as_tensor(np.asarray(obs))
+    arr = np.asarray(obs)
+    t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if t.dtype == torch.float64:
         t = t.float()
     return t.unsqueeze(0) if single else t

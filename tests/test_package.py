@@ -72,7 +72,7 @@ def test_demo_runs_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "demo_summary.json").read_text())
     png = tmp_path / "demo_trajectories.png"
     assert png.stat().st_size > 5_000 and png.read_bytes()[:4] == b"\x89PNG"
-    for key in ("backbone", "steered_dsrl_sac"):
+    for key in ("backbone", "lpds", "dsrl_sac"):
         fr = summary[key]["goal_fractions"]
         assert len(fr) == 4 and abs(sum(fr) + summary[key]["no_goal"] - 1) < 1e-9
     assert sum(f > 0.05 for f in summary["backbone"]["goal_fractions"]) == 4  # the backbone covers all goals

@@ -9,6 +9,7 @@ observation normalisation and action scaling as buffers, so a checkpoint is self
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import warnings
@@ -80,9 +81,8 @@ class Decoder(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
 
     # ------------------------------------------------------------------ checks
     def check_latent(self, w: ArrayLike, batch_size: int | None = None) -> torch.Tensor:
@@ -274,6 +274,11 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         """Run the sampling loop ``eager``, compiled when ``compile=True`` (falling back to eager with a warning)."""
         if self._compile_pending:
             self._compile_pending = False
+            # torch keeps one compiled-graph cache per function, shared by every decoder of a class (8 entries by
+            # default); past it, calls silently run eagerly. Leave room for many decoders in one process.
+            dynamo_config = torch._dynamo.config
+            limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+            setattr(dynamo_config, limit, max(getattr(dynamo_config, limit), 64))
             compiled = torch.compile(eager, dynamic=None)
             try:
                 out = compiled(obs_n, w)
