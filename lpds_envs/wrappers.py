@@ -319,6 +319,22 @@ class LatentSteeringVectorWrapper(VectorWrapper):
         return obs, rewards, terminations, truncations, infos
 
 
+def _resolve_target(
+    env_id: Any, decoder: Decoder | None, latent_bound: Any, backbone: str | None, device: Any
+) -> tuple[Any, Decoder, float | None]:
+    """``LPDS-*`` id -> (raw task id, shipped decoder unless one is given, task bound unless one is given)."""
+    from .registration import resolve_lpds_id
+
+    resolved = resolve_lpds_id(env_id, backbone=backbone, device=device) if isinstance(env_id, str) else None
+    if resolved is not None:
+        env_id, task_decoder, task_bound = resolved
+        decoder = decoder if decoder is not None else task_decoder
+        latent_bound = task_bound if latent_bound == "default" else latent_bound
+    if decoder is None:
+        raise ValueError(f"{env_id!r} is not an LPDS-*-v0 id; pass decoder= (the frozen policy to steer)")
+    return env_id, decoder, 2.5 if latent_bound == "default" else latent_bound
+
+
 def make_latent_vec_env(
     env_id: str | Callable[[], gym.Env],
     n_envs: int = 1,
@@ -349,20 +365,8 @@ def make_latent_vec_env(
 
     from stable_baselines3.common.env_util import make_vec_env
 
-    from .registration import resolve_lpds_id
-
     env_kwargs = dict(env_kwargs or {})
-    resolved = resolve_lpds_id(env_id, backbone=backbone, device=device) if isinstance(env_id, str) else None
-    if resolved is not None:
-        raw_id, task_decoder, task_bound = resolved
-        decoder = decoder if decoder is not None else task_decoder
-        if latent_bound == "default":
-            latent_bound = task_bound
-        env_id = raw_id
-    if decoder is None:
-        raise ValueError(f"{env_id!r} is not an LPDS-*-v0 id; pass decoder= (the frozen policy to steer)")
-    if latent_bound == "default":
-        latent_bound = 2.5
+    env_id, decoder, latent_bound = _resolve_target(env_id, decoder, latent_bound, backbone, device)
     venv = make_vec_env(
         env_id,
         n_envs=n_envs,
@@ -387,17 +391,7 @@ def make_latent_vector_env(
     **env_kwargs: Any,
 ) -> LatentSteeringVectorWrapper:
     """Gymnasium counterpart of :func:`make_latent_vec_env` (``gym.make_vec`` + one batched decoder)."""
-    from .registration import resolve_lpds_id
-
-    resolved = resolve_lpds_id(env_id, backbone=backbone, device=device)
-    if resolved is not None:
-        env_id, task_decoder, task_bound = resolved
-        decoder = decoder if decoder is not None else task_decoder
-        latent_bound = task_bound if latent_bound == "default" else latent_bound
-    if decoder is None:
-        raise ValueError(f"{env_id!r} is not an LPDS-*-v0 id; pass decoder= (the frozen policy to steer)")
-    if latent_bound == "default":
-        latent_bound = 2.5
+    env_id, decoder, latent_bound = _resolve_target(env_id, decoder, latent_bound, backbone, device)
     chunk = decoder.chunk_size
     venv = gym.make_vec(
         env_id,
