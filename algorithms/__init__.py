@@ -9,12 +9,15 @@ from .buffers import LatentReplayBuffer
 from .dsrl_na import DSRLNA
 from .lagrangian_sac import LagrangianSAC
 from .policies import DSRLNAPolicy, MlpPolicy, SteeringPolicy
+from .residual_action import ResidualActionSAC, ResidualActionWrapper
 from .steering import SteeredPolicy, SteeringAlgorithm
 
 __all__ = [
     "DSRLNA",
     "DSRLNAPolicy",
     "LagrangianSAC",
+    "ResidualActionSAC",
+    "ResidualActionWrapper",
     "LatentReplayBuffer",
     "MlpPolicy",
     "SteeredPolicy",

@@ -154,7 +154,7 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         high = float(np.max(box.high))
         self.latent_bound = None if high >= UNBOUNDED_STANDIN else high
         if self.decoder is not None:
-            if box.shape != (self.decoder.latent_dim,):
+            if box.shape != (self._expected_action_dim(),):
                 raise ValueError(
                     f"the env's action space has shape {box.shape}, but the decoder's latent is "
                     f"{self.decoder.latent_shape} = ({self.decoder.latent_dim},) flat; is this the decoder of this env?"
@@ -171,6 +171,10 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         self.action_critic = self.policy.action_critic
         self.action_critic_target = self.policy.action_critic_target
         self.latent_critic = self.policy.latent_critic
+
+    def _expected_action_dim(self) -> int:
+        """Size of the agent's action: the flat latent (subclasses acting elsewhere override this)."""
+        return self.decoder.latent_dim
 
     def _excluded_save_params(self) -> list[str]:
         # the frozen decoder is never pickled into the zip: it comes back from the env or decoder= at load

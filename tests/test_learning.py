@@ -28,8 +28,9 @@ def test_steering_improves_the_toy_backbone(algo):
     baseline = _backbone_return(decoder)
     model.learn(STEPS)
     deterministic = algo != "lpds"  # LP-DS's policy is eps + Delta(s): evaluate the stochastic steered policy
-    steered = multigoal_coverage(decoder, 1000, seed=1,
-                                 latent_fn=lambda o, m=model, d=deterministic: m.predict(o, deterministic=d)[0])
+    steered = multigoal_coverage(
+        decoder, 1000, seed=1, latent_fn=lambda o, m=model, d=deterministic: m.predict(o, deterministic=d)[0]
+    )
     assert steered["mean_return"] > baseline + MARGIN, (steered["mean_return"], baseline)
     if algo == "lpds":
         # LP-DS with delta = 0.05 keeps all four goals (the trust region preserves the backbone's modes)
