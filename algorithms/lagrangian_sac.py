@@ -7,15 +7,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 
 from lpds_envs.decoders.base import Decoder
 
 from .policies import SteeringPolicy
-from .steering import SteeringAlgorithm
+from .steering import LagrangianTrustRegion, SteeringAlgorithm
 
 
-class LagrangianSAC(SteeringAlgorithm):
+class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
     """LP-DS: learn a residual ``Delta(s)`` on the frozen decoder's input noise under ``E||Delta||^2 <= delta``.
 
     Each gradient step (Algorithm 1, lines 7-20)::
@@ -89,15 +88,7 @@ class LagrangianSAC(SteeringAlgorithm):
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if not callable(delta) and not float(delta) > 0:
-            raise ValueError(f"delta must be > 0 (a trust-region size, paper Table 2 uses 0.10-0.50), got {delta}")
-        if alpha_init < 0:
-            raise ValueError(f"alpha_init must be >= 0 (a Lagrange multiplier), got {alpha_init}")
-        if alpha_lr < 0:
-            raise ValueError(f"alpha_lr must be >= 0, got {alpha_lr}")
-        self.delta_schedule = FloatSchedule(delta) if callable(delta) else ConstantSchedule(float(delta))
-        self.alpha = float(alpha_init)
-        self.alpha_init, self.alpha_lr, self.use_lagrangian = float(alpha_init), float(alpha_lr), bool(use_lagrangian)
+        self._init_trust_region(delta, alpha_init, alpha_lr, use_lagrangian)
         super().__init__(
             policy,
             env,
@@ -121,11 +112,6 @@ class LagrangianSAC(SteeringAlgorithm):
         )
         if _init_setup_model:
             self._setup_model()
-
-    @property
-    def delta(self) -> float:
-        """The current trust-region target (constant unless a schedule was given)."""
-        return float(self.delta_schedule(self._current_progress_remaining))
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         self.policy.set_training_mode(True)
@@ -165,8 +151,7 @@ class LagrangianSAC(SteeringAlgorithm):
             self.actor.optimizer.step()
 
             # projected dual ascent on alpha (line 19)
-            if self.use_lagrangian:
-                self.alpha = max(0.0, self.alpha + self.alpha_lr * (float(pert_sq.mean().item()) - delta))
+            self.dual_step(pert_sq, delta)
 
             # target networks (line 20)
             if step % self.target_update_interval == 0:

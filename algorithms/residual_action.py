@@ -13,13 +13,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 
 from lpds_envs.decoders.base import Decoder
 from lpds_envs.wrappers import ChunkedActionWrapper
 
 from .policies import SteeringPolicy
-from .steering import SteeringAlgorithm
+from .steering import LagrangianTrustRegion, SteeringAlgorithm
 
 
 class ResidualActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -69,7 +68,7 @@ class ResidualActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
-class ResidualActionSAC(SteeringAlgorithm):
+class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
     """LP-DS-A: ``a = clip(Phi(eps; s) + Delta_a(s))``, Lagrangian trust region on ``||Delta_a||^2``, Q^A only.
 
     Each gradient step::
@@ -111,12 +110,7 @@ class ResidualActionSAC(SteeringAlgorithm):
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if not callable(delta) and not float(delta) > 0:
-            raise ValueError(f"delta must be > 0, got {delta}")
-        if alpha_init < 0 or alpha_lr < 0:
-            raise ValueError(f"alpha_init and alpha_lr must be >= 0, got {alpha_init} and {alpha_lr}")
-        self.delta_schedule = FloatSchedule(delta) if callable(delta) else ConstantSchedule(float(delta))
-        self.alpha, self.alpha_lr, self.use_lagrangian = float(alpha_init), float(alpha_lr), bool(use_lagrangian)
+        self._init_trust_region(delta, alpha_init, alpha_lr, use_lagrangian)
         super().__init__(
             policy,
             env,
@@ -140,10 +134,6 @@ class ResidualActionSAC(SteeringAlgorithm):
         )
         if _init_setup_model:
             self._setup_model()
-
-    @property
-    def delta(self) -> float:
-        return float(self.delta_schedule(self._current_progress_remaining))
 
     def _expected_action_dim(self) -> int:
         return int(np.prod(self.decoder.action_shape))
@@ -200,8 +190,7 @@ class ResidualActionSAC(SteeringAlgorithm):
             self.actor.optimizer.zero_grad()
             actor_loss.backward()
             self.actor.optimizer.step()
-            if self.use_lagrangian:
-                self.alpha = max(0.0, self.alpha + self.alpha_lr * (float(pert_sq.mean().item()) - delta))
+            self.dual_step(pert_sq, delta)
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
             logs["actor_loss"].append(float(actor_loss.item()))

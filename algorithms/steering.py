@@ -8,6 +8,7 @@ Q^A trained by TD on decoded chunks, and the latent critic Q^W distilled on prio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
@@ -266,6 +268,39 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         if self.decoder is None:
             raise RuntimeError("steered_policy needs the decoder: load with env= or decoder=")
         return SteeredPolicy(self.decoder, self.actor, self.latent_bound, deterministic)
+
+
+class LagrangianTrustRegion:
+    """The trust region ``E||Delta||^2 <= delta`` and its multiplier, shared by LP-DS and LP-DS-A.
+
+    ``delta`` may be a float or a schedule of the remaining progress (as SB3 learning rates); ``alpha`` is the
+    Lagrange multiplier, moved by projected dual ascent unless ``use_lagrangian`` is False.
+    """
+
+    _current_progress_remaining: float
+
+    def _init_trust_region(
+        self, delta: float | Callable[[float], float], alpha_init: float, alpha_lr: float, use_lagrangian: bool
+    ) -> None:
+        if not callable(delta) and not float(delta) > 0:
+            raise ValueError(f"delta must be > 0 (a trust-region size, paper Table 2 uses 0.10-0.50), got {delta}")
+        if alpha_init < 0:
+            raise ValueError(f"alpha_init must be >= 0 (a Lagrange multiplier), got {alpha_init}")
+        if alpha_lr < 0:
+            raise ValueError(f"alpha_lr must be >= 0, got {alpha_lr}")
+        self.delta_schedule = FloatSchedule(delta) if callable(delta) else ConstantSchedule(float(delta))
+        self.alpha = float(alpha_init)
+        self.alpha_init, self.alpha_lr, self.use_lagrangian = float(alpha_init), float(alpha_lr), bool(use_lagrangian)
+
+    @property
+    def delta(self) -> float:
+        """The current trust-region target (constant unless a schedule was given)."""
+        return float(self.delta_schedule(self._current_progress_remaining))
+
+    def dual_step(self, pert_sq: torch.Tensor, delta: float) -> None:
+        """``alpha <- max(0, alpha + alpha_lr * (mean ||Delta||^2 - delta))`` (no-op without the Lagrangian)."""
+        if self.use_lagrangian:
+            self.alpha = max(0.0, self.alpha + self.alpha_lr * (float(pert_sq.mean().item()) - delta))
 
 
 class SteeredPolicy(nn.Module):
