@@ -64,6 +64,7 @@ class DSRLNA(SteeringAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: torch.device | str = "auto",
+        compile_decoder: bool = False,
         _init_setup_model: bool = True,
     ) -> None:
         self.ent_coef = ent_coef
@@ -88,6 +89,7 @@ class DSRLNA(SteeringAlgorithm):
             verbose,
             seed,
             device,
+            compile_decoder,
         )
         if _init_setup_model:
             self._setup_model()

@@ -108,6 +108,7 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: torch.device | str = "auto",
+        compile_decoder: bool = False,
         _init_setup_model: bool = True,
     ) -> None:
         self._init_trust_region(delta, alpha_init, alpha_lr, use_lagrangian)
@@ -131,6 +132,7 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
             verbose,
             seed,
             device,
+            compile_decoder,
         )
         if _init_setup_model:
             self._setup_model()

@@ -8,6 +8,7 @@ Q^A trained by TD on decoded chunks, and the latent critic Q^W distilled on prio
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
-from lpds_envs.decoders.base import Decoder
+from lpds_envs.decoders.base import Decoder, PretrainedDecoder
 from lpds_envs.wrappers import VecLatentSteeringWrapper
 
 from .buffers import LatentReplayBuffer
@@ -108,10 +109,12 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: torch.device | str = "auto",
+        compile_decoder: bool = False,
     ) -> None:
         if latent_critic_steps < 1:
             raise ValueError(f"latent_critic_steps must be >= 1, got {latent_critic_steps}")
         self.decoder = decoder
+        self.compile_decoder = bool(compile_decoder)
         self.latent_critic_steps = int(latent_critic_steps)
         self.target_update_interval = int(target_update_interval)
         self.raw_env_steps = 0
@@ -151,6 +154,7 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self.decoder = resolve_decoder(self.env, self.decoder)
+        self._train_decoder = self._make_train_decoder()
         box = self.action_space
         assert isinstance(box, spaces.Box)
         high = float(np.max(box.high))
@@ -183,6 +187,7 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         return [
             *super()._excluded_save_params(),
             "decoder",
+            "_train_decoder",
             "actor",
             "action_critic",
             "action_critic_target",
@@ -215,11 +220,24 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         """What the env does to a latent before decoding."""
         return w if self.latent_bound is None else w.clamp(-self.latent_bound, self.latent_bound)
 
+    def _make_train_decoder(self) -> Decoder | None:
+        """The decoder of the training batches: the env's, or its compiled copy when ``compile_decoder``."""
+        if not self.compile_decoder or self.decoder is None:
+            return self.decoder
+        if not isinstance(self.decoder, PretrainedDecoder):
+            warnings.warn(
+                f"compile_decoder=True needs a PretrainedDecoder, got {type(self.decoder).__name__}; decoding eagerly",
+                stacklevel=3,
+            )
+            return self.decoder
+        return self.decoder.compiled()
+
     def decode(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Frozen ``Phi(w; s)`` for flat latents ``(B, d)`` (no clipping here), as flat chunks ``(B, Ta * act_dim)``."""
-        if self.decoder is None:
+        decoder = getattr(self, "_train_decoder", None) or self.decoder
+        if decoder is None:
             raise RuntimeError("training needs the decoder: load with env=<latent env> or decoder=")
-        return self.decoder(obs, w).flatten(1).to(self.device)
+        return decoder(obs, w).flatten(1).to(self.device)
 
     def decode_batches(self, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
         """Decode several ``(obs, w)`` batches in one decoder call (decoding dominates the cost)."""

@@ -1,3 +1,5 @@
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -223,3 +225,17 @@ def test_unbounded_latent_env_is_the_no_bound_ablation(tmp_path):
     model.save(tmp_path / "u.zip")
     loaded = LagrangianSAC.load(tmp_path / "u.zip", env=env)
     assert loaded.latent_bound is None
+
+
+def test_compile_decoder_matches_eager_training_decodes():
+    """``compile_decoder=True`` decodes training batches through a compiled copy with the same outputs."""
+    env = make_latent_vec_env("LPDS-MultiGoal-v0", seed=0)
+    model = LagrangianSAC("MlpPolicy", env, delta=0.05, learning_starts=10, compile_decoder=True, seed=0)
+    assert model._train_decoder is not model.decoder
+    obs, w = torch.randn(64, 2), torch.randn(64, model.decoder.latent_dim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a machine without a C++ toolchain falls back to eager with a warning
+        compiled = model.decode(obs, w)
+    eager = model.decoder(obs, w).flatten(1)
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+    assert "_train_decoder" not in model.get_parameters()
