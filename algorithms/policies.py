@@ -22,8 +22,39 @@ def mlp(input_dim: int, output_dim: int, net_arch: list[int], activation_fn: typ
     return nn.Sequential(*create_mlp(input_dim, output_dim, net_arch, activation_fn, post_linear_modules=post))
 
 
+class EnsembleLinear(nn.Module):
+    """``n`` independent linear layers applied at once: ``(n, B, in) -> (n, B, out)`` with one batched matmul.
+    Each member is initialised as ``nn.Linear`` would (uniform in ``+-1/sqrt(in)``)."""
+
+    def __init__(self, n: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.weight = nn.Parameter(torch.empty(n, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last dimension with a separate affine transform per ensemble member."""
+
+    def __init__(self, n: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
+
+
 class QEnsemble(nn.Module):
-    """``n_critics`` independent Q-networks ``Q_j(s, x)``; ``forward`` returns a ``(B, n_critics)`` tensor."""
+    """``n_critics`` independent Q-networks ``Q_j(s, x)``, evaluated together with batched matmuls (one kernel per
+    layer for the whole ensemble; the members share no parameters). ``forward`` returns ``(B, n_critics)``.
+
+    Each member is the MLP SB3 would build (``net_arch`` hidden layers, ``activation_fn``, optional LayerNorm after
+    each hidden linear layer as in the DSRL reference critics), initialised like ``nn.Linear``.
+    """
 
     def __init__(
         self,
@@ -36,14 +67,20 @@ class QEnsemble(nn.Module):
     ) -> None:
         super().__init__()
         self.features_extractor = features_extractor
-        self.q_nets = nn.ModuleList(
-            mlp(features_extractor.features_dim + input_dim, 1, net_arch, activation_fn, layer_norm)
-            for _ in range(n_critics)
-        )
+        self.n_critics = int(n_critics)
+        dims = [features_extractor.features_dim + input_dim, *net_arch]
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            layers.append(EnsembleLinear(self.n_critics, d_in, d_out))
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(self.n_critics, d_out))
+            layers.append(activation_fn())
+        layers.append(EnsembleLinear(self.n_critics, dims[-1], 1))
+        self.q_nets = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.features_extractor(obs), x.flatten(1)], dim=1)
-        return torch.cat([q(h) for q in self.q_nets], dim=1)
+        return self.q_nets(h.unsqueeze(0).expand(self.n_critics, *h.shape)).squeeze(-1).t()
 
 
 class PerturbationActor(nn.Module):

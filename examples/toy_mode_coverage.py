@@ -1,0 +1,229 @@
+"""The toy study of paper App. B (Fig. 1, 5, 10): does steering keep the backbone's four goals?
+
+Methods, all from the shipped frozen toy diffusion backbone and the shared presets (``algorithms/hyperparams``):
+``backbone`` (latents from the prior, no training), LP-DS (LagrangianSAC) with delta in {0.01, 0.05, 0.1}, and
+DSRL-SAC (SB3 SAC on the latent env, b_W = 1.5). Every trained run gets the same env-step budget and is evaluated
+every ``--eval-every`` env steps with ``--rollouts`` vectorised rollouts from the origin (each method's stochastic
+policy: ``eps + Delta(s)`` for LP-DS, SAC's sampled latent for DSRL), plus the k-NN action entropy (App. C) at
+probe states from its replay buffer.
+
+    python examples/toy_mode_coverage.py                        # the full study (5 seeds, see RESULTS.md)
+    python examples/toy_mode_coverage.py --seeds 0 1 --steps 300 --eval-every 150 --rollouts 50 --out /tmp/t
+
+Finished (method, seed) runs are kept under ``OUT/runs/`` and skipped when the command is re-run, so an interrupted
+study resumes. Writes ``OUT/toy_mode_coverage.json`` and the figures ``OUT/toy_fig10_goal_fractions.png``,
+``OUT/toy_fig1_trajectories.png``, ``OUT/toy_fig5_entropy.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ENV_ID = "LPDS-MultiGoal-v0"
+METHODS: dict[str, dict] = {
+    "backbone": {"algo": None},
+    "lpds_delta_0.01": {"algo": "lpds", "overrides": {"delta": 0.01}},
+    "lpds_delta_0.05": {"algo": "lpds", "overrides": {"delta": 0.05}},
+    "lpds_delta_0.1": {"algo": "lpds", "overrides": {"delta": 0.1}},
+    "dsrl": {"algo": "dsrl", "overrides": {}},  # preset: latent_bound 1.5 (App. B's b_W)
+}
+LABELS = {
+    "backbone": "frozen backbone",
+    "lpds_delta_0.01": "LP-DS δ=0.01",
+    "lpds_delta_0.05": "LP-DS δ=0.05",
+    "lpds_delta_0.1": "LP-DS δ=0.1",
+    "dsrl": "DSRL-SAC",
+}
+GOAL_NAMES = ["bottom-left", "top-right", "top-left", "bottom-right"]
+
+
+def run_one(name: str, seed: int, steps: int, eval_every: int, rollouts: int, threads: int) -> dict:
+    """One (method, seed) run; returns its curves, final goal fractions, entropy and a few trajectories."""
+    import torch
+
+    from algorithms.callbacks import EntropyCallback, ModeCoverageCallback
+    from algorithms.presets import get_preset, make_algorithm
+    from lpds_envs.evaluation import multigoal_coverage, prior_latents, run_episodes
+    from lpds_envs.metrics import action_entropy
+    from lpds_envs.wrappers import make_latent_vec_env
+
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    spec = METHODS[name]
+    eval_seed = 10_000 + seed
+    if spec["algo"] is None:  # the frozen backbone: prior latents, evaluated once (it does not change)
+        venv = make_latent_vec_env(ENV_ID, seed=seed)
+        decoder = venv.decoder
+        cov = multigoal_coverage(decoder, n_rollouts=rollouts, seed=eval_seed)
+        # probe states as the trained runs get them: states visited by the policy (here the prior) on the task
+        torch.manual_seed(seed)
+        probes = np.concatenate(run_episodes(make_latent_vec_env(ENV_ID, n_envs=8, seed=seed),
+                                             prior_latents(decoder.latent_dim, seed)).paths)
+        probes = probes[np.random.default_rng(seed).integers(0, len(probes), 32)]
+        ent = action_entropy(decoder, probes, n_samples=256)
+        fr = cov["goal_fractions"]
+        return {
+            "name": name, "seed": seed, "wall_s": time.time() - t0,
+            "curves": {"env_steps": [0, steps], "goal_fractions": [fr, fr], "no_goal": [cov["no_goal"]] * 2,
+                       "mean_return": [cov["mean_return"]] * 2, "entropy_env_steps": [0, steps],
+                       "action_entropy": [ent, ent]},
+            "final_goal_fractions": fr, "final_entropy": ent, "paths": cov["paths"][:100],
+        }
+    model = make_algorithm(spec["algo"], ENV_ID, seed=seed, overrides=spec["overrides"])
+    coverage = ModeCoverageCallback(eval_freq=eval_every, n_rollouts=rollouts, seed=eval_seed, keep_paths=100)
+    entropy = EntropyCallback(eval_freq=eval_every, n_probe=32, n_samples=256, seed=seed)
+    model.learn(steps, callback=[coverage, entropy])  # MultiGoal has chunk size 1: latent steps = env steps
+    hist, ehist = coverage.history, entropy.history
+    return {
+        "name": name, "seed": seed, "wall_s": time.time() - t0,
+        "hyperparameters": {k: v for k, v in get_preset(spec["algo"], ENV_ID, spec["overrides"]).items()},
+        "curves": {
+            "env_steps": [h["raw_env_steps"] for h in hist],
+            "goal_fractions": [h["goal_fractions"] for h in hist],
+            "no_goal": [h["no_goal"] for h in hist],
+            "mean_return": [h["mean_return"] for h in hist],
+            "entropy_env_steps": [h["raw_env_steps"] for h in ehist],
+            "action_entropy": [h["action_entropy"] for h in ehist],
+        },
+        "final_goal_fractions": hist[-1]["goal_fractions"], "final_entropy": ehist[-1]["action_entropy"],
+        "paths": coverage.last_paths,
+    }
+
+
+def _run_and_save(args: tuple) -> str:
+    name, seed, steps, eval_every, rollouts, threads, path = args
+    result = run_one(name, seed, steps, eval_every, rollouts, threads)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)  # atomic: a killed run leaves no half-written result
+    return f"{name} seed {seed}: {result['wall_s']:.0f} s, final goals " + " ".join(
+        f"{f:.2f}" for f in result["final_goal_fractions"]
+    ) + f", entropy {result['final_entropy']:.2f}"
+
+
+def assemble(results: list[dict], steps: int, rollouts: int, eval_every: int, wall_s: float) -> dict:
+    runs, entropy = {}, {}
+    for name in METHODS:
+        rs = sorted((r for r in results if r["name"] == name), key=lambda r: r["seed"])
+        if not rs:
+            continue
+        runs[name] = {
+            "seeds": [r["seed"] for r in rs],
+            "goal_fractions": [r["final_goal_fractions"] for r in rs],
+            "curves": {key: [r["curves"][key] for r in rs] for key in rs[0]["curves"]},
+            "wall_s": [r["wall_s"] for r in rs],
+        }
+        if "hyperparameters" in rs[0]:
+            runs[name]["hyperparameters"] = rs[0]["hyperparameters"]
+        entropy[name] = [r["final_entropy"] for r in rs]
+    return {
+        "env": ENV_ID, "env_steps": steps, "rollouts_per_eval": rollouts, "eval_every": eval_every,
+        "goal_order": GOAL_NAMES, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv), "wall_s_total": wall_s, "runs": runs, "entropy": entropy,
+    }
+
+
+def plot(summary: dict, results: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lpds_envs.demo import plot_paths
+
+    colors = {"backbone": "k", "lpds_delta_0.01": "tab:blue", "lpds_delta_0.05": "tab:green",
+              "lpds_delta_0.1": "tab:orange", "dsrl": "tab:red"}
+    # Fig. 10: per-goal fraction over training, mean over seeds with min-max band
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4), sharey=True)
+    for name, run in summary["runs"].items():
+        fr = np.array(run["curves"]["goal_fractions"])  # (seeds, evals, 4)
+        x = np.array(run["curves"]["env_steps"][0])
+        for g, ax in enumerate(axes):
+            ax.plot(x, fr[:, :, g].mean(0), color=colors[name], label=LABELS[name], ls="--" if name == "backbone"
+                    else "-")
+            ax.fill_between(x, fr[:, :, g].min(0), fr[:, :, g].max(0), color=colors[name], alpha=0.12)
+    for g, ax in enumerate(axes):
+        ax.set(title=f"goal {GOAL_NAMES[g]}", xlabel="env steps", ylim=(-0.02, 1.02))
+    axes[0].set_ylabel(f"fraction of {summary['rollouts_per_eval']} rollouts")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "toy_fig10_goal_fractions.png", dpi=70)
+    plt.close(fig)
+    # Fig. 1: final trajectories per method (seed = the first seed)
+    first = min(r["seed"] for r in results)
+    panels = [(LABELS[n], next(r["paths"] for r in results if r["name"] == n and r["seed"] == first))
+              for n in summary["runs"]]
+    plot_paths(panels, out / "toy_fig1_trajectories.png")
+    # Fig. 5 style: action entropy over training
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, run in summary["runs"].items():
+        h = np.array(run["curves"]["action_entropy"])
+        x = np.array(run["curves"]["entropy_env_steps"][0])
+        ax.plot(x, h.mean(0), color=colors[name], label=LABELS[name], ls="--" if name == "backbone" else "-")
+        ax.fill_between(x, h.min(0), h.max(0), color=colors[name], alpha=0.12)
+    ax.set(xlabel="env steps", ylabel="k-NN action entropy (nats)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "toy_fig5_entropy.png", dpi=70)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--steps", type=int, default=8000, help="env steps per trained run")
+    p.add_argument("--eval-every", type=int, default=500, help="env steps between evaluations")
+    p.add_argument("--rollouts", type=int, default=1000, help="rollouts per evaluation")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each with 2 // jobs threads)")
+    p.add_argument("--out", default="benchmarks/results", help="folder of the JSON, figures and per-run results")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    threads = max(1, 2 // args.jobs)
+    t0 = time.time()
+    tag = f"s{args.steps}_e{args.eval_every}_r{args.rollouts}"
+    todo, paths = [], []
+    for name in args.methods:
+        for seed in args.seeds:
+            path = out / "runs" / f"{name}_seed{seed}_{tag}.json"
+            paths.append(path)
+            if not path.is_file():
+                todo.append((name, seed, args.steps, args.eval_every, args.rollouts, threads, path))
+    print(f"{len(paths) - len(todo)} of {len(paths)} runs already done; running {len(todo)} with {args.jobs} job(s)")
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            for line in pool.map(_run_and_save, todo):
+                print(line, flush=True)
+    else:
+        for job in todo:
+            print(_run_and_save(job), flush=True)
+    results = [json.loads(p.read_text()) for p in paths]
+    summary = assemble(results, args.steps, args.rollouts, args.eval_every, time.time() - t0)
+    tmp = out / "toy_mode_coverage.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "toy_mode_coverage.json")
+    plot(summary, results, out)
+    for name, run in summary["runs"].items():
+        fr = np.array(run["goal_fractions"])
+        n_goals = (fr >= 0.05).sum(1)
+        print(f"{LABELS[name]:<16} final goal fractions (mean over seeds) "
+              + " ".join(f"{f:.2f}" for f in fr.mean(0))
+              + f"   goals >= 5% per seed {n_goals.tolist()}   entropy {np.mean(summary['entropy'][name]):.2f}")
+    print(f"wrote {out / 'toy_mode_coverage.json'} and figures ({time.time() - t0:.0f} s)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

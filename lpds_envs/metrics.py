@@ -1,0 +1,144 @@
+"""Diversity metrics of paper App. B and C: k-NN (Kozachenko-Leonenko) entropy, the action entropy of a (steered)
+generative policy, and trajectory-level mode coverage.
+
+Example::
+
+    >>> import numpy as np
+    >>> from lpds_envs.metrics import knn_entropy, mode_coverage
+    >>> x = np.random.default_rng(0).standard_normal((4000, 2))
+    >>> round(knn_entropy(x), 1)  # N(0, I_2) has entropy log(2 pi e) = 2.84 nats
+    2.8
+    >>> mode_coverage(np.array([[1.0, 1.0], [0.9, 1.1], [0.0, 0.0]]), goals=[(1, 1), (-1, -1)], radius=0.2)
+    array([0.66666667, 0.        ])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from scipy.special import digamma, gammaln
+
+LatentSampler = Callable[[torch.Tensor], torch.Tensor]
+
+
+def log_unit_ball_volume(dim: int) -> float:
+    """``log c_D``: the log volume of the unit ball in ``dim`` dimensions, ``(D/2) log pi - log Gamma(D/2 + 1)``."""
+    return 0.5 * dim * np.log(np.pi) - float(gammaln(0.5 * dim + 1.0))
+
+
+def knn_entropy(samples: np.ndarray, k: int = 3, eps: float = 1e-10) -> float:
+    """Kozachenko-Leonenko differential entropy estimate in nats (paper App. C, eq. 12).
+
+    ``H = -psi(k) + psi(K) + log c_D + (D / K) sum_i log(rho_i + eps)``, where ``rho_i`` is the Euclidean distance
+    from sample ``i`` to its ``k``-th nearest other sample (scipy ``cKDTree``). ``eps`` keeps repeated samples
+    (``rho_i = 0``) finite; a fully collapsed distribution therefore gets a very negative, not ``-inf``, entropy.
+
+    :param samples: ``(K, D)`` array (a 1-D array is read as ``K`` scalar samples)
+    :param k: neighbour order, ``1 <= k < K``
+    :param eps: small constant added to every distance
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"samples must have shape (K, D), got {x.shape}; flatten each sample first")
+    n, dim = x.shape
+    if not 1 <= k < n:
+        raise ValueError(f"need 1 <= k < number of samples, got k={k} with {n} samples")
+    if not np.isfinite(x).all():
+        raise ValueError("samples contain NaN or inf")
+    # query k + 1 neighbours: the nearest one is the point itself (distance 0)
+    dist, _ = cKDTree(x).query(x, k=k + 1)
+    rho = dist[:, k]
+    return float(-digamma(k) + digamma(n) + log_unit_ball_volume(dim) + dim * np.mean(np.log(rho + eps)))
+
+
+def prior_sampler(latent_dim: int, bound: float | None = None, generator: torch.Generator | None = None):
+    """``w ~ N(0, I)`` per observation row (clipped to ``bound`` as the env would): the frozen backbone's policy."""
+
+    def sample(obs: torch.Tensor) -> torch.Tensor:
+        w = torch.randn(len(obs), latent_dim, generator=generator)
+        return w if bound is None else w.clamp(-bound, bound)
+
+    return sample
+
+
+def model_sampler(model: Any, deterministic: bool = False) -> LatentSampler:
+    """Latents of a trained SB3 model on a latent env, exactly as it acts: ``model.predict`` (which applies SB3's
+    unscaling/clipping to the latent box), then the env's clip. Works for LagrangianSAC (``eps + Delta(s)``),
+    DSRLNA and plain SB3 SAC (DSRL-SAC)."""
+    high = np.asarray(model.action_space.high, dtype=np.float32)
+
+    def sample(obs: torch.Tensor) -> torch.Tensor:
+        w, _ = model.predict(obs.cpu().numpy(), deterministic=deterministic)
+        return torch.as_tensor(np.clip(w, -high, high), dtype=torch.float32)
+
+    return sample
+
+
+def action_entropy(
+    decoder: Any,
+    obs_batch: Any,
+    latent_sampler: LatentSampler | None = None,
+    n_samples: int = 256,
+    k: int = 3,
+    max_batch: int = 8192,
+) -> float:
+    """Conditional action entropy ``H(A | S)`` of eq. 11: the mean over probe states of :func:`knn_entropy` of
+    ``n_samples`` decoded chunks per state (chunks flattened to ``Ta * act_dim``).
+
+    :param decoder: a frozen :class:`~lpds_envs.decoders.Decoder`
+    :param obs_batch: ``B`` probe observations, ``(B, *obs_shape)`` (array or tensor)
+    :param latent_sampler: ``f(obs (N, ...)) -> latents (N, latent_dim)``, one latent per row; default the prior
+        ``N(0, I)`` (the backbone); :func:`model_sampler` for a trained steering policy
+    :param n_samples: ``K`` decoded samples per probe state
+    :param k: neighbour order of the estimator
+    :param max_batch: most latents decoded in one decoder call
+    """
+    obs = torch.as_tensor(np.asarray(obs_batch) if not torch.is_tensor(obs_batch) else obs_batch)
+    obs = obs.to(torch.float32)
+    if obs.ndim < 2 or len(obs) == 0:
+        raise ValueError(f"obs_batch must be a non-empty batch (B, *obs_shape), got shape {tuple(obs.shape)}")
+    if n_samples <= k:
+        raise ValueError(f"n_samples must exceed k, got n_samples={n_samples}, k={k}")
+    latent_dim = int(np.prod(decoder.latent_shape))
+    sampler = latent_sampler or prior_sampler(latent_dim)
+    entropies = []
+    for s in obs:
+        rep = s.unsqueeze(0).expand(n_samples, *s.shape)
+        chunks = []
+        for start in range(0, n_samples, max_batch):
+            o = rep[start : start + max_batch]
+            w = torch.as_tensor(sampler(o), dtype=torch.float32).reshape(len(o), *decoder.latent_shape)
+            chunks.append(decoder(o, w).reshape(len(o), -1).cpu().numpy())
+        entropies.append(knn_entropy(np.concatenate(chunks), k=k))
+    return float(np.mean(entropies))
+
+
+def mode_coverage(
+    final_positions: np.ndarray, goals: Sequence[Sequence[float]], radius: float | None = None
+) -> np.ndarray:
+    """Fraction of trajectories per goal (paper App. B, Fig. 10).
+
+    A trajectory counts for the goal whose region (distance ``< radius``) holds its final position; with
+    ``radius=None`` it counts for the nearest goal. Fractions sum to 1 minus the share that reached no goal.
+
+    :param final_positions: ``(N, dim)`` final positions of ``N`` trajectories
+    :param goals: ``(G, dim)`` goal centres
+    :param radius: goal-region radius, or ``None`` for nearest-goal assignment
+    """
+    pos = np.asarray(final_positions, dtype=np.float64)
+    g = np.asarray(goals, dtype=np.float64)
+    if pos.ndim != 2 or g.ndim != 2 or pos.shape[1] != g.shape[1]:
+        raise ValueError(f"final_positions (N, dim) and goals (G, dim) must agree, got {pos.shape} and {g.shape}")
+    if len(pos) == 0:
+        raise ValueError("final_positions is empty")
+    dist = np.linalg.norm(pos[:, None, :] - g[None, :, :], axis=-1)
+    nearest = dist.argmin(axis=1)
+    if radius is not None:
+        nearest = np.where(dist.min(axis=1) < radius, nearest, -1)
+    return np.array([np.mean(nearest == j) for j in range(len(g))])
