@@ -169,3 +169,24 @@ def test_toy_study_code_path_and_json_schema(tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()}
     study.main(argv)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == mtimes
+
+
+def test_readme_diversity_snippet_runs():
+    """The README's metrics snippet runs as written (on a smaller budget) and gives sensible values."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Diversity: action entropy") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python\n") + 10)]
+    for old, new in (("3000", "300"), ("eval_freq=1000", "eval_freq=150"), ("n_rollouts=1000", "n_rollouts=50"),
+                     ("learning_starts=500", "learning_starts=100")):
+        assert old in code, f"README snippet changed: {old!r} not found"
+        code = code.replace(old, new)
+    lines = code.rstrip().splitlines()
+    lines[-2] = "entropies = " + lines[-2]
+    lines[-1] = "fractions = " + lines[-1]
+    scope: dict = {}
+    exec("\n".join(lines), scope)
+    h_backbone, h_steered = scope["entropies"]
+    assert np.isfinite(h_backbone) and np.isfinite(h_steered)
+    assert len(scope["fractions"]) == 4 and 0.0 < sum(scope["fractions"]) <= 1.0
