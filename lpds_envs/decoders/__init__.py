@@ -1,8 +1,9 @@
-"""Frozen decoders ``a = Phi(w; s)``: diffusion (DDIM), flow matching (ODE), and any callable."""
+"""Frozen decoders ``a = Phi(w; s)``: diffusion (DDIM), flow matching (ODE), PI0 (transformers), and any callable."""
 
 from .base import CallableDecoder, Decoder, PretrainedDecoder, load_decoder
 from .diffusion import DDIMSampler, DiffusionDecoder, ddim_timesteps, make_betas
 from .flow import FlowDecoder, integrate_ode
+from .pi0 import Pi0Decoder
 
 __all__ = [
     "CallableDecoder",
@@ -10,6 +11,7 @@ __all__ = [
     "Decoder",
     "DiffusionDecoder",
     "FlowDecoder",
+    "Pi0Decoder",
     "PretrainedDecoder",
     "ddim_timesteps",
     "integrate_ode",
