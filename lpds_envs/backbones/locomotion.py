@@ -1,0 +1,224 @@
+"""The Gym locomotion zoo pipeline (Hopper-v5, Walker2d-v5, HalfCheetah-v5): experts, *medium* datasets, backbones.
+
+Neither DPPO's pre-trained policies nor D4RL/Minari data can be downloaded here, so we make our own, D4RL-style:
+
+1. ``expert``: SB3 SAC on the raw env (RL Zoo's SAC settings for MuJoCo: 10k random warm-up steps, default
+   network), checkpointing the model every ``--ckpt-every`` steps into ``ZOO/<env>/expert/step_<n>.zip`` and
+   the evaluated return of each checkpoint (``--eval-episodes`` deterministic episodes) into ``returns.json``.
+   Resumable: the latest ``state/`` (model + replay buffer, swapped in atomically) continues an interrupted run.
+2. ``dataset``: picks the *medium* checkpoint, the one whose return is closest to ``--medium-fraction`` (default
+   0.4, inside D4RL medium's third-to-half) of the best checkpoint's, and records ``--episodes`` stochastic
+   episodes with it as a local Minari dataset ``lpds/<env>/medium-v0`` (plus ``medium.npz``), noting the returns
+   of the policies used in ``dataset.json``.
+3. ``backbone``: a diffusion and a flow backbone on the same chunks (DPPO gym defaults, see
+   :data:`BACKBONE_DEFAULTS`), saved to ``ZOO/<env>/{diffusion,flow}/`` with the BC loss.
+
+Every stage skips what is already done, so ``python -m lpds_envs.backbones.locomotion all --env Hopper-v5``
+re-run after an interruption continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENVS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")
+#: DPPO's gym backbones (the ones DSRL steers): chunk Ta = 4, cosine schedule with 20 training steps and 5
+#: deterministic DDIM steps, x0 clipped to [-1, 1], min-max observation scaling, a residual MLP ~3 x 512.
+BACKBONE_DEFAULTS: dict[str, Any] = {
+    "chunk_size": 4,
+    "hidden_dim": 512,
+    "n_blocks": 3,
+    "time_embed_dim": 16,
+    "diffusion": {"num_train_timesteps": 20, "num_inference_steps": 5, "beta_schedule": "cosine", "clip_sample": True},
+    "flow": {"num_inference_steps": 5, "integrator": "euler"},
+}
+
+
+def _atomic_json(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def evaluate_policy_return(model: Any, env_id: str, episodes: int, seed: int, deterministic: bool = True) -> list:
+    """Undiscounted returns of ``episodes`` episodes of an SB3 model on the raw env."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, total = False, 0.0
+        while not done:
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, r, term, trunc, _ = env.step(action)
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def train_expert(
+    env_id: str, zoo: Path, steps: int, ckpt_every: int, eval_episodes: int, seed: int = 0, learning_starts: int = 10_000
+) -> Path:
+    """Stage 1 (resumable): SB3 SAC with checkpoints and their evaluated returns."""
+    from stable_baselines3 import SAC
+
+    out = zoo / env_id / "expert"
+    state = out / "state"
+    out.mkdir(parents=True, exist_ok=True)
+    returns_path = out / "returns.json"
+    returns = json.loads(returns_path.read_text()) if returns_path.is_file() else {}
+    if (state / "model.zip").is_file():
+        model = SAC.load(state / "model.zip", env=None, device="cpu")
+        import gymnasium as gym
+
+        model.set_env(gym.make(env_id))
+        model.load_replay_buffer(state / "replay.pkl")
+        print(f"[{env_id}] resuming the expert at {model.num_timesteps} steps", flush=True)
+    else:
+        import gymnasium as gym
+
+        model = SAC("MlpPolicy", gym.make(env_id), learning_starts=learning_starts, seed=seed, verbose=0, device="cpu")
+    t0 = time.time()
+    while model.num_timesteps < steps:
+        chunk = min(ckpt_every - model.num_timesteps % ckpt_every, steps - model.num_timesteps)
+        model.learn(chunk, reset_num_timesteps=False)
+        n = model.num_timesteps
+        model.save(out / f"step_{n}.zip")
+        rets = evaluate_policy_return(model, env_id, eval_episodes, seed=10_000)
+        returns[str(n)] = {"mean": float(np.mean(rets)), "std": float(np.std(rets)), "episodes": eval_episodes}
+        _atomic_json(returns, returns_path)
+        tmp = out / "state.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        model.save(tmp / "model.zip")
+        model.save_replay_buffer(tmp / "replay.pkl")
+        shutil.rmtree(state, ignore_errors=True)
+        os.replace(tmp, state)
+        print(f"[{env_id}] {n} steps, return {np.mean(rets):.0f} +- {np.std(rets):.0f}, {time.time() - t0:.0f} s",
+              flush=True)
+    return out
+
+
+def pick_medium(returns: dict[str, dict], fraction: float) -> tuple[int, float, int, float]:
+    """The checkpoint whose return is closest to ``fraction`` x the best one's: ``(step, return, best_step, best)``."""
+    steps = sorted(int(s) for s in returns)
+    best = max(steps, key=lambda s: returns[str(s)]["mean"])
+    best_ret = returns[str(best)]["mean"]
+    medium = min(steps, key=lambda s: abs(returns[str(s)]["mean"] - fraction * best_ret))
+    return medium, returns[str(medium)]["mean"], best, best_ret
+
+
+def record_dataset(env_id: str, zoo: Path, episodes: int, fraction: float, seed: int = 0) -> Path:
+    """Stage 2: record the medium policy's episodes (stochastic actions) as Minari + npz."""
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+
+    from .data import Episode, save_minari
+
+    out = zoo / env_id / "data"
+    if (out / "dataset.json").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    returns = json.loads((zoo / env_id / "expert" / "returns.json").read_text())
+    step, ret, best, best_ret = pick_medium(returns, fraction)
+    model = SAC.load(zoo / env_id / "expert" / f"step_{step}.zip", device="cpu")
+    env = gym.make(env_id)
+    eps: list[Episode] = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        o, a, r, te, tr = [obs], [], [], [], []
+        done = False
+        while not done:
+            action, _ = model.predict(obs, deterministic=False)
+            obs, rew, term, trunc, _ = env.step(action)
+            o.append(obs), a.append(action), r.append(rew), te.append(term), tr.append(trunc)
+            done = term or trunc
+        eps.append(Episode(np.array(o), np.array(a), np.array(r), np.array(te), np.array(tr), seed=seed + i))
+    data_returns = [float(e.rewards.sum()) for e in eps]
+    np.savez_compressed(
+        out / "medium.npz",
+        observations=np.concatenate([e.observations[:-1] for e in eps]),
+        actions=np.concatenate([e.actions for e in eps]),
+        episode_ends=np.cumsum([len(e.actions) for e in eps]),
+    )
+    dataset_id = f"lpds/{env_id.split('-')[0].lower()}/medium-v0"
+    try:
+        save_minari(
+            dataset_id, eps, env, algorithm_name="SB3 SAC (medium checkpoint)", author="lpds",
+            author_email="lpds@users.noreply.github.com", eval_env=env_id,
+            description=f"{env_id}: {episodes} episodes of a medium SB3 SAC checkpoint (lpds locomotion zoo)",
+        )
+    except Exception as exc:  # the npz is the source of truth for training; Minari is a convenience copy
+        print(f"[{env_id}] Minari dataset not written ({type(exc).__name__}: {exc})")
+        dataset_id = None
+    _atomic_json(
+        {
+            "env": env_id, "minari_id": dataset_id, "episodes": episodes,
+            "transitions": int(sum(len(e.actions) for e in eps)),
+            "medium_checkpoint": step, "medium_eval_return": ret, "expert_checkpoint": best,
+            "expert_eval_return": best_ret, "fraction_target": fraction,
+            "dataset_return_mean": float(np.mean(data_returns)), "dataset_return_std": float(np.std(data_returns)),
+        },
+        out / "dataset.json",
+    )
+    return out
+
+
+def train_backbones(env_id: str, zoo: Path, steps: int, batch_size: int = 256, seed: int = 0) -> dict[str, Path]:
+    """Stage 3 (resumable through ``train_backbone``): diffusion and flow backbones on the same chunks."""
+    from .data import load_npz
+    from .train import train_backbone
+
+    data = load_npz(zoo / env_id / "data" / "medium.npz", chunk_size=BACKBONE_DEFAULTS["chunk_size"])
+    common = {k: BACKBONE_DEFAULTS[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim")}
+    outs = {}
+    for kind in ("diffusion", "flow"):
+        out = zoo / env_id / kind
+        train_backbone(
+            kind, data, out_dir=out, steps=steps, batch_size=batch_size, seed=seed, obs_normalization="minmax",
+            **common, **BACKBONE_DEFAULTS[kind],
+        )
+        outs[kind] = out
+    return outs
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Locomotion zoo: experts, medium datasets, backbones (resumable)")
+    p.add_argument("stage", choices=["expert", "dataset", "backbone", "all"])
+    p.add_argument("--env", required=True, choices=ENVS)
+    p.add_argument("--zoo", default="zoo", help="working folder (not committed)")
+    p.add_argument("--expert-steps", type=int, default=300_000)
+    p.add_argument("--ckpt-every", type=int, default=20_000)
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--medium-fraction", type=float, default=0.4)
+    p.add_argument("--episodes", type=int, default=200, help="dataset episodes")
+    p.add_argument("--bc-steps", type=int, default=50_000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    zoo = Path(args.zoo)
+    if args.stage in ("expert", "all"):
+        train_expert(args.env, zoo, args.expert_steps, args.ckpt_every, args.eval_episodes, args.seed)
+    if args.stage in ("dataset", "all"):
+        print(json.dumps(json.loads((record_dataset(args.env, zoo, args.episodes, args.medium_fraction,
+                                                    args.seed) / "dataset.json").read_text())))
+    if args.stage in ("backbone", "all"):
+        train_backbones(args.env, zoo, args.bc_steps, seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()
