@@ -176,6 +176,14 @@ class LatentSteeringWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     :param env: the task env (per-step ``Box`` actions, or already chunked)
     :param decoder: the frozen decoder (:class:`~lpds_envs.decoders.Decoder`)
     :param latent_bound: bound of the latent box; ``None`` = unbounded
+    :param latent_subspace: ``None`` (default): the action is the full flat latent. Otherwise exact-prior subspace
+        steering (:mod:`lpds_envs.subspace`): the action is a k-dim ``u`` (bounded by ``latent_bound``), the decoder
+        gets ``z = P u + (I - P P^T) eps_full``, ``eps_full ~ N(0, I)``, so ``u ~ N(Delta, I_k)`` means
+        ``z ~ N(P Delta, I)`` exactly. ``"chunk_constant"`` (one chunk-constant direction per used action dimension),
+        a :class:`~lpds_envs.subspace.LatentSubspace` or a ``(D, k)`` orthonormal matrix. ``info["full_latent"]`` is
+        ``z`` (flat); ``.decoder`` is then a :class:`~lpds_envs.subspace.SubspaceDecoder` (latent ``u``), so learners
+        train on ``u`` unchanged. The complement noise has its own generator: ``reset(seed=s)`` restarts it (derived
+        from ``s``, separate from the task's ``np_random``), ``reset()`` continues it, so seeded episodes repeat.
 
     Example::
 
@@ -188,11 +196,23 @@ class LatentSteeringWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         >>> info["decoded_action"].shape, info["executed_steps"]
         ((2, 2), 2)
+        >>> sub_env = LatentSteeringWrapper(gym.make("lpds/MultiGoal-v0"), dec, latent_subspace="chunk_constant")
+        >>> sub_env.action_space.shape  # one chunk-constant direction per action dimension
+        (2,)
     """
 
-    def __init__(self, env: gym.Env, decoder: Decoder, latent_bound: float | None = 2.5) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, decoder=decoder, latent_bound=latent_bound)
-        codec = LatentCodec(decoder, latent_bound)
+    def __init__(
+        self, env: gym.Env, decoder: Decoder, latent_bound: float | None = 2.5, latent_subspace: Any = None
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, decoder=decoder, latent_bound=latent_bound, latent_subspace=latent_subspace
+        )
+        if latent_subspace is None:
+            codec = LatentCodec(decoder, latent_bound)
+        else:
+            from .subspace import SubspaceCodec
+
+            codec = SubspaceCodec(decoder, latent_subspace, latent_bound)
         shape = getattr(env.action_space, "shape", None)
         if shape == decoder.action_shape[1:]:
             env = ChunkedActionWrapper(env, decoder.chunk_size)
@@ -203,6 +223,7 @@ class LatentSteeringWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
         gym.Wrapper.__init__(self, env)
         self.codec = codec
+        self.latent_subspace = None if latent_subspace is None else codec.subspace
         self.action_space = codec.action_space
         self._obs: Any = None
 
@@ -216,6 +237,8 @@ class LatentSteeringWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
+        if self.latent_subspace is not None:
+            self.codec.seed(seed)
         self._obs = obs
         return obs, info
 
@@ -226,6 +249,8 @@ class LatentSteeringWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, reward, terminated, truncated, info = self.env.step(chunks[0])
         self._obs = obs
         info["latent"], info["decoded_action"] = w[0], chunks[0]
+        if self.latent_subspace is not None:
+            info["full_latent"] = self.codec.last_full_latent[0]
         return obs, reward, terminated, truncated, info
 
 
