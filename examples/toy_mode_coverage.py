@@ -177,6 +177,59 @@ def plot(summary: dict, results: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def claims_report(summary: dict, reached: float = 0.05, collapsed: float = 0.9) -> str:
+    """Markdown check of the App. B claims from the JSON alone. A goal counts as kept when it holds at least
+    ``reached`` of the rollouts at the final evaluation; a run has collapsed when one goal holds ``collapsed``."""
+    runs, ent = summary["runs"], summary["entropy"]
+    lines = [f"| method | final goal fractions BL/TR/TL/BR (mean of {len(runs['backbone']['seeds'])} seeds) | "
+             f"goals >= {reached:.0%} per seed | max-goal share per seed | first eval with one goal >= "
+             f"{collapsed:.0%} (env steps, per seed) | action entropy (nats, mean +- sd) |", "|---|---|---|---|---|---|"]
+    kept, first_collapse = {}, {}
+    for name, run in runs.items():
+        fr = np.array(run["goal_fractions"])
+        kept[name] = (fr >= reached).sum(1)
+        curves = np.array(run["curves"]["goal_fractions"])  # (seeds, evals, 4)
+        steps = np.array(run["curves"]["env_steps"][0])
+        first_collapse[name] = [
+            int(steps[np.argmax(c.max(1) >= collapsed)]) if (c.max(1) >= collapsed).any() else None for c in curves
+        ]
+        h = np.array(ent[name])
+        lines.append(
+            f"| {LABELS[name]} | {' / '.join(f'{f:.2f}' for f in fr.mean(0))} | {kept[name].tolist()} | "
+            f"{[round(float(m), 2) for m in fr.max(1)]} | {first_collapse[name]} | {h.mean():.2f} +- {h.std():.2f} |"
+        )
+
+    def verdict(ok: bool) -> str:
+        return "**reproduced**" if ok else "**not reproduced**"
+
+    h = {n: float(np.mean(v)) for n, v in ent.items()}
+    lpds_names = [n for n in runs if n.startswith("lpds")]
+    out = ["\n".join(lines), ""]
+    if "lpds_delta_0.01" in runs:
+        out.append(f"- delta 0.01 keeps >= 3 goals: {verdict(bool((kept['lpds_delta_0.01'] >= 3).all()))} "
+                   f"(goals kept per seed {kept['lpds_delta_0.01'].tolist()}).")
+    if "lpds_delta_0.05" in runs and "lpds_delta_0.01" in runs:
+        m05 = np.array(runs["lpds_delta_0.05"]["goal_fractions"]).max(1).mean()
+        m01 = np.array(runs["lpds_delta_0.01"]["goal_fractions"]).max(1).mean()
+        ok = bool(m05 > m01 and (kept["lpds_delta_0.05"] >= 2).all())
+        out.append(f"- delta 0.05 is more directed than 0.01 yet keeps several goals: {verdict(ok)} (mean max-goal "
+                   f"share {m05:.2f} vs {m01:.2f}; goals kept per seed {kept['lpds_delta_0.05'].tolist()}).")
+    if "lpds_delta_0.1" in runs:
+        ok = bool((np.array(runs["lpds_delta_0.1"]["goal_fractions"]).max(1) >= collapsed).all())
+        out.append(f"- delta 0.1 collapses to one goal: {verdict(ok)} (max-goal share per seed "
+                   f"{[round(float(m), 2) for m in np.array(runs['lpds_delta_0.1']['goal_fractions']).max(1)]}).")
+    if "dsrl" in runs:
+        fc = first_collapse["dsrl"]
+        ok = all(c is not None for c in fc)
+        out.append(f"- DSRL collapses to one goal early: {verdict(ok)} (first evaluation with one goal >= "
+                   f"{collapsed:.0%}, env steps per seed: {fc}).")
+    if {"backbone", "dsrl"} <= set(h) and lpds_names:
+        ok = all(h["backbone"] > h[n] > h["dsrl"] for n in lpds_names)
+        order = ", ".join(f"{LABELS[n]} {h[n]:.2f}" for n in ["backbone", *lpds_names, "dsrl"])
+        out.append(f"- entropy backbone > LP-DS > DSRL: {verdict(ok)} ({order}).")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -221,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{LABELS[name]:<16} final goal fractions (mean over seeds) "
               + " ".join(f"{f:.2f}" for f in fr.mean(0))
               + f"   goals >= 5% per seed {n_goals.tolist()}   entropy {np.mean(summary['entropy'][name]):.2f}")
+    print(claims_report(summary))
     print(f"wrote {out / 'toy_mode_coverage.json'} and figures ({time.time() - t0:.0f} s)")
     return summary
 
