@@ -121,7 +121,9 @@ def check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         raise UsageError(f"unknown env id {env_id!r}; pass --env one of {', '.join(known)}")
     if gym.spec(env_id).kwargs.get("task") not in TASKS:
-        raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass --env one of {', '.join(known)}")
+        raise UsageError(
+            f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass --env one of {', '.join(known)}"
+        )
 
 
 def parse_value(text: str) -> Any:
@@ -203,6 +205,18 @@ def learner_params(spec: AlgoSpec) -> list[str]:
     return [p for p in params if p not in _RESERVED and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
 
 
+def learner_defaults(spec: AlgoSpec, hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """The learner's defaults for the arguments ``hyperparams`` leaves unset (recorded so runs stay readable when
+    defaults change between versions)."""
+    params = inspect.signature(spec.load_class().__init__).parameters
+    out = {}
+    for name in learner_params(spec):
+        default = params[name].default
+        if name not in hyperparams and default is not inspect.Parameter.empty:
+            out[name] = default if isinstance(default, (int, float, str, bool, type(None))) else repr(default)
+    return out
+
+
 def validate_hyperparams(spec: AlgoSpec, hp: dict[str, Any]) -> None:
     valid = learner_params(spec)
     unknown = [k for k in hp if k not in valid and k not in RUN_KEYS]
@@ -240,6 +254,7 @@ class RunConfig:
     :param checkpoint_freq: checkpoint every this many raw env steps (and at the end)
     :param save_replay_buffer: include the replay buffer in checkpoints (needed for an exact resume)
     :param device: torch device of the learner and the decoder
+    :param learner_defaults: the learner's defaults of the arguments not in ``hyperparams`` (filled in)
     """
 
     algo: str
@@ -259,11 +274,13 @@ class RunConfig:
     hyperparams_file: str | None = None
     command: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    learner_defaults: dict[str, Any] = field(default_factory=dict)
 
     #: settings that must match for a re-run to resume an existing run folder
     IDENTITY = ("algo", "env_id", "seed", "hyperparams")
 
     def __post_init__(self) -> None:
+        self.hyperparams = copy.deepcopy(self.hyperparams)  # SB3 writes into policy_kwargs; runs share none
         self.name = self.name or self.algo
         if self.steps < 1:
             raise UsageError(f"--steps must be >= 1, got {self.steps}")
@@ -272,6 +289,7 @@ class RunConfig:
         if self.eval_deterministic is None:
             self.eval_deterministic = ALGOS[self.algo].eval_deterministic
         self.versions = self.versions or _versions()
+        self.learner_defaults = self.learner_defaults or learner_defaults(self.spec, self.hyperparams)
 
     @property
     def spec(self) -> AlgoSpec:
@@ -291,7 +309,8 @@ class RunConfig:
 
     @property
     def learner_kwargs(self) -> dict[str, Any]:
-        return {k: v for k, v in self.hyperparams.items() if k not in RUN_KEYS}
+        """The learner's constructor arguments (a deep copy: SB3 adds keys to the ``policy_kwargs`` it is given)."""
+        return copy.deepcopy({k: v for k, v in self.hyperparams.items() if k not in RUN_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -339,7 +358,71 @@ def _versions() -> dict[str, str]:
     return {
         "lpds": __version__,
         "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-        "gymnasium": gymnasium.__version__,
+        "torch": str(torch.__version__),
+        "stable_baselines3": str(stable_baselines3.__version__),
+        "gymnasium": str(gymnasium.__version__),
     }
+
+
+def make_run_env(
+    spec: AlgoSpec,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    n_envs: int = 1,
+    seed: int | None = None,
+    device: str = "cpu",
+    decoder: Any = None,
+    video_dir: str | Path | None = None,
+    video_envs: int = 0,
+):
+    """The SB3 VecEnv a learner of ``spec`` trains (or is evaluated) on.
+
+    Latent learners get :func:`~lpds_envs.wrappers.make_latent_vec_env`'s env (the task's shipped backbone, its
+    latent bound unless ``env_kwargs["latent_bound"]`` says otherwise); LP-DS-A gets the task in a
+    :class:`~algorithms.ResidualActionWrapper`. Sub-envs are Monitor-ed on raw env steps.
+
+    :param decoder: reuse this frozen decoder (else the shipped one is loaded)
+    :param video_dir: record the first episode of the first ``video_envs`` sub-envs there (``RecordVideo``)
+    """
+    import itertools
+    from functools import partial
+
+    import gymnasium as gym
+
+    from .registration import resolve_lpds_id
+    from .wrappers import make_latent_vec_env
+
+    kw = dict(env_kwargs or {})
+    resolved = resolve_lpds_id(env_id, backbone=kw.get("backbone"), device=device)
+    if resolved is None:
+        raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass one to --env")
+    raw_id, shipped, task_bound = resolved
+    decoder = shipped if decoder is None else decoder
+    task_kwargs = dict(kw.get("env_kwargs") or {})
+    counter = itertools.count()
+
+    def factory(**kwargs: Any) -> gym.Env:
+        i = next(counter)
+        if video_dir is not None and i < video_envs:
+            from gymnasium.wrappers import RecordVideo
+
+            env = gym.make(raw_id, render_mode="rgb_array", **kwargs)
+            return RecordVideo(env, str(video_dir), episode_trigger=lambda ep: ep == 0, name_prefix=f"{env_id}-env{i}")
+        return gym.make(raw_id, **kwargs)
+
+    if spec.env_type == "latent":
+        bound = kw.get("latent_bound", task_bound)
+        return make_latent_vec_env(
+            factory, n_envs=n_envs, seed=seed, decoder=decoder, latent_bound=bound, env_kwargs=task_kwargs
+        )
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from algorithms.residual_action import ResidualActionWrapper
+
+    return make_vec_env(
+        factory,
+        n_envs=n_envs,
+        seed=seed,
+        env_kwargs=task_kwargs,
+        wrapper_class=partial(ResidualActionWrapper, decoder=decoder),
+    )

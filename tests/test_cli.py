@@ -1,0 +1,233 @@
+"""End-to-end tests of the ``lpds`` command line on the toy env with tiny budgets (a few hundred env steps)."""
+
+import csv
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from stable_baselines3.common.save_util import load_from_zip_file
+
+from lpds_envs import cli
+from lpds_envs import runs as runs_module
+from lpds_envs.run_config import UsageError, deep_merge, parse_set
+from lpds_envs.sweep import parse_grid, point_name
+
+ENV = "LPDS-MultiGoal-v0"
+TINY = ["learning_starts=40", "batch_size=32", "buffer_size=400", "policy_kwargs.net_arch=[16,16]"]
+
+
+def train_argv(out, algo="lpds", steps=100, seeds=(0,), extra=()):
+    return [
+        "train", "--algo", algo, "--env", ENV, "--steps", str(steps), "--seeds", *map(str, seeds), "--out", str(out),
+        "--eval-freq", "50", "--eval-episodes", "2", "--no-progress", *extra, "--set", *TINY,
+    ]  # fmt: skip
+
+
+def run_dir(out, algo="lpds", seed=0):
+    return out / ENV / algo / f"seed_{seed}"
+
+
+def eval_rows(folder):
+    with open(folder / "evaluations.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two seeds of LP-DS, 100 env steps each, shared by the evaluate and plot tests."""
+    out = tmp_path_factory.mktemp("train")
+    cli.main(train_argv(out, seeds=(0, 1)))
+    return out
+
+
+def test_train_two_seeds(trained, capsys):
+    for seed in (0, 1):
+        folder = run_dir(trained, seed=seed)
+        for name in ("config.yaml", "progress.csv", "evaluations.csv", "model.zip", "checkpoint/model.zip"):
+            assert (folder / name).is_file(), name
+        assert (folder / "checkpoint" / "replay_buffer.npz").is_file()
+        rows = eval_rows(folder)
+        assert [int(r["raw_env_steps"]) for r in rows] == [0, 50, 100]  # raw env steps, evaluated at 0 and the end
+        assert all(float(r["mean_episode_steps"]) == 20 for r in rows)
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        assert cfg["seed"] == seed and cfg["steps"] == 100 and cfg["algo"] == "lpds"
+        hp = cfg["hyperparams"]  # preset (App. B) with the --set overrides merged in
+        assert hp["delta"] == 0.05 and hp["policy_kwargs"] == {"net_arch": [16, 16], "n_critics": 2}
+        assert hp["env_kwargs"] == {"latent_bound": 2.5} and cfg["versions"]["torch"]
+        with open(folder / "progress.csv", newline="") as f:
+            progress = list(csv.DictReader(f))
+        assert progress and int(progress[-1]["time/raw_env_steps"]) <= 100
+    # the same command again finds the runs complete and leaves them alone
+    before = (run_dir(trained) / "evaluations.csv").read_text()
+    cli.main(train_argv(trained, seeds=(0, 1)))
+    assert "already complete" in capsys.readouterr().out
+    assert (run_dir(trained) / "evaluations.csv").read_text() == before
+
+
+def _final_state(folder):
+    data, params, _ = load_from_zip_file(folder / "model.zip")
+    with np.load(folder / "checkpoint" / "replay_buffer.npz") as buf:
+        buffer = {k: buf[k].copy() for k in buf.files}
+    rows = [{k: v for k, v in r.items() if k != "time_s"} for r in eval_rows(folder)]
+    with open(folder / "progress.csv", newline="") as f:
+        logged = [r["time/total_timesteps"] for r in csv.DictReader(f)]
+    return data, params, buffer, rows, logged
+
+
+@pytest.mark.parametrize("algo", ["lpds", "dsrl"])
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, algo):
+    # evaluations every 50 env steps, checkpoints every 100, interrupted at 160: the run restarts from 100, and the
+    # evaluation at 150 and the log rows past 100 written before the interruption are discarded.
+    extra = ["--checkpoint-freq", "100"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    cli.main(train_argv(full, algo, steps=200, extra=extra))
+
+    original = runs_module.TrainingRun.after_step
+
+    def interrupt(self, infos):
+        original(self, infos)
+        if self.raw >= 160:
+            raise KeyboardInterrupt  # what Ctrl-C or a kill does between two checkpoints
+
+    monkeypatch.setattr(runs_module.TrainingRun, "after_step", interrupt)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(train_argv(cut, algo, steps=200, extra=extra))
+    assert exc.value.code == 130
+    assert not (run_dir(cut, algo) / "model.zip").exists()
+    assert int(eval_rows(run_dir(cut, algo))[-1]["raw_env_steps"]) == 150
+    monkeypatch.setattr(runs_module.TrainingRun, "after_step", original)
+    cli.main(train_argv(cut, algo, steps=200, extra=extra))  # the same command resumes
+
+    # Bit-exact: the checkpoint restores the torch/numpy/python RNG streams, the action space's RNG (SAC warm-up),
+    # the replay buffer and the envs' state, and is taken between an update and the next env step.
+    data_a, params_a, buf_a, rows_a, log_a = _final_state(run_dir(full, algo))
+    data_b, params_b, buf_b, rows_b, log_b = _final_state(run_dir(cut, algo))
+    for key in ("num_timesteps", "raw_env_steps", "_n_updates", "_episode_num"):
+        assert data_a[key] == data_b[key], key
+    assert data_a["raw_env_steps"] == 200
+    for name in params_a:
+        for key, tensor in params_a[name].items():
+            if isinstance(tensor, torch.Tensor):
+                assert torch.equal(tensor, params_b[name][key]), (name, key)
+    assert buf_a.keys() == buf_b.keys()
+    for key in buf_a:
+        np.testing.assert_array_equal(buf_a[key], buf_b[key], err_msg=key)
+    assert rows_a == rows_b and [int(r["raw_env_steps"]) for r in rows_a] == [0, 50, 100, 150, 200]
+    assert log_a == log_b
+
+
+def test_seeds_share_one_config(tmp_path):
+    # SB3's SAC writes use_sde into the policy_kwargs it gets; no seed may see another's
+    cli.main(train_argv(tmp_path, "dsrl", steps=20, seeds=(0, 1)))
+    configs = [yaml.safe_load((run_dir(tmp_path, "dsrl", s) / "config.yaml").read_text()) for s in (0, 1)]
+    assert configs[0]["hyperparams"] == configs[1]["hyperparams"]
+    assert "use_sde" not in configs[0]["hyperparams"]["policy_kwargs"]
+
+
+def test_train_jobs_runs_seeds_in_subprocesses(tmp_path):
+    cli.main(train_argv(tmp_path, "dsrl", steps=60, seeds=(3, 4), extra=["--jobs", "2"]))
+    for seed in (3, 4):
+        assert (run_dir(tmp_path, "dsrl", seed) / "model.zip").is_file()
+        assert int(eval_rows(run_dir(tmp_path, "dsrl", seed))[-1]["raw_env_steps"]) == 60
+
+
+def test_evaluate(trained, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    cli.main(["evaluate", "--model", str(run_dir(trained)), "--env", ENV, "--episodes", "3", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert "return" in text and "success rate" in text and "action entropy" in text
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 3 and result["mean_episode_steps"] == 20
+    assert 0 <= result["success_rate"] <= 1 and np.isfinite(result["action_entropy"])
+    assert result["deterministic"] is False  # LP-DS acts with eps + Delta(s)
+    # a bare .zip inside the run folder works too, and the same seed gives the same numbers
+    cli.main(["evaluate", "--model", str(run_dir(trained) / "model.zip"), "--episodes", "3", "--json", str(out)])
+    again = json.loads(out.read_text())
+    assert again["mean_return"] == result["mean_return"] and again["action_entropy"] == result["action_entropy"]
+
+
+def test_evaluate_video(trained, tmp_path, capsys):
+    argv = ["evaluate", "--model", str(run_dir(trained)), "--episodes", "1", "--video", str(tmp_path / "videos")]
+    if importlib.util.find_spec("moviepy") is None:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2 and "pip install moviepy" in capsys.readouterr().err
+    else:
+        cli.main(argv)
+        assert list((tmp_path / "videos").glob("*.mp4"))
+
+
+def test_plot_writes_figures_and_table(trained, tmp_path, capsys):
+    cli.main(["plot", str(trained), "--out", str(tmp_path), "--bootstrap", "200"])
+    for name in (f"learning_curves_{ENV}.png", f"learning_curves_{ENV}.pdf", "final_performance.md"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    table = (tmp_path / "final_performance.md").read_text()
+    assert f"| {ENV} | lpds | 2 | 100 |" in table
+    assert table in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray Tune not installed: pip install "lpds[sweep]"')
+def test_sweep_two_point_grid_with_ray(tmp_path):
+    argv = ["sweep", "--algo", "lpds", "--env", ENV, "--grid", "delta=0.01,0.1", "--seeds", "1", "--steps", "60"]
+    argv += ["--out", str(tmp_path), "--eval-freq", "30", "--eval-episodes", "2", "--verbose", "0", "--set", *TINY]
+    cli.main(argv)
+    for delta in ("0.01", "0.1"):
+        folder = tmp_path / ENV / f"lpds_delta={delta}" / "seed_0"
+        assert (folder / "model.zip").is_file()
+        assert [int(r["raw_env_steps"]) for r in eval_rows(folder)] == [0, 30, 60]
+        assert yaml.safe_load((folder / "config.yaml").read_text())["hyperparams"]["delta"] == float(delta)
+    cli.main(["plot", str(tmp_path), "--bootstrap", "100"])  # sweep output reads like train output
+    assert "lpds_delta=0.01" in (tmp_path / "final_performance.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv,hint",
+    [
+        (["train", "--algo", "ppo", "--env", ENV, "--steps", "10"], "pass --algo one of lpds, dsrl"),
+        (["train", "--algo", "lpds", "--env", "LPDS-Nope-v0", "--steps", "10"], f"pass --env one of {ENV}"),
+        (["train", "--algo", "lpds", "--env", ENV, "--steps", "10", "--set", "delta"], "use --set key=value"),
+        (["train", "--algo", "lpds", "--env", ENV, "--steps", "10", "--set", "x=[1,"], "not valid YAML"),
+        (["train", "--algo", "lpds", "--env", ENV, "--steps", "10", "--set", "deltaa=1"], "valid keys: delta"),
+        (["evaluate", "--model", "no/such/run"], "pass --model a run folder"),
+        (["plot", "no/such/dir"], "pass folders written by `lpds train`"),
+        (["sweep", "--algo", "lpds", "--env", ENV, "--steps", "10", "--grid", "delta"], "use --grid key=v1,v2"),
+        (["train", "--algo", "lpds", "--steps", "10"], "required: --env"),
+    ],
+)
+def test_bad_input_exits_with_one_line(argv, hint, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and hint in err and "Traceback" not in err
+
+
+def test_rerun_with_other_settings_is_refused(trained, capsys):
+    argv = train_argv(trained, seeds=(0,))
+    argv[argv.index("--set") + 1 :] = ["delta=0.2", *TINY]
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert "delta: 0.05 -> 0.2" in err and "another --out or --name" in err
+
+
+def test_set_and_grid_parsing():
+    assert parse_set(["delta=0.1", "policy_kwargs.net_arch=[64,64]", "env_kwargs.latent_bound=null"]) == {
+        "delta": 0.1,
+        "policy_kwargs": {"net_arch": [64, 64]},
+        "env_kwargs": {"latent_bound": None},
+    }
+    with pytest.raises(UsageError, match="malformed --set"):
+        parse_set(["=1"])
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+    points = parse_grid(["delta=0.01,0.1", "policy_kwargs.net_arch=[64,64],[256,256]"])
+    assert len(points) == 4 and points[1] == {"delta": 0.01, "policy_kwargs.net_arch": [256, 256]}
+    assert point_name("lpds", {"delta": 0.1}) == "lpds_delta=0.1"
+
+
+def test_demo_options_unchanged():
+    args = cli.build_parser().parse_args(["demo"])
+    assert (args.steps, args.rollouts, args.seed, args.out) == (4000, 1000, 0, "lpds_demo")
