@@ -3,12 +3,21 @@
 - :class:`LagrangianSAC`: LP-DS (paper Algorithm 1).
 - :class:`DSRLNA`: DSRL with noise aliasing.
 - DSRL-SAC is plain ``stable_baselines3.SAC("MlpPolicy", latent_env)``.
+
+``"MultiInputPolicy"`` (SB3's ``CombinedExtractor``) takes Dict observations such as camera images + state.
 """
 
-from .buffers import LatentReplayBuffer
+from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
 from .dsrl_na import DSRLNA
 from .lagrangian_sac import LagrangianSAC
-from .policies import DSRLNAPolicy, MlpPolicy, SteeringPolicy
+from .policies import (
+    DSRLNAPolicy,
+    MlpPolicy,
+    MultiInputDSRLNAPolicy,
+    MultiInputPolicy,
+    MultiInputSteeringPolicy,
+    SteeringPolicy,
+)
 from .residual_action import ResidualActionSAC, ResidualActionWrapper
 from .steering import SteeredPolicy, SteeringAlgorithm
 
@@ -18,8 +27,12 @@ __all__ = [
     "LagrangianSAC",
     "ResidualActionSAC",
     "ResidualActionWrapper",
+    "LatentDictReplayBuffer",
     "LatentReplayBuffer",
     "MlpPolicy",
+    "MultiInputDSRLNAPolicy",
+    "MultiInputPolicy",
+    "MultiInputSteeringPolicy",
     "SteeredPolicy",
     "SteeringAlgorithm",
     "SteeringPolicy",

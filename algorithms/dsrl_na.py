@@ -10,7 +10,7 @@ import torch
 
 from lpds_envs.decoders.base import Decoder
 
-from .policies import DSRLNAPolicy
+from .policies import DSRLNAPolicy, MultiInputDSRLNAPolicy
 from .steering import SteeringAlgorithm
 
 
@@ -39,7 +39,7 @@ class DSRLNA(SteeringAlgorithm):
     The remaining parameters are those of :class:`~algorithms.LagrangianSAC`.
     """
 
-    policy_aliases = {"MlpPolicy": DSRLNAPolicy}  # noqa: RUF012
+    policy_aliases = {"MlpPolicy": DSRLNAPolicy, "MultiInputPolicy": MultiInputDSRLNAPolicy}  # noqa: RUF012
 
     def __init__(
         self,

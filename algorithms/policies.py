@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, create_mlp
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    create_mlp,
+)
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
@@ -269,3 +275,45 @@ class DSRLNAPolicy(SteeringPolicy):
 
 
 MlpPolicy = SteeringPolicy
+
+
+class PreprocessedExtractor(nn.Module):
+    """A features extractor that first applies SB3's ``preprocess_obs`` (uint8 images to [0, 1], one-hot discrete
+    observations, key by key for a Dict), as SB3's own policies do in ``extract_features``.
+
+    :param extractor: the wrapped features extractor (e.g. ``CombinedExtractor``)
+    :param observation_space: the policy's observation space
+    :param normalize_images: divide image observations by 255
+    """
+
+    def __init__(self, extractor: BaseFeaturesExtractor, observation_space: spaces.Space, normalize_images: bool):
+        super().__init__()
+        self.extractor = extractor
+        self.features_dim = extractor.features_dim
+        self.observation_space, self.normalize_images = observation_space, normalize_images
+
+    def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.extractor(preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images))
+
+
+class _MultiInput:
+    """Mixin turning a steering policy into SB3's ``MultiInputPolicy``: a ``CombinedExtractor`` (one CNN per image
+    key, flattened vectors) on preprocessed Dict observations, one extractor per network as the MLP policies."""
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kw):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kw)
+
+    def make_features_extractor(self) -> PreprocessedExtractor:
+        extractor = super().make_features_extractor()  # type: ignore[misc]
+        return PreprocessedExtractor(extractor, self.observation_space, self.normalize_images)  # type: ignore[attr-defined]
+
+
+class MultiInputSteeringPolicy(_MultiInput, SteeringPolicy):
+    """:class:`SteeringPolicy` for Dict observations (images + state): ``"MultiInputPolicy"`` of LagrangianSAC."""
+
+
+class MultiInputDSRLNAPolicy(_MultiInput, DSRLNAPolicy):
+    """:class:`DSRLNAPolicy` for Dict observations: ``"MultiInputPolicy"`` of DSRLNA."""
+
+
+MultiInputPolicy = MultiInputSteeringPolicy

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.preprocessing import maybe_transpose
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
@@ -24,8 +25,8 @@ from torch import nn
 from lpds_envs.decoders.base import Decoder, PretrainedDecoder
 from lpds_envs.wrappers import VecLatentSteeringWrapper
 
-from .buffers import LatentReplayBuffer
-from .policies import SteeringPolicy
+from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
+from .policies import MultiInputSteeringPolicy, SteeringPolicy
 
 
 def resolve_decoder(env: VecEnv | None, decoder: Decoder | None) -> Decoder | None:
@@ -84,7 +85,7 @@ def _accept_unbounded(env: Any, verbose: int) -> Any:
 class SteeringAlgorithm(OffPolicyAlgorithm):
     """Base class; see :class:`algorithms.LagrangianSAC` for the parameters."""
 
-    policy_aliases = {"MlpPolicy": SteeringPolicy}  # noqa: RUF012
+    policy_aliases = {"MlpPolicy": SteeringPolicy, "MultiInputPolicy": MultiInputSteeringPolicy}  # noqa: RUF012
     policy: SteeringPolicy
     replay_buffer: LatentReplayBuffer
 
@@ -172,6 +173,8 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
             raise ValueError("no decoder: pass a latent env or decoder=")
         self.policy_kwargs = {**self.policy_kwargs, "decoded_action_dim": decoded_dim}
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "decoded_action_dim": decoded_dim}
+        if isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is LatentReplayBuffer:
+            self.replay_buffer_class = LatentDictReplayBuffer  # Dict observations (images + state)
         super()._setup_model()
         self.actor = self.policy.actor
         self.action_critic = self.policy.action_critic
@@ -241,8 +244,8 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
     def decode_batches(self, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
         """Decode several ``(obs, w)`` batches in one decoder call (decoding dominates the cost)."""
-        sizes = [len(o) for o, _ in pairs]
-        chunks = self.decode(torch.cat([o for o, _ in pairs]), torch.cat([w for _, w in pairs]))
+        sizes = [len(w) for _, w in pairs]
+        chunks = self.decode(_cat_obs([o for o, _ in pairs]), torch.cat([w for _, w in pairs]))
         return list(torch.split(chunks, sizes))
 
     def action_critic_step(self, replay: Any, target_q: torch.Tensor) -> float:
@@ -330,15 +333,34 @@ class SteeredPolicy(nn.Module):
         self.latent_bound, self.deterministic = latent_bound, deterministic
 
     @torch.no_grad()
-    def forward(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=next(self.actor.parameters()).device)
-        delta = self.actor(obs)
+    def forward(self, obs: torch.Tensor | dict[str, Any], eps: torch.Tensor | None = None) -> torch.Tensor:
+        device = next(self.actor.parameters()).device
+        if isinstance(obs, dict):  # Dict observations keep their dtypes (uint8 images)
+            obs = {k: np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in obs.items()}
+            space = getattr(self.actor.features_extractor, "observation_space", None)
+            # the actor saw images as SB3 stores them (channel-first); the decoder takes the raw layout
+            actor_obs = {
+                k: torch.as_tensor(maybe_transpose(v, space[k]) if isinstance(space, spaces.Dict) else v, device=device)
+                for k, v in obs.items()
+            }
+            obs = {k: torch.as_tensor(v, device=device) for k, v in obs.items()}
+            delta = self.actor(actor_obs)
+        else:
+            obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            delta = self.actor(obs)
         if eps is None:
             eps = torch.zeros_like(delta) if self.deterministic else torch.randn_like(delta)
         w = eps.reshape(delta.shape).to(delta) + delta
         if self.latent_bound is not None:
             w = w.clamp(-self.latent_bound, self.latent_bound)
         return self.decoder(obs, w)
+
+
+def _cat_obs(batches: list[Any]) -> Any:
+    """``torch.cat`` of observation batches; Dict observations are concatenated key by key."""
+    if isinstance(batches[0], dict):
+        return {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+    return torch.cat(batches)
 
 
 def copy_module(module: nn.Module) -> nn.Module:

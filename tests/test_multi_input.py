@@ -1,0 +1,90 @@
+"""Dict observations (camera image + state) through "MultiInputPolicy" for LagrangianSAC, DSRLNA and plain SB3 SAC."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from algorithms import DSRLNA, LagrangianSAC
+from algorithms.buffers import LatentDictReplayBuffer
+from algorithms.policies import PreprocessedExtractor
+from lpds_envs import LatentSteeringWrapper
+from lpds_envs.decoders import Decoder
+from lpds_envs.envs.multigoal_pixels import MultiGoalPixelsEnv
+
+
+class DictStateDecoder(Decoder):
+    """A toy decoder of Dict observations: the chunk is ``tanh(w + state)``; it checks the image is uint8."""
+
+    def __init__(self) -> None:
+        super().__init__(latent_shape=(4, 2), action_shape=(4, 2))
+        self.seen_image_shapes: set[tuple[int, ...]] = set()
+
+    def forward(self, obs, w):
+        image, state = torch.as_tensor(np.asarray(obs["image"])), torch.as_tensor(np.asarray(obs["state"])).float()
+        assert image.dtype == torch.uint8
+        self.seen_image_shapes.add(tuple(image.shape[1:]))
+        return torch.tanh(self.check_latent(w, batch_size=state.shape[0]) + state[:, None, :])
+
+
+def make_env(size=40):
+    return LatentSteeringWrapper(MultiGoalPixelsEnv(image_size=size, horizon=8), DictStateDecoder(), latent_bound=2.5)
+
+
+SMALL = dict(learning_starts=16, batch_size=8, policy_kwargs={"net_arch": [32]}, seed=0)
+
+
+def test_pixels_env_observation():
+    env = MultiGoalPixelsEnv(image_size=64)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    obs, *_ = env.step(np.array([1.0, 1.0], np.float32))
+    obs, *_ = env.step(np.array([1.0, 1.0], np.float32))  # the agent sits on the top-right goal
+    red = (obs["image"] == (220, 40, 40)).all(-1)
+    rows, cols = np.nonzero(red)
+    assert red.sum() > 0 and rows.mean() < 32 and cols.mean() > 32  # top right, y axis up
+
+
+def test_lagrangian_sac_multi_input_policy(tmp_path):
+    env = make_env()
+    model = LagrangianSAC("MultiInputPolicy", env, delta=0.1, **SMALL)
+    assert isinstance(model.actor.features_extractor, PreprocessedExtractor)
+    model.learn(40)
+    buf = model.replay_buffer
+    assert isinstance(buf, LatentDictReplayBuffer) and buf.pos == 40
+    assert buf.observations["image"].dtype == np.uint8 and buf.observations["image"].shape[-3:] == (3, 40, 40)
+    # training decodes got SB3's channel-first images, rollouts the env's channel-last ones
+    assert {(3, 40, 40), (40, 40, 3)} <= env.decoder.seen_image_shapes
+    obs, _ = env.reset(seed=1)
+    w, _ = model.predict(obs, deterministic=True)
+    assert w.shape == (8,) and np.isfinite(w).all()
+    chunk = model.steered_policy(deterministic=True)({k: v[None] for k, v in obs.items()})
+    assert chunk.shape == (1, 4, 2)
+    model.save(tmp_path / "m.zip")
+    back = LagrangianSAC.load(tmp_path / "m.zip", env=make_env())
+    np.testing.assert_allclose(back.predict(obs, deterministic=True)[0], w, atol=1e-6)
+
+
+def test_dsrl_na_and_plain_sac_multi_input_policy():
+    from stable_baselines3 import SAC
+
+    model = DSRLNA("MultiInputPolicy", make_env(), **SMALL)
+    model.learn(40)
+    assert isinstance(model.replay_buffer, LatentDictReplayBuffer)
+    SAC("MultiInputPolicy", make_env(), learning_starts=16, batch_size=8, policy_kwargs={"net_arch": [32]}).learn(24)
+
+
+def test_latent_dict_replay_buffer_keeps_chunks_with_their_transitions():
+    obs_space = spaces.Dict({"image": spaces.Box(0, 255, (3, 8, 8), np.uint8), "state": spaces.Box(-1, 1, (2,))})
+    buf = LatentDictReplayBuffer(10, obs_space, spaces.Box(-1, 1, (4,)), device="cpu", n_envs=2, decoded_action_dim=3)
+    for t in range(5):
+        obs = {"image": np.full((2, 3, 8, 8), t, np.uint8), "state": np.full((2, 2), t, np.float32)}
+        infos = [{"decoded_action": np.full(3, 10 * t + i, np.float32)} for i in range(2)]
+        buf.add(obs, obs, np.zeros((2, 4), np.float32), np.zeros(2), np.zeros(2), infos)
+    batch = buf.sample(16)
+    t = batch.observations["state"][:, 0]
+    assert batch.observations["image"].dtype == torch.uint8
+    env_index = batch.decoded_actions[:, 0] - 10 * t
+    assert set(env_index.tolist()) <= {0.0, 1.0}
+    with pytest.raises(KeyError, match="decoded_action"):
+        buf.add(obs, obs, np.zeros((2, 4), np.float32), np.zeros(2), np.zeros(2), [{}, {}])
