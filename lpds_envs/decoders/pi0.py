@@ -252,14 +252,14 @@ class Pi0Decoder(Decoder):
         state = obs[self.state_key]
         batch = state.shape[0]
         images = torch.stack([obs[k] for k in self.camera_keys], dim=1)  # (B, n_cams, H, W, 3) uint8
-        index = images.permute(0, 1, 4, 2, 3).long() + self._channel_offsets  # (B, n_cams, 3, H, W)
+        index = images.permute(0, 1, 4, 2, 3).long().add_(self._channel_offsets)  # (B, n_cams, 3, H, W)
         state_n = (state - self.state_mean) / self.state_std
         state_n = torch.nn.functional.pad(state_n, (0, self.max_state_dim - self.state_dim))
         return {
             "state": state_n,
             "input_ids": self.input_ids.expand(batch, -1),
             "attention_mask": self.attention_mask.expand(batch, -1),
-            "pixel_values": self.pixel_lut[index],
+            "pixel_values": torch.take(self.pixel_lut, index),
             "pixel_attention_mask": torch.ones(batch, len(self.camera_keys), dtype=torch.bool, device=self.device),
         }
 
@@ -299,6 +299,9 @@ class Pi0Decoder(Decoder):
         tmp = folder / (LPDS_PI0_CONFIG + ".tmp")
         tmp.write_text(json.dumps(self.config, indent=2))
         os.replace(tmp, folder / LPDS_PI0_CONFIG)
+        for name in ("model.safetensors", LPDS_PI0_CONFIG):  # safetensors writes private files; checkpoints are shared
+            if (folder / name).is_file():
+                os.chmod(folder / name, 0o644)
         return folder
 
     @classmethod

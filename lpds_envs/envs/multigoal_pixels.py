@@ -87,6 +87,18 @@ class MultiGoalPixelsEnv(MultiGoalEnv):
             block[dx**2 + dy**2 <= r * r] = AGENT_COLOR
         return {"image": img, "state": np.asarray(state, np.float32).copy()}
 
+    def observe_batch(self, states: np.ndarray) -> dict[str, np.ndarray]:
+        """Dict observations of a batch of states ``(B, 2)``, identical to :meth:`observe` row by row."""
+        states = np.asarray(states, np.float32).reshape(-1, 2)
+        dx = self._px[None, None, :] - states[:, 0, None, None]  # (B, 1, W)
+        dy = self._px[::-1][None, :, None] - states[:, 1, None, None]  # (B, H, 1)
+        r = self.agent_radius
+        # the same two-sided test as observe(): inside the bounding box and the disc
+        mask = (np.abs(dx) <= r) & (np.abs(dy) <= r) & (dx**2 + dy**2 <= r * r)
+        images = np.repeat(self._background[None], len(states), axis=0)
+        images[mask] = AGENT_COLOR
+        return {"image": images, "state": states.copy()}
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         state, info = super().reset(seed=seed, options=options)
         return self.observe(state), info
