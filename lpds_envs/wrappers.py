@@ -204,8 +204,9 @@ class LatentSteeringWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(
         self, env: gym.Env, decoder: Decoder, latent_bound: float | None = 2.5, latent_subspace: Any = None
     ) -> None:
+        # no deepcopy: the recorded decoder is the frozen decoder itself (a copy of a pi0 would double its memory)
         gym.utils.RecordConstructorArgs.__init__(
-            self, decoder=decoder, latent_bound=latent_bound, latent_subspace=latent_subspace
+            self, decoder=decoder, latent_bound=latent_bound, latent_subspace=latent_subspace, _disable_deepcopy=True
         )
         if latent_subspace is None:
             codec = LatentCodec(decoder, latent_bound)
