@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .pi0 import quiet_transformers, require_transformers
+from .pi0_hub import quiet_transformers, require_transformers
 
 #: words the tiny tokenizers know; anything else becomes ``<unk>``
 DEFAULT_VOCABULARY = (
