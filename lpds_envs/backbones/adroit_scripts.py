@@ -1,0 +1,359 @@
+"""Scripted Adroit controllers that read the simulator's privileged state (object, target and site poses, MuJoCo
+Jacobians of the arm) and write normalised joint-position targets, the action space of gymnasium-robotics'
+``AdroitHand*-v1`` tasks.
+
+Each controller is a small state machine (reach, grasp, manipulate) over a :class:`AdroitSim` view of the raw env.
+Per episode it draws a *style* (different approach or manipulation strategies, so the data are multimodal) and
+perturbed parameters (offsets, gains, timings); per step it adds temporally correlated action noise. The result
+is competent but imperfect behaviour, which is what a behaviour-cloned backbone that steering can improve needs.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+
+class AdroitSim:
+    """Privileged view of an Adroit env: named sites and joints, Jacobians, and joint targets -> actions.
+
+    :param env: a gymnasium-robotics ``AdroitHand*-v1`` env (wrapped or not)
+    """
+
+    def __init__(self, env) -> None:
+        self.raw = env.unwrapped
+        self.model = self.raw.model
+        self.data = self.raw.data
+        m = self.model
+        self.act_joint = m.actuator_trnid[:, 0].copy()
+        self.act_qadr = m.jnt_qposadr[self.act_joint]
+        self.act_dadr = m.jnt_dofadr[self.act_joint]
+        gain, bias = m.actuator_gainprm[:, 0], m.actuator_biasprm[:, 1]
+        self.ctrl_per_q = -bias / gain  # position servo: force = gain * ctrl + bias * q  ->  q_eq = ctrl * gain / -bias
+        self.act_mean = m.actuator_ctrlrange.mean(axis=1)
+        self.act_rng = 0.5 * (m.actuator_ctrlrange[:, 1] - m.actuator_ctrlrange[:, 0])
+        self.joint_names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in self.act_joint]
+        self.joint_range = m.jnt_range[self.act_joint].copy()
+        self._jac = np.zeros((3, m.nv))
+
+    def site(self, name: str) -> np.ndarray:
+        """World position of site ``name``."""
+        return self.data.site_xpos[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, name)].copy()
+
+    def body(self, name: str) -> np.ndarray:
+        """World position of body ``name``."""
+        return self.data.xpos[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name)].copy()
+
+    def body_mat(self, name: str) -> np.ndarray:
+        """World rotation matrix (3, 3) of body ``name``."""
+        return self.data.xmat[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name)].reshape(3, 3).copy()
+
+    def joint(self, name: str) -> float:
+        """Position of (scalar) joint ``name``."""
+        return float(self.data.qpos[self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT,
+                                                                               name)]])
+
+    def index(self, names: list[str]) -> np.ndarray:
+        """Actuator indices of the actuated joints ``names``."""
+        return np.array([self.joint_names.index(n) for n in names])
+
+    @property
+    def q(self) -> np.ndarray:
+        """Current positions of the actuated joints, in actuator order."""
+        return self.data.qpos[self.act_qadr].copy()
+
+    def site_velocity(self, name: str, actuators: np.ndarray) -> np.ndarray:
+        """World velocity (3,) of site ``name`` due to the joints of ``actuators``."""
+        return self.site_jacobian(name, actuators) @ self.data.qvel[self.act_dadr[actuators]]
+
+    def site_jacobian(self, name: str, actuators: np.ndarray) -> np.ndarray:
+        """Translational Jacobian (3, k) of site ``name`` w.r.t. the joints of ``actuators``."""
+        sid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, name)
+        mujoco.mj_jacSite(self.model, self.data, self._jac, None, sid)
+        return self._jac[:, self.act_dadr[actuators]].copy()
+
+    def ik_step(self, name: str, target: np.ndarray, actuators: np.ndarray, gain: float = 1.0,
+                damping: float = 0.05, max_step: float = 0.3, kv: float = 0.0) -> np.ndarray:
+        """Damped least-squares joint step (k,) that moves site ``name`` towards world point ``target``.
+
+        ``kv`` (seconds) subtracts ``kv`` times the site's current velocity from the error (Cartesian damping).
+
+        Joints that the step would push past their range are pinned at the limit and the rest re-solved, so a
+        saturated joint hands its share of the motion to the others.
+        """
+        jac = self.site_jacobian(name, actuators)
+        err = gain * (np.asarray(target) - self.site(name))
+        if kv:
+            err = err - kv * jac @ self.data.qvel[self.act_dadr[actuators]]
+        q = self.q[actuators]
+        lo, hi = self.joint_range[actuators, 0], self.joint_range[actuators, 1]
+        free = np.ones(len(actuators), dtype=bool)
+        dq = np.zeros(len(actuators))
+        for _ in range(3):
+            j = jac[:, free]
+            dq[free] = j.T @ np.linalg.solve(j @ j.T + damping**2 * np.eye(3), err)
+            pinned = free & ((((q + dq) > hi) & (dq > 0)) | (((q + dq) < lo) & (dq < 0)))
+            if not pinned.any():
+                break
+            dq[pinned] = np.clip(dq[pinned], lo[pinned] - q[pinned], hi[pinned] - q[pinned])
+            err = err - jac[:, pinned] @ dq[pinned]
+            free &= ~pinned
+            if not free.any():
+                break
+        return np.clip(dq, -max_step, max_step)
+
+    def action(self, q_target: np.ndarray, gravity_compensation: bool = True) -> np.ndarray:
+        """Normalised action in [-1, 1] whose position servos hold the actuated joints at ``q_target``.
+
+        :param q_target: joint targets (nu,) in actuator order
+        :param gravity_compensation: add the current gravity and Coriolis torques (``qfrc_bias``) to the servo
+            set-points, so that targets are reached without sagging
+        """
+        ctrl = np.asarray(q_target) * self.ctrl_per_q
+        if gravity_compensation:
+            ctrl = ctrl + self.data.qfrc_bias[self.act_dadr] / self.model.actuator_gainprm[:, 0]
+        return np.clip((ctrl - self.act_mean) / self.act_rng, -1.0, 1.0).astype(np.float32)
+
+
+def _rot_y(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * v[0] + s * v[2], v[1], -s * v[0] + c * v[2]])
+
+
+def _rot_z(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1], v[2]])
+
+
+class ScriptedController:
+    """Base class: a per-episode ``reset`` that draws a style and parameters, and a per-step ``act``.
+
+    :param noise: scale of the temporally correlated (Ornstein-Uhlenbeck, stationary std ``noise``) action noise;
+        1 is ~0.5 rad on a hinge joint's target and ~0.1 m on a slide's, whatever the actuator's range; each
+        episode draws its own scale in ``[0.5, 1.5] * noise``
+    :param styles: the styles to draw from (default: all of the controller's :attr:`STYLES`)
+    """
+
+    STYLES: tuple[str, ...] = ("default",)
+    STYLE_WEIGHTS: tuple[float, ...] | None = None
+
+    def __init__(self, noise: float = 0.05, styles: tuple[str, ...] | None = None) -> None:
+        self.noise = float(noise)
+        self.styles = tuple(styles) if styles is not None else self.STYLES
+        unknown = set(self.styles) - set(self.STYLES)
+        if unknown:
+            raise ValueError(f"unknown styles {sorted(unknown)} for {type(self).__name__}; known: {self.STYLES}")
+        self.sim: AdroitSim | None = None
+        self.rng = np.random.default_rng()
+        self.style = self.styles[0]
+        self.phase = "start"
+        self.t = 0
+
+    def reset(self, env, rng: np.random.Generator) -> None:
+        """Start an episode on ``env`` (already reset): draw the style, the parameters and the noise scale."""
+        self.sim = AdroitSim(env)
+        self.rng = rng
+        if self.STYLE_WEIGHTS is not None and self.styles == self.STYLES:
+            w = np.asarray(self.STYLE_WEIGHTS, dtype=float)
+            self.style = self.styles[int(rng.choice(len(self.styles), p=w / w.sum()))]
+        else:
+            self.style = self.styles[int(rng.integers(len(self.styles)))]
+        self.t = 0
+        self.phase = "start"
+        self.sigma = self.noise * rng.uniform(0.5, 1.5)
+        self._ou = np.zeros(self.sim.model.nu)
+        # noise of 1 unit moves a hinge target by ~0.5 rad and a slide target by ~0.1 m, whatever the actuator range
+        joint_per_unit = self.sim.act_rng / self.sim.ctrl_per_q
+        slide = self.sim.model.jnt_type[self.sim.act_joint] == mujoco.mjtJoint.mjJNT_SLIDE
+        self._noise_scale = np.where(slide, 0.1, 0.5) / joint_per_unit
+        self.params = self.draw_params(rng)
+
+    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
+        """Per-episode parameters (subclasses)."""
+        return {}
+
+    def targets(self) -> np.ndarray:
+        """Joint targets (nu,) for the current step (subclasses)."""
+        raise NotImplementedError
+
+    def act(self) -> np.ndarray:
+        """The normalised action for the current state, noise included."""
+        q_target = self.targets()
+        action = self.sim.action(q_target)
+        self._ou = 0.8 * self._ou + 0.6 * self.sigma * self.rng.standard_normal(len(self._ou))
+        self.t += 1
+        return np.clip(action + self._noise_scale * self._ou, -1.0, 1.0).astype(np.float32)
+
+    def _u(self, lo: float, hi: float) -> float:
+        return float(self.rng.uniform(lo, hi))
+
+
+class DoorController(ScriptedController):
+    """``AdroitHandDoor-v1``: grasp the lever from above, turn it down along its arc (forearm roll follows the
+    latch), pull the door open along the hinge arc, then either let go and sweep the door open from its free edge
+    (``"sweep"``) or keep pulling the handle as far as the arm reaches (``"hold"``, succeeds less often).
+    """
+
+    STYLES = ("sweep", "hold")
+    STYLE_WEIGHTS = (0.75, 0.25)
+
+    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
+        s = self.sim
+        self.pos_arm = s.index(["ARTz", "ARRx", "ARRy"])
+        self.full_arm = s.index(["ARTz", "ARRx", "ARRy", "ARRz", "WRJ1", "WRJ0"])
+        self.roll = s.index(["ARRz"])[0]
+        self.wrist = s.index(["WRJ1", "WRJ0"])
+        self.fingers = s.index([n for n in s.joint_names if n[:2] in ("FF", "MF", "RF", "LF") and n[-1] in "012"])
+        self.thumb = s.index(["THJ4", "THJ3", "THJ2", "THJ1", "THJ0"])
+        self.hinge_jid = s.model.joint("door_hinge").id
+        return {
+            "above": self._u(0.045, 0.075), "grasp_dx": self._u(-0.025, 0.025), "grasp_dz": self._u(-0.02, 0.0),
+            "precurl": self._u(0.2, 0.4), "close": self._u(0.9, 1.05), "approach_gain": self._u(2.6, 3.2),
+            "turn_gain": self._u(3.0, 4.0), "turn_lead": self._u(0.5, 0.7), "latch_open": self._u(1.3, 1.45),
+            "pull_lead": self._u(0.4, 0.6), "pull_gain": self._u(2.2, 2.8), "release": self._u(0.8, 0.92),
+            "sweep_n": self._u(0.18, 0.26), "edge_n": self._u(0.02, 0.08),
+        }
+
+    def targets(self) -> np.ndarray:
+        s, P = self.sim, self.params
+        q = s.q
+        qt = q.copy()
+        h, p, latch_c = s.site("S_handle"), s.site("S_grasp"), s.body("latch")
+        latch, hinge = s.joint("latch"), s.joint("door_hinge")
+        hinge_pos = s.data.xanchor[self.hinge_jid].copy()
+        handle = h + np.array([P["grasp_dx"], 0.0, 0.0])
+        roll, close, gain, full = 0.0, P["precurl"], P["approach_gain"], False
+        if self.phase == "start":
+            self.phase = "above"
+        if self.phase == "above":
+            tgt = handle + np.array([0.0, 0.0, P["above"]])
+            if np.linalg.norm(p - tgt) < 0.02:
+                self.phase = "descend"
+        if self.phase == "descend":
+            tgt = handle + np.array([0.0, 0.0, P["grasp_dz"]])
+            stalled = self.t > 10 and np.abs(s.data.qvel[:3]).max() < 0.01
+            if np.linalg.norm(p - tgt) < 0.015 or latch > 0.15 or stalled:
+                self.phase, self.t_phase = "grasp", self.t
+        if self.phase == "re_front":
+            tgt, close, roll = h + np.array([0.0, -0.07, 0.0]), 0.0, latch
+            if np.linalg.norm(p - tgt) < 0.03:
+                self.phase = "re_in"
+        if self.phase == "re_in":
+            tgt, close, roll = h.copy(), 0.0, latch
+            if np.linalg.norm(p - tgt) < 0.02 or np.abs(s.data.qvel[:3]).max() < 0.01:
+                self.phase, self.t_phase = "grasp", self.t
+        if self.phase == "grasp":
+            tgt = handle + np.array([0.0, 0.0, P["grasp_dz"] if latch < 0.5 else 0.0])
+            close = P["precurl"] + (1.0 - P["precurl"]) * min(1.0, (self.t - self.t_phase) / 6)
+            roll = 0.0 if latch < 0.5 else latch
+            if self.t - self.t_phase > 8:
+                self.phase = "turn" if latch < P["latch_open"] else "pull"
+        if self.phase == "turn":
+            tgt = latch_c + _rot_y(h - latch_c, P["turn_lead"]) + np.array([0.0, 0.0, -0.03])
+            close, roll, gain = 1.0, latch + 0.3, P["turn_gain"]
+            if latch > P["latch_open"]:
+                self.phase = "pull"
+            elif np.linalg.norm(p - h) > 0.06:
+                self.phase = "re_front"
+        if self.phase == "pull":
+            tgt = hinge_pos + _rot_z(h - hinge_pos, P["pull_lead"])
+            close, gain = 1.0, P["pull_gain"]
+            if hinge < 0.35:
+                tgt = tgt + (latch_c + _rot_y(h - latch_c, 0.25) - h)
+                roll = latch + 0.3
+            else:
+                tgt[2] = max(tgt[2], 0.16)
+                full = True
+            if np.linalg.norm(p - h) > 0.06 and hinge < P["release"]:
+                self.phase = "re_front"
+            elif hinge > P["release"] and self.style == "sweep":
+                self.phase, self.z_sweep = "release", p[2] + 0.03
+        if self.phase in ("release", "edge", "behind", "push"):
+            e_r = np.array([-np.cos(hinge), -np.sin(hinge), 0.0])
+            e_n = np.array([np.sin(hinge), -np.cos(hinge), 0.0])
+            r, n = {"release": (0.45, P["sweep_n"]), "edge": (0.78, P["edge_n"]), "behind": (0.72, -0.17),
+                    "push": (0.42, 0.15)}[self.phase]
+            tgt = hinge_pos + r * e_r + n * e_n
+            tgt[2] = self.z_sweep
+            close, roll, gain = 0.0, 0.3, 3.0 if self.phase != "push" else P["turn_gain"]
+            nxt = {"release": "edge", "edge": "behind", "behind": "push"}
+            if self.phase in nxt and np.linalg.norm((p - tgt)[:2]) < 0.04:
+                self.phase = nxt[self.phase]
+        if full:
+            qt[self.full_arm] = q[self.full_arm] + s.ik_step("S_grasp", tgt, self.full_arm, gain=gain)
+        else:
+            qt[self.wrist] = 0.0
+            qt[self.roll] = roll
+            qt[self.pos_arm] = q[self.pos_arm] + s.ik_step("S_grasp", tgt, self.pos_arm, gain=gain, max_step=0.5)
+        qt[self.fingers] = 1.5 * close * P["close"]
+        qt[self.thumb] = np.array([0.3, 1.2, 0.1, 0.4, -0.8]) * close * P["close"]
+        return qt
+
+
+class RelocateController(ScriptedController):
+    """``AdroitHandRelocate-v1``: reach above the ball, descend with pre-curled fingers, close fingers and thumb
+    around it, and carry it to the target with a speed-capped Cartesian motion: straight (``"direct"``), lifted
+    first and then moved (``"lift"``), or through a raised via point (``"arc"``). Re-grasps when the ball drops.
+    """
+
+    STYLES = ("direct", "lift", "arc")
+
+    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
+        s = self.sim
+        self.arm = s.index(["ARTx", "ARTy", "ARTz", "ARRx", "ARRy", "ARRz"])
+        self.wrist = s.index(["WRJ1", "WRJ0"])
+        self.fingers = s.index([n for n in s.joint_names if n[:2] in ("FF", "MF", "RF", "LF") and n[-1] in "012"])
+        self.thumb = s.index(["THJ4", "THJ3", "THJ2", "THJ1", "THJ0"])
+        return {
+            "above": self._u(0.05, 0.09), "dx": self._u(-0.015, 0.015), "dy": self._u(-0.03, -0.01),
+            "dz": self._u(-0.005, 0.01), "precurl": self._u(0.25, 0.5), "gain": self._u(1.6, 2.4),
+            "close_steps": self._u(5, 10), "carry_gain": self._u(1.6, 2.4), "vmax": self._u(0.06, 0.12),
+            "approach_vmax": self._u(0.08, 0.12),
+            "lift": self._u(0.12, 0.2), "via": self._u(0.05, 0.12), "j2": self._u(1.1, 1.3), "j1": self._u(1.1, 1.3),
+            "j0": self._u(0.7, 0.9), "settle": self._u(0.0, 0.02), "kv": self._u(0.1, 0.18),
+        }
+
+    def targets(self) -> np.ndarray:
+        s, P = self.sim, self.params
+        q = s.q
+        qt = q.copy()
+        obj, p, goal = s.body("Object"), s.site("S_grasp"), s.site("target")
+        grasp = obj + np.array([P["dx"], P["dy"], P["dz"]])
+        close, gain = P["precurl"], P["gain"]
+        if self.phase == "start":
+            self.phase = "above"
+        if self.phase == "above":
+            d = grasp + np.array([0.0, 0.0, P["above"]]) - p
+            tgt = p + d * min(1.0, P["approach_vmax"] / max(float(np.linalg.norm(d)), 1e-9))
+            slow = np.linalg.norm(s.site_velocity("S_grasp", self.arm)) < 0.15
+            if np.linalg.norm(p - tgt) < 0.02 and slow:
+                self.phase, self.t_phase = "descend", self.t
+        if self.phase == "descend":
+            d = grasp - p
+            tgt = p + d * min(1.0, 0.03 / max(float(np.linalg.norm(d)), 1e-9))
+            if np.linalg.norm(d) < 0.012 or self.t - self.t_phase > 30:
+                self.phase, self.t_phase = "grasp", self.t
+        if self.phase == "grasp":
+            tgt = grasp
+            close = P["precurl"] + (1.0 - P["precurl"]) * min(1.0, (self.t - self.t_phase) / P["close_steps"])
+            if self.t - self.t_phase > P["close_steps"] + 2:
+                self.phase, self.offset, self.start = "carry", p - obj, obj.copy()
+        if self.phase == "carry":
+            close, gain = 1.0, P["carry_gain"]
+            goal_obj = goal + np.array([0.0, 0.0, -P["settle"]])
+            if self.style == "lift" and obj[2] < self.start[2] + P["lift"] - 0.02 and np.linalg.norm(obj - goal) > 0.1:
+                goal_obj = np.array([obj[0], obj[1], self.start[2] + P["lift"]])
+            elif self.style == "arc" and np.linalg.norm((obj - goal)[:2]) > 0.08:
+                goal_obj = 0.5 * (self.start + goal) + np.array([0.0, 0.0, P["via"]])
+                if np.linalg.norm(obj - goal_obj) < 0.05 or np.linalg.norm(goal - obj) < np.linalg.norm(goal_obj - obj):
+                    goal_obj = goal
+            d = goal_obj + self.offset - p
+            tgt = p + d * min(1.0, P["vmax"] / max(float(np.linalg.norm(d)), 1e-9))
+            if np.linalg.norm(p - obj) > 0.08:
+                self.phase = "above"
+        kv = 0.0 if self.phase == "carry" else P["kv"]
+        qt[self.arm] = q[self.arm] + s.ik_step("S_grasp", tgt, self.arm, gain=gain, max_step=0.5, kv=kv)
+        qt[self.wrist] = 0.0
+        qt[self.fingers] = np.tile([P["j2"], P["j1"], P["j0"]], 4) * close
+        qt[self.thumb] = np.array([0.4, 1.2, 0.15, 0.4, -0.6]) * (0.3 + 0.7 * close)
+        return qt
