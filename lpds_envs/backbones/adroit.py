@@ -107,10 +107,11 @@ def _atomic_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _save_partial(path: Path, episodes: list[Episode], success: list[bool], styles: list[str]) -> None:
+def _save_partial(path: Path, episodes: list[Episode], success: list[bool], styles: list[str], config: str) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(
         tmp,
+        config=np.array(config),
         observations=np.concatenate([e.observations for e in episodes]),
         actions=np.concatenate([e.actions for e in episodes]),
         rewards=np.concatenate([e.rewards for e in episodes]),
@@ -124,8 +125,10 @@ def _save_partial(path: Path, episodes: list[Episode], success: list[bool], styl
     os.replace(tmp, path)
 
 
-def _load_partial(path: Path) -> tuple[list[Episode], list[bool], list[str]]:
+def _load_partial(path: Path, config: str) -> tuple[list[Episode], list[bool], list[str]]:
     with np.load(path) as d:
+        if str(d["config"]) != config:
+            raise ValueError(f"{path} was recorded with {d['config']}, not {config}; delete it to record anew")
         ends = d["episode_ends"]
         starts = np.concatenate([[0], ends[:-1]])
         obs_starts = starts + np.arange(len(ends))  # observations hold one extra row per episode
@@ -155,7 +158,8 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
     data_dir = Path(out) / task / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     partial = data_dir / "partial.npz"
-    eps, succ, styles = _load_partial(partial) if partial.is_file() else ([], [], [])
+    config = json.dumps({"task": task, "seed": seed, "noise": noise})
+    eps, succ, styles = _load_partial(partial, config) if partial.is_file() else ([], [], [])
     eps, succ, styles = eps[:episodes], succ[:episodes], styles[:episodes]
     t0 = time.time()
     bar = tqdm(range(len(eps), episodes), initial=len(eps), total=episodes, desc=f"demos {task}",
@@ -167,7 +171,7 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
         styles.append(style)
         bar.set_postfix(success=f"{np.mean(succ):.2f}")
         if (i + 1) % save_every == 0 or i + 1 == episodes:
-            _save_partial(partial, eps, succ, styles)
+            _save_partial(partial, eps, succ, styles, config)
     steps = sum(len(e.actions) for e in eps)
     np.savez_compressed(
         data_dir / "demos.npz",
@@ -200,7 +204,7 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
         {
             "task": task, "env": TASKS[task][0], "minari_id": dataset_id, "episodes": len(eps), "transitions": steps,
             "episode_steps": EPISODE_STEPS, "controller": TASKS[task][1].__name__, "noise": noise, "seed": seed,
-            "how": TASKS[task][1].__doc__.strip().replace("\n", " "),
+            "how": " ".join(TASKS[task][1].__doc__.split()),
             "success_rate": float(np.mean(succ)), "success_definition": "info['success'] at any step of the episode",
             "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
             "styles": {s: {"episodes": int(sum(x == s for x in styles)),
@@ -216,9 +220,65 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
     return data_dir
 
 
+def load_demo_chunks(task: str, out: Path, chunk_size: int = BACKBONE_DEFAULTS["chunk_size"],
+                     successful_only: bool = False):
+    """The ``(obs, chunk)`` pairs of the recorded demos (optionally only the successful episodes)."""
+    from .data import make_chunks, split_episodes
+
+    path = Path(out) / task / "data" / "demos.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; record it with: python -m lpds_envs.backbones.adroit demos "
+                                f"--task {task} --out {out}")
+    with np.load(path) as d:
+        trajectories = split_episodes(d["observations"], d["actions"], d["episode_ends"])
+        if successful_only:
+            trajectories = [tr for tr, ok in zip(trajectories, d["success"]) if ok]
+    return make_chunks(trajectories, chunk_size)
+
+
+def train_flow_backbone(task: str, out: Path, steps: int, batch_size: int = 512, seed: int = 0,
+                        successful_only: bool = False, name: str = "flow", progress: bool = True):
+    """Stage 2 (resumable through ``train_backbone``): the flow backbone on the demo chunks, in ``out/<task>/<name>``."""
+    from .train import train_backbone
+
+    data = load_demo_chunks(task, out, successful_only=successful_only)
+    arch = {k: v for k, v in BACKBONE_DEFAULTS.items() if k != "chunk_size"}
+    decoder = train_backbone("flow", data, out_dir=Path(out) / task / name, steps=steps, batch_size=batch_size,
+                             seed=seed, obs_normalization="standard", progress=progress, **arch)
+    return decoder
+
+
+def evaluate_backbone(task: str, decoder, episodes: int = 50, seed: int = 10_000, n_envs: int = 10,
+                      latent_bound: float | None = 2.5) -> dict[str, Any]:
+    """Success rate and return of ``decoder`` with prior latents ``w ~ N(0, I)`` (the frozen backbone itself).
+
+    Episodes run ``n_envs`` at a time through :func:`~lpds_envs.wrappers.make_latent_vec_env`; sub-env ``i`` of
+    round ``k`` resets with seed ``seed + k * n_envs + i``.
+    """
+    from ..evaluation import prior_latents, run_episodes
+    from ..wrappers import make_latent_vec_env
+
+    latent_dim = int(np.prod(decoder.latent_shape))
+    success, returns = [], []
+    for k in range(0, episodes, n_envs):
+        n = min(n_envs, episodes - k)
+        venv = make_latent_vec_env(lambda: make_raw_env(task), n_envs=n, seed=seed + k, decoder=decoder,
+                                   latent_bound=latent_bound)
+        batch = run_episodes(venv, prior_latents(latent_dim, seed=seed + k))
+        success += batch.success.tolist()
+        returns += batch.returns.tolist()
+        venv.close()
+    return {"episodes": episodes, "success_rate": float(np.mean(success)), "return_mean": float(np.mean(returns)),
+            "return_std": float(np.std(returns)), "seed": seed, "latent_bound": latent_bound}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Adroit zoo: scripted demonstrations, flow backbones (resumable)")
     p.add_argument("stage", choices=["demos", "backbone", "evaluate"])
+    p.add_argument("--bc-steps", type=int, default=30_000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--successful-only", action="store_true", help="train on the successful episodes only")
+    p.add_argument("--name", default="flow", help="backbone folder name under ZOO/<task>/")
     p.add_argument("--task", required=True, choices=sorted(TASKS))
     p.add_argument("--out", default="zoo/adroit", help="working folder (not committed)")
     p.add_argument("--episodes", type=int, default=200)
@@ -233,6 +293,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage == "demos":
         data_dir = record_demos(args.task, out, args.episodes, args.seed, args.noise)
         print((data_dir / "dataset.json").read_text())
+    if args.stage == "backbone":
+        train_flow_backbone(args.task, out, args.bc_steps, args.batch_size, args.seed, args.successful_only, args.name)
+    if args.stage == "evaluate":
+        from ..decoders import load_decoder
+
+        folder = out / args.task / args.name
+        result = evaluate_backbone(args.task, load_decoder(folder), episodes=args.episodes)
+        result["backbone"] = str(folder)
+        _atomic_json(result, folder / "eval.json")
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""The Adroit zoo: scripted controllers, demo recording (npz + local Minari, resumable), backbone evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gymnasium_robotics", reason="the Adroit zoo needs the 'adroit' extra (gymnasium-robotics)")
+
+from lpds_envs.backbones import adroit  # noqa: E402
+from lpds_envs.backbones.adroit_scripts import AdroitSim  # noqa: E402
+from lpds_envs.backbones.data import load_minari  # noqa: E402
+
+
+@pytest.mark.parametrize("task", sorted(adroit.TASKS))
+def test_controller_episode_is_valid_and_reproducible(task):
+    env = adroit.make_raw_env(task)
+    controller = adroit.TASKS[task][1](noise=0.05)
+    ep, success, style = adroit.run_controller(env, controller, seed=3)
+    assert ep.actions.shape == (adroit.EPISODE_STEPS, env.action_space.shape[0])
+    assert ep.observations.shape == (adroit.EPISODE_STEPS + 1, env.observation_space.shape[0])
+    assert np.isfinite(ep.actions).all() and np.abs(ep.actions).max() <= 1.0
+    assert ep.truncations[-1] and not ep.truncations[:-1].any() and style in controller.STYLES
+    again, success2, style2 = adroit.run_controller(env, controller, seed=3)
+    np.testing.assert_array_equal(ep.actions, again.actions)
+    assert (success, style) == (success2, style2)
+    env.close()
+
+
+def test_sim_joint_targets_round_trip_and_ik_moves_towards_target():
+    env = adroit.make_raw_env("relocate")
+    env.reset(seed=0)
+    sim = AdroitSim(env)
+    q = sim.q
+    action = sim.action(q, gravity_compensation=False)
+    ctrl = sim.act_mean + action * sim.act_rng
+    inside = np.abs(action) < 1.0
+    np.testing.assert_allclose((ctrl / sim.ctrl_per_q)[inside], q[inside], atol=1e-5)
+    arm = sim.index(["ARTx", "ARTy", "ARTz", "ARRx", "ARRy", "ARRz"])
+    start, target = sim.site("S_grasp"), sim.body("Object") + np.array([0.0, 0.0, 0.08])
+    for _ in range(30):
+        qt = sim.q
+        qt[arm] += sim.ik_step("S_grasp", target, arm, gain=2.0)
+        env.step(sim.action(qt))
+    assert np.linalg.norm(sim.site("S_grasp") - target) < 0.5 * np.linalg.norm(start - target)
+    env.close()
+
+
+def test_record_demos_round_trip_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    out = tmp_path / "zoo"
+    data_dir = adroit.record_demos("relocate", out, episodes=2, save_every=1, progress=False)
+    meta = json.loads((data_dir / "dataset.json").read_text())
+    assert meta["episodes"] == 2 and meta["transitions"] == 2 * adroit.EPISODE_STEPS
+    assert 0.0 <= meta["success_rate"] <= 1.0 and meta["minari_id"] == "lpds/adroit-relocate/scripted-v0"
+    first = np.load(data_dir / "demos.npz")["actions"].copy()
+    chunks = adroit.load_demo_chunks("relocate", out)
+    assert chunks.actions.shape == (2 * adroit.EPISODE_STEPS, 8, 30) and chunks.obs.shape[1] == 39
+    minari_chunks = load_minari(meta["minari_id"], chunk_size=8)
+    np.testing.assert_allclose(minari_chunks.actions, chunks.actions, atol=1e-6)
+    np.testing.assert_allclose(minari_chunks.obs, chunks.obs, atol=1e-5)
+    # a larger budget keeps the recorded episodes and adds one
+    adroit.record_demos("relocate", out, episodes=3, save_every=1, progress=False)
+    with np.load(data_dir / "demos.npz") as d:
+        assert d["episode_ends"].tolist() == [200, 400, 600]
+        np.testing.assert_array_equal(d["actions"][:400], first)
+    with pytest.raises(ValueError, match="delete it"):
+        adroit.record_demos("relocate", out, episodes=4, noise=0.2, progress=False)
+
+
+def test_evaluate_backbone_with_prior_latents():
+    from conftest import small_decoder
+
+    env = adroit.make_raw_env("relocate")
+    dec = small_decoder("flow", obs_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0],
+                        chunk_size=8)
+    result = adroit.evaluate_backbone("relocate", dec, episodes=2, n_envs=2)
+    assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0 and np.isfinite(result["return_mean"])
+
+
+def test_missing_extra_message_names_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "gymnasium_robotics":
+            raise ImportError("no module")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImportError, match=r"lpds\[adroit\]"):
+        adroit.require_gymnasium_robotics()
