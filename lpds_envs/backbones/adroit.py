@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from .adroit_scripts import DoorController, RelocateController, ScriptedController
+from .adroit_scripts import DoorController, PenController, RelocateController, ScriptedController
 from .data import Episode
 
 #: task name -> (gymnasium-robotics id, controller class)
 TASKS: dict[str, tuple[str, type[ScriptedController]]] = {
     "door": ("AdroitHandDoor-v1", DoorController),
     "relocate": ("AdroitHandRelocate-v1", RelocateController),
+    "pen": ("AdroitHandPen-v1", PenController),
 }
 EPISODE_STEPS = 200
 #: flow backbone of the Adroit zoo: chunk Ta = 8 (App. A.2), residual MLP 3 x 512, deterministic Euler ODE

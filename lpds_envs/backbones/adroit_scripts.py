@@ -237,10 +237,11 @@ class DoorController(ScriptedController):
         if self.phase == "re_front":
             tgt, close, roll = h + np.array([0.0, -0.07, 0.0]), 0.0, latch
             if np.linalg.norm(p - tgt) < 0.03:
-                self.phase = "re_in"
+                self.phase, self.t_phase = "re_in", self.t
         if self.phase == "re_in":
             tgt, close, roll = h.copy(), 0.0, latch
-            if np.linalg.norm(p - tgt) < 0.02 or np.abs(s.data.qvel[:3]).max() < 0.01:
+            stalled = np.abs(s.data.qvel[:3]).max() < 0.01 or self.t - self.t_phase > 12
+            if np.linalg.norm(p - tgt) < 0.02 or stalled:
                 self.phase, self.t_phase = "grasp", self.t
         if self.phase == "grasp":
             tgt = handle + np.array([0.0, 0.0, P["grasp_dz"] if latch < 0.5 else 0.0])
@@ -356,4 +357,41 @@ class RelocateController(ScriptedController):
         qt[self.wrist] = 0.0
         qt[self.fingers] = np.tile([P["j2"], P["j1"], P["j0"]], 4) * close
         qt[self.thumb] = np.array([0.4, 1.2, 0.15, 0.4, -0.6]) * (0.3 + 0.7 * close)
+        return qt
+
+
+class PenController(ScriptedController):
+    """``AdroitHandPen-v1`` (partial): keep the fingers in a perturbed resting grip and turn the pen towards the
+    target orientation with the two wrist joints, by damped least squares on the pen axis (treating the pen as
+    rigidly held); both axes together (``"joint"``) or flexion first, then deviation (``"sequential"``). No finger
+    gaiting: orientations the wrist cannot reach stay unsolved, so the success rate is partial by design.
+    """
+
+    STYLES = ("joint", "sequential")
+
+    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
+        s = self.sim
+        self.wrist = s.index(["WRJ1", "WRJ0"])
+        self.rest = s.act_mean / s.ctrl_per_q + rng.normal(0.0, 0.02, s.model.nu)
+        self.rest[self.wrist] = s.act_mean[self.wrist] / s.ctrl_per_q[self.wrist]
+        return {"gain": self._u(0.15, 0.5), "damping": self._u(0.02, 0.08), "switch": self._u(0.02, 0.08),
+                "delay": float(rng.integers(0, 15))}
+
+    def _axis(self, top: str, bottom: str) -> np.ndarray:
+        v = self.sim.site(top) - self.sim.site(bottom)
+        return v / np.linalg.norm(v)
+
+    def targets(self) -> np.ndarray:
+        s, P = self.sim, self.params
+        qt = self.rest.copy()
+        qt[self.wrist] = s.q[self.wrist]
+        self.phase = "wait" if self.t < P["delay"] else "turn"
+        if self.phase == "turn":
+            pen, goal = self._axis("object_top", "object_bottom"), self._axis("target_top", "target_bottom")
+            jac = np.stack([np.cross(s.data.xaxis[s.act_joint[a]], pen) for a in self.wrist], axis=1)
+            if self.style == "sequential":
+                first = np.linalg.norm(goal - pen) > P["switch"] and self.t < P["delay"] + 60
+                jac = jac * np.array([1.0, 0.0]) if first else jac
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + P["damping"] * np.eye(3), goal - pen)
+            qt[self.wrist] = s.q[self.wrist] + P["gain"] * dq
         return qt
