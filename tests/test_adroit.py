@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("gymnasium_robotics", reason="the Adroit zoo needs the 'adroit' extra (gymnasium-robotics)")
 
 from lpds_envs.backbones import adroit  # noqa: E402
-from lpds_envs.backbones.adroit_scripts import AdroitSim  # noqa: E402
+from lpds_envs.backbones.adroit_sim import AdroitSim  # noqa: E402
 from lpds_envs.backbones.data import load_minari  # noqa: E402
 
 

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .adroit_scripts import DoorController, PenController, RelocateController, ScriptedController
+from .adroit_scripts import DoorController, PenController, RelocateController
+from .adroit_sim import ScriptedController
 from .data import Episode
 
 #: task name -> (gymnasium-robotics id, controller class)
