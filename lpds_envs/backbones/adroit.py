@@ -45,6 +45,8 @@ TASKS: dict[str, tuple[str, type[ScriptedController]]] = {
     "pen": ("AdroitHandPen-v1", PenController),
 }
 EPISODE_STEPS = 200
+#: default controller action-noise scale per task (the pen, held only by a resting grip, drops under more)
+DEMO_NOISE: dict[str, float] = {"door": 0.05, "relocate": 0.05, "pen": 0.03}
 #: flow backbone of the Adroit zoo: chunk Ta = 8 (App. A.2), residual MLP 3 x 512, deterministic Euler ODE
 BACKBONE_DEFAULTS: dict[str, Any] = {
     "chunk_size": 8,
@@ -65,6 +67,33 @@ def require_gymnasium_robotics() -> None:
     except ImportError as exc:
         raise ImportError(MISSING_EXTRA) from exc
     gym.register_envs(gymnasium_robotics)
+
+
+#: task name -> gymnasium-robotics class (``module:Class`` under ``gymnasium_robotics.envs.adroit_hand``)
+ENV_CLASSES = {
+    "door": "adroit_door:AdroitHandDoorEnv",
+    "hammer": "adroit_hammer:AdroitHandHammerEnv",
+    "pen": "adroit_pen:AdroitHandPenEnv",
+    "relocate": "adroit_relocate:AdroitHandRelocateEnv",
+}
+
+
+def make_adroit_task(task: str, reward_type: str = "dense", **kwargs: Any):
+    """Entry point of the raw ids ``lpds/Adroit<Task>-v0``: gymnasium-robotics' ``AdroitHand<Task>-v1`` class
+    (dense reward), imported only when an env is made, so the ``adroit`` extra stays optional.
+
+    :param task: ``door``, ``hammer``, ``pen`` or ``relocate``
+    :param reward_type: ``"dense"`` (the v1 default) or ``"sparse"``
+    :param kwargs: passed to the env class (``render_mode``, ...)
+    """
+    import importlib
+
+    require_gymnasium_robotics()
+    if task not in ENV_CLASSES:
+        raise ValueError(f"unknown Adroit task {task!r}; known: {sorted(ENV_CLASSES)}")
+    module, cls = ENV_CLASSES[task].split(":")
+    env_cls = getattr(importlib.import_module(f"gymnasium_robotics.envs.adroit_hand.{module}"), cls)
+    return env_cls(reward_type=reward_type, **kwargs)
 
 
 def make_raw_env(task: str, **kwargs: Any):
@@ -142,20 +171,21 @@ def _load_partial(path: Path, config: str) -> tuple[list[Episode], list[bool], l
         return episodes, [bool(x) for x in d["success"]], [str(x) for x in d["styles"]]
 
 
-def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: float = 0.05,
+def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: float | None = None,
                  save_every: int = 10, progress: bool = True) -> Path:
     """Stage 1 (resumable): record ``episodes`` scripted episodes as npz + local Minari + ``dataset.json``.
 
     :param task: ``door``, ...
     :param out: zoo folder; the data go to ``out/<task>/data/``
     :param episodes: number of episodes (episode ``i`` resets with seed ``seed + i``)
-    :param noise: action-noise scale of the controller
+    :param noise: action-noise scale of the controller (default :data:`DEMO_NOISE`)
     :param save_every: episodes between resumable saves
     :return: the data folder
     """
     from tqdm.auto import tqdm
 
     env = make_raw_env(task)
+    noise = DEMO_NOISE.get(task, 0.05) if noise is None else noise
     controller = TASKS[task][1](noise=noise)
     data_dir = Path(out) / task / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", required=True, choices=sorted(TASKS))
     p.add_argument("--out", default="zoo/adroit", help="working folder (not committed)")
     p.add_argument("--episodes", type=int, default=200)
-    p.add_argument("--noise", type=float, default=0.05)
+    p.add_argument("--noise", type=float, default=None, help="controller action noise (default: per task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
