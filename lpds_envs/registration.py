@@ -37,6 +37,14 @@ TASKS: dict[str, SteeringTask] = {
         default_backbone="diffusion",
         latent_bound=2.5,
     ),
+    # the toy seen through a 64x64 camera, steered through a tiny PI0 (needs the pi0 extra)
+    "MultiGoalPi0": SteeringTask(
+        raw_id="lpds/MultiGoalPixels-v0",
+        backbones={"pi0": "multigoal-pi0"},
+        default_backbone="pi0",
+        latent_bound=2.5,
+        extra="pi0",
+    ),
 }
 
 
@@ -61,6 +69,7 @@ def make_steering_env(
     latent_bound: float | None | str = "default",
     device: str | torch.device = "cpu",
     decoder: Decoder | None = None,
+    latent_subspace: Any = None,
     **task_kwargs: Any,
 ) -> LatentSteeringWrapper:
     """Entry point of every ``LPDS-*-v0`` id.
@@ -70,13 +79,15 @@ def make_steering_env(
     :param latent_bound: latent box bound (``None`` = unbounded; default: the task's)
     :param device: where the decoder runs
     :param decoder: use this decoder instead of the shipped one
+    :param latent_subspace: exact-prior subspace steering (e.g. ``"chunk_constant"``), see
+        :class:`~lpds_envs.wrappers.LatentSteeringWrapper`
     :param task_kwargs: passed to ``gym.make`` of the raw task (e.g. ``render_mode``)
     """
     spec = _task(task)
     env = gym.make(spec.raw_id, **task_kwargs)
     dec = decoder if decoder is not None else task_decoder(task, backbone, device)
     bound = spec.latent_bound if latent_bound == "default" else latent_bound
-    return LatentSteeringWrapper(env, dec, latent_bound=bound)
+    return LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
 
 
 def resolve_lpds_id(
@@ -95,7 +106,10 @@ def resolve_lpds_id(
 
 def register_all() -> None:
     """Register every raw and steering id (idempotent)."""
-    raw = {"lpds/MultiGoal-v0": ("lpds_envs.envs.multigoal:MultiGoalEnv", 20)}
+    raw = {
+        "lpds/MultiGoal-v0": ("lpds_envs.envs.multigoal:MultiGoalEnv", 20),
+        "lpds/MultiGoalPixels-v0": ("lpds_envs.envs.multigoal_pixels:MultiGoalPixelsEnv", 20),
+    }
     for env_id, (entry, steps) in raw.items():
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry, max_episode_steps=steps)

@@ -179,3 +179,69 @@ def test_without_transformers_the_error_names_the_extra(monkeypatch, folder):
     with pytest.raises(ImportError, match=r'pip install "lpds\[pi0\]"') as info:
         Pi0Decoder.from_pretrained(folder, **ARGS)
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------- the shipped tiny PI0 and its task
+@pytest.fixture(scope="module")
+def shipped_env():
+    import gymnasium as gym
+
+    return gym.make("LPDS-MultiGoalPi0-v0")
+
+
+def test_shipped_backbone_and_registered_task(shipped_env):
+    from lpds_envs import LatentSteeringWrapper
+    from lpds_envs.backbones import backbone_path
+
+    env = shipped_env
+    dec = env.get_wrapper_attr("decoder")
+    assert isinstance(dec, Pi0Decoder) and dec.latent_shape == (4, 4) and dec.action_shape == (4, 2)
+    wrapper = env
+    while not isinstance(wrapper, LatentSteeringWrapper):
+        wrapper = wrapper.env
+    assert wrapper._saved_kwargs["decoder"] is dec  # recorded without a copy (a pi0 copy would double its memory)
+    folder = backbone_path("multigoal-pi0")
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 4 * 2**20  # a few MB at most
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (64, 64, 3) and env.action_space.shape == (16,)
+    obs, reward, terminated, truncated, info = env.step(np.zeros(16, np.float32))
+    assert info["executed_steps"] == 4 and info["decoded_action"].shape == (4, 2)
+    # w = 0 is the mode of the prior: the backbone's chunk from the origin
+    torch.testing.assert_close(
+        torch.from_numpy(info["decoded_action"]),
+        dec({k: v[None] for k, v in env.reset(seed=0)[0].items()}, torch.zeros(1, 16))[0],
+    )
+
+
+@pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")
+@pytest.mark.filterwarnings("ignore:.*(image|channel).*")
+def test_registered_task_passes_the_env_checkers_with_a_subspace():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    from lpds_envs import LatentSteeringWrapper
+    from lpds_envs.backbones import load_backbone
+
+    env = gym.make("LPDS-MultiGoalPi0-v0", latent_subspace="chunk_constant")
+    assert env.action_space.shape == (2,) and env.get_wrapper_attr("decoder").base.used_action_dims == (0, 1)
+    sb3_check(env)
+    # gymnasium's checker re-makes gym.make'd LPDS envs from their spec, which LPDS-* ids do not support yet
+    raw = gym.make("lpds/MultiGoalPixels-v0")
+    gym_check(LatentSteeringWrapper(raw, load_backbone("multigoal-pi0"), latent_subspace="chunk_constant"))
+
+
+def test_readme_pi0_snippet_runs():
+    """The README's VLA snippet runs as written (on a smaller learning budget)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Steering a VLA") :]
+    code = re.search(r"```python\n(.+?)\n```", section, re.S).group(1)
+    for old, new in (("learning_starts=50, batch_size=32", "learning_starts=6, batch_size=4"), ("=100)", "=8)")):
+        assert old in code, f"README snippet changed: {old!r} not found"
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["model"].num_timesteps == 8

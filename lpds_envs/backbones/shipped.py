@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from ..decoders.base import PretrainedDecoder, load_decoder
+from ..decoders.base import Decoder, load_decoder
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-_CACHE: dict[tuple[str, str], PretrainedDecoder] = {}
+_CACHE: dict[tuple[str, str], Decoder] = {}
 
 
 def shipped_backbones() -> list[str]:
@@ -30,9 +30,19 @@ def backbone_path(name: str) -> Path:
     return path
 
 
-def load_backbone(name: str, device: str | torch.device = "cpu") -> PretrainedDecoder:
-    """Load shipped checkpoint ``name`` (cached per device: decoders are frozen, so sharing is safe)."""
+def load_backbone(name: str, device: str | torch.device = "cpu") -> Decoder:
+    """Load shipped checkpoint ``name`` (cached per device: decoders are frozen, so sharing is safe).
+
+    A folder with ``lpds_pi0.json`` is a PI0 checkpoint, loaded with :class:`~lpds_envs.decoders.Pi0Decoder` (needs
+    the ``pi0`` extra); any other is an lpds decoder (``config.json`` + ``model.safetensors``).
+    """
     key = (name, str(device))
     if key not in _CACHE:
-        _CACHE[key] = load_decoder(backbone_path(name), device=device)
+        path = backbone_path(name)
+        if (path / "lpds_pi0.json").is_file():
+            from ..decoders.pi0 import Pi0Decoder
+
+            _CACHE[key] = Pi0Decoder.from_pretrained(path, device=device)
+        else:
+            _CACHE[key] = load_decoder(path, device=device)
     return _CACHE[key]
