@@ -37,6 +37,14 @@ TASKS: dict[str, SteeringTask] = {
         default_backbone="diffusion",
         latent_bound=2.5,
     ),
+    # gymnasium-robotics Adroit (needs the adroit extra); flow backbones trained on scripted demos (App. A.2)
+    "AdroitRelocate": SteeringTask(
+        raw_id="lpds/AdroitRelocate-v0",
+        backbones={"flow": "adroit-relocate-flow"},
+        default_backbone="flow",
+        latent_bound=2.5,
+        extra="adroit",
+    ),
     # the toy seen through a 64x64 camera, steered through a tiny PI0 (needs the pi0 extra)
     "MultiGoalPi0": SteeringTask(
         raw_id="lpds/MultiGoalPixels-v0",
@@ -46,6 +54,11 @@ TASKS: dict[str, SteeringTask] = {
         extra="pi0",
     ),
 }
+
+
+#: raw Adroit ids: gymnasium-robotics' ``AdroitHand<Task>-v1`` (dense reward, 200 steps), made through a lazy entry
+#: point so that ``import lpds_envs`` never needs the ``adroit`` extra
+ADROIT_RAW_IDS: dict[str, str] = {f"lpds/Adroit{name}-v0": name.lower() for name in ("Door", "Hammer", "Pen", "Relocate")}
 
 
 def _task(name: str) -> SteeringTask:
@@ -113,6 +126,10 @@ def register_all() -> None:
     for env_id, (entry, steps) in raw.items():
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry, max_episode_steps=steps)
+    for env_id, adroit_task in ADROIT_RAW_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point="lpds_envs.backbones.adroit:make_adroit_task", max_episode_steps=200,
+                         kwargs={"task": adroit_task})
     for name in TASKS:
         env_id = f"LPDS-{name}-v0"
         if env_id not in gym.registry:

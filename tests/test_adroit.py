@@ -10,6 +10,7 @@ pytest.importorskip("gymnasium_robotics", reason="the Adroit zoo needs the 'adro
 from lpds_envs.backbones import adroit  # noqa: E402
 from lpds_envs.backbones.adroit_sim import AdroitSim  # noqa: E402
 from lpds_envs.backbones.data import load_minari  # noqa: E402
+from lpds_envs.registration import TASKS as LPDS_TASKS  # noqa: E402
 
 
 @pytest.mark.parametrize("task", sorted(adroit.TASKS))
@@ -91,3 +92,32 @@ def test_missing_extra_message_names_it(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"lpds\[adroit\]"):
         adroit.require_gymnasium_robotics()
+
+
+SHIPPED = [name for name in ("Door", "Hammer", "Pen", "Relocate") if f"Adroit{name}" in LPDS_TASKS]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_registered_steering_id_builds_checks_and_rolls_out(name):
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    from lpds_envs.registration import make_steering_env
+
+    env = gym.make(f"LPDS-Adroit{name}-v0")
+    assert env.unwrapped.__class__.__name__ == f"AdroitHand{name}Env"
+    decoder = env.get_wrapper_attr("decoder")
+    assert env.action_space.shape == (int(np.prod(decoder.latent_shape)),) and decoder.chunk_size == 8
+    assert env.get_wrapper_attr("latent_bound") == 2.5
+    check_env(make_steering_env(f"Adroit{name}"), skip_render_check=True)  # as test_wrappers: the wrapper itself
+    sb3_check_env(env, warn=False, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    rng, steps, done = np.random.default_rng(0), 0, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(rng.standard_normal(env.action_space.shape))
+        steps += info["executed_steps"]
+        assert "success" in info and np.isfinite(reward)
+        done = terminated or truncated
+    assert steps == adroit.EPISODE_STEPS
+    env.close()
