@@ -5,7 +5,8 @@ Both learners see the Dict observation through ``"MultiInputPolicy"`` (SB3's Com
 DSRL-SAC (plain SB3 SAC on the latent env) on the box 1.5 (App. B's b_W); 128 x 128 networks, batch 64,
 ``learning_starts`` latent steps of prior noise first. Evaluation: ``--rollouts`` episodes from the origin, goal
 fractions and mean return, LP-DS with its stochastic policy ``eps + Delta(s)``, DSRL-SAC with its deterministic
-latent, the frozen backbone with prior latents.
+latent, the frozen backbone with prior latents. ``lpds_subspace`` (optional arm) is LP-DS on the 2-dim exact-prior
+subspace (``latent_subspace="chunk_constant"``) instead of the 16-dim latent.
 
 Every (algorithm, seed) run writes ``<out>/<algo>_seed<k>.json`` and is skipped when that file exists, so an
 interrupted study resumes by re-running the command. Progress goes to ``<out>/study.log``.
@@ -56,6 +57,14 @@ def run_one(algo: str, seed: int, steps: int, rollouts: int) -> dict:
         model = LagrangianSAC("MultiInputPolicy", env, delta=0.05, **common).learn(steps)
         decoder, latent_fn = env.decoder, (lambda o: model.predict(o)[0])
         extra = {"alpha": model.alpha, "perturbation_sq": model.logger.name_to_value.get("train/perturbation_sq")}
+    elif algo == "lpds_subspace":  # LP-DS on u in R^2, z = P u + (I - P P^T) eps (chunk-constant P)
+        import gymnasium as gym
+
+        env = gym.make("LPDS-MultiGoalPi0-v0", latent_subspace="chunk_constant")
+        model = LagrangianSAC("MultiInputPolicy", env, delta=0.05, **common).learn(steps)
+        decoder, latent_fn = env.get_wrapper_attr("decoder"), (lambda o: model.predict(o)[0])
+        extra = {"alpha": model.alpha, "perturbation_sq": model.logger.name_to_value.get("train/perturbation_sq")}
+        torch.manual_seed(1000 + seed)  # the evaluation's complement noise comes from torch's global RNG
     elif algo == "dsrl_sac":
         env = make_latent_vec_env("LPDS-MultiGoalPi0-v0", n_envs=1, seed=seed, latent_bound=1.5)
         model = SAC("MultiInputPolicy", env, **common).learn(steps)
