@@ -38,6 +38,13 @@ TASKS: dict[str, SteeringTask] = {
         latent_bound=2.5,
     ),
     # gymnasium-robotics Adroit (needs the adroit extra); flow backbones trained on scripted demos (App. A.2)
+    "AdroitDoor": SteeringTask(
+        raw_id="lpds/AdroitDoor-v0",
+        backbones={"flow": "adroit-door-flow"},
+        default_backbone="flow",
+        latent_bound=2.5,
+        extra="adroit",
+    ),
     "AdroitRelocate": SteeringTask(
         raw_id="lpds/AdroitRelocate-v0",
         backbones={"flow": "adroit-relocate-flow"},
