@@ -121,3 +121,24 @@ def test_registered_steering_id_builds_checks_and_rolls_out(name):
         done = terminated or truncated
     assert steps == adroit.EPISODE_STEPS
     env.close()
+
+
+def test_backbone_evaluate_ship_pipeline_tiny(tmp_path, monkeypatch):
+    import torch
+
+    from lpds_envs.backbones.adroit_ship import ship_backbone
+    from lpds_envs.decoders import load_decoder
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    out = tmp_path / "zoo"
+    adroit.record_demos("door", out, episodes=1, progress=False)
+    monkeypatch.setitem(adroit.BACKBONE_DEFAULTS, "hidden_dim", 32)
+    dec = adroit.train_flow_backbone("door", out, steps=3, batch_size=8, progress=False)
+    result = adroit.evaluate_backbone("door", dec, episodes=1, n_envs=1)
+    (out / "door" / "flow" / "eval.json").write_text(json.dumps(result))
+    dest = ship_backbone("door", out, dest=tmp_path / "shipped")
+    card = (dest / "README.md").read_text()
+    assert "AdroitHandDoor-v1" in card and f"{result['success_rate']:.2f}" in card
+    shipped = load_decoder(dest)
+    obs, w = torch.randn(2, dec.obs_dim), torch.randn(2, *dec.latent_shape)
+    assert torch.equal(shipped(obs, w), dec(obs, w))  # bit-exact round trip
