@@ -45,6 +45,13 @@ TASKS: dict[str, SteeringTask] = {
         latent_bound=2.5,
         extra="adroit",
     ),
+    "AdroitPen": SteeringTask(
+        raw_id="lpds/AdroitPen-v0",
+        backbones={"flow": "adroit-pen-flow"},
+        default_backbone="flow",
+        latent_bound=2.5,
+        extra="adroit",
+    ),
     "AdroitRelocate": SteeringTask(
         raw_id="lpds/AdroitRelocate-v0",
         backbones={"flow": "adroit-relocate-flow"},

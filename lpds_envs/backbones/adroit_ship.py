@@ -25,8 +25,15 @@ lpds as `LPDS-Adroit{Task}-v0`'s default backbone (paper Sec. 5.1, App. A.2).
 - **Training**: {steps:,} AdamW steps, batch {batch_size}, EMA {ema_decay}; final BC loss (EMA-smoothed) {bc_loss:.4f}.
 - **Command**: `python -m lpds_envs.backbones.adroit backbone --task {task} --bc-steps {steps} --batch-size {batch_size}{filter_flag}`
 - **With prior latents** (the frozen backbone itself), {eval_episodes} episodes of 200 raw steps (seeds {eval_seed}..),
-  latent bound {latent_bound}: success rate **{success_rate:.2f}**, return {return_mean:.1f} +- {return_std:.1f}.
+  latent bound {latent_bound}: success rate **{success_rate:.2f}**, return {return_mean:.1f} +- {return_std:.1f}.{notes}
 """
+
+#: caveats printed on a task's card
+CARD_NOTES: dict[str, str] = {
+    "pen": "The demonstrations are partial (wrist-only reorientation, no finger gaiting), and the backbone often "
+           "drops the pen (-5 per step), hence the negative mean return; doing nothing (zero action) succeeds in "
+           "0.08 of the same 50 episodes (return 277.6).",
+}
 
 
 def ship_backbone(task: str, out: Path, name: str = "flow", dest: Path | None = None) -> Path:
@@ -59,6 +66,7 @@ def ship_backbone(task: str, out: Path, name: str = "flow", dest: Path | None = 
         filter_flag=" --successful-only" if filtered else "", params=params, steps=training["steps"],
         batch_size=training["batch_size"], ema_decay=training["ema_decay"], bc_loss=training["final_bc_loss"],
         eval_episodes=ev["episodes"], eval_seed=ev["seed"], latent_bound=ev["latent_bound"],
-        success_rate=ev["success_rate"], return_mean=ev["return_mean"], return_std=ev["return_std"], **cfg,
+        success_rate=ev["success_rate"], return_mean=ev["return_mean"], return_std=ev["return_std"],
+        notes=f"\n- **Notes**: {CARD_NOTES[task]}" if task in CARD_NOTES else "", **cfg,
     ))
     return dest
