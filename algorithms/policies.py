@@ -28,6 +28,12 @@ def mlp(input_dim: int, output_dim: int, net_arch: list[int], activation_fn: typ
     return nn.Sequential(*create_mlp(input_dim, output_dim, net_arch, activation_fn, post_linear_modules=post))
 
 
+def _as_float(obs: Any) -> Any:
+    """float32 view of tensor observations (float64 envs such as Adroit); Dict observations pass through (their
+    extractor preprocesses each key)."""
+    return obs.float() if torch.is_tensor(obs) and obs.dtype != torch.float32 else obs
+
+
 class EnsembleLinear(nn.Module):
     """``n`` independent linear layers applied at once: ``(n, B, in) -> (n, B, out)`` with one batched matmul.
     Each member is initialised as ``nn.Linear`` would (uniform in ``+-1/sqrt(in)``)."""
@@ -85,7 +91,7 @@ class QEnsemble(nn.Module):
         self.q_nets = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.features_extractor(obs), x.flatten(1)], dim=1)
+        h = torch.cat([self.features_extractor(_as_float(obs)), x.flatten(1).float()], dim=1)
         return self.q_nets(h.unsqueeze(0).expand(self.n_critics, *h.shape)).squeeze(-1).t()
 
 
@@ -111,7 +117,7 @@ class PerturbationActor(nn.Module):
             last.bias.zero_()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(self.features_extractor(obs))
+        return self.net(self.features_extractor(_as_float(obs)))
 
 
 class SquashedGaussianActor(nn.Module):
@@ -141,7 +147,7 @@ class SquashedGaussianActor(nn.Module):
         self.bound = float(bound)
 
     def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.trunk(self.features_extractor(obs))
+        h = self.trunk(self.features_extractor(_as_float(obs)))
         return self.mu(h), self.log_std(h).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

@@ -239,3 +239,16 @@ def test_compile_decoder_matches_eager_training_decodes():
     eager = model.decoder(obs, w).flatten(1)
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
     assert "_train_decoder" not in model.get_parameters()
+
+
+def test_float64_observations_are_accepted():
+    """Envs with float64 observations (Adroit, MuJoCo) train: the networks see float32."""
+    env = gym.make("lpds/MultiGoal-v0")
+    env = gym.wrappers.TransformObservation(
+        env, lambda o: o.astype(np.float64), gym.spaces.Box(-2.0, 2.0, (2,), np.float64)
+    )
+    dec = CallableDecoder(lambda obs, w: torch.tanh(w), latent_shape=(1, 2), action_shape=(1, 2))
+    model = LagrangianSAC("MlpPolicy", LatentSteeringWrapper(env, dec), delta=0.1, learning_starts=20,
+                          batch_size=16, policy_kwargs=TINY, seed=0)
+    model.learn(40)
+    assert model.replay_buffer.observations.dtype == np.float64 and model.alpha >= 0
