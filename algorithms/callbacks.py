@@ -60,6 +60,8 @@ class RawStepCallback(BaseCallback):
             self._record()
             self._next = (self.raw_env_steps // self.eval_freq + 1) * self.eval_freq
 
+    log_prefix = "eval"  # logger namespace of the measurements
+
     def _record(self) -> None:
         entry = {"raw_env_steps": self.raw_env_steps, **self._measure()}
         self.history.append(entry)
@@ -67,8 +69,6 @@ class RawStepCallback(BaseCallback):
             if np.isscalar(value):
                 self.logger.record(f"{self.log_prefix}/{key}", value)
         self.logger.dump(self.num_timesteps)
-
-    log_prefix = "eval"
 
     def _measure(self) -> dict[str, Any]:
         raise NotImplementedError

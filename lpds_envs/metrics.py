@@ -107,15 +107,15 @@ def action_entropy(
         raise ValueError(f"n_samples must exceed k, got n_samples={n_samples}, k={k}")
     latent_dim = int(np.prod(decoder.latent_shape))
     sampler = latent_sampler or prior_sampler(latent_dim)
-    entropies = []
-    for s in obs:
-        rep = s.unsqueeze(0).expand(n_samples, *s.shape)
-        chunks = []
-        for start in range(0, n_samples, max_batch):
-            o = rep[start : start + max_batch]
-            w = torch.as_tensor(sampler(o), dtype=torch.float32).reshape(len(o), *decoder.latent_shape)
-            chunks.append(decoder(o, w).reshape(len(o), -1).cpu().numpy())
-        entropies.append(knn_entropy(np.concatenate(chunks), k=k))
+    # every probe state's K copies in as few decoder calls as max_batch allows (batched decoding is much cheaper)
+    rep = obs.repeat_interleave(n_samples, dim=0)
+    chunks = []
+    for start in range(0, len(rep), max_batch):
+        o = rep[start : start + max_batch]
+        w = torch.as_tensor(sampler(o), dtype=torch.float32).reshape(len(o), *decoder.latent_shape)
+        chunks.append(decoder(o, w).reshape(len(o), -1).cpu().numpy())
+    per_state = np.concatenate(chunks).reshape(len(obs), n_samples, -1)
+    entropies = [knn_entropy(a, k=k) for a in per_state]
     return float(np.mean(entropies))
 
 
