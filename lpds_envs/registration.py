@@ -114,7 +114,9 @@ def make_steering_env(
     env = gym.make(spec.raw_id, **task_kwargs)
     dec = decoder if decoder is not None else task_decoder(task, backbone, device)
     bound = spec.latent_bound if latent_bound == "default" else latent_bound
-    return LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
+    wrapped = LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
+    wrapped.spec_from_entry_point = True
+    return wrapped
 
 
 def resolve_lpds_id(

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
@@ -227,6 +228,17 @@ class LatentSteeringWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.latent_subspace = None if latent_subspace is None else codec.subspace
         self.action_space = codec.action_space
         self._obs: Any = None
+        #: set by the ``LPDS-*-v0`` entry point, which builds this wrapper itself: the registered spec alone then
+        #: describes the env, so ``gym.make(env.spec)`` (as Gymnasium's ``check_env`` does) rebuilds it
+        self.spec_from_entry_point = False
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        if self.spec_from_entry_point:
+            # the ids' entry point adds ChunkedActionWrapper and this wrapper; recording them as additional
+            # wrappers (with the decoder object as a kwarg) would make a re-make compare unequal specs
+            return self.env.unwrapped.spec
+        return super().spec
 
     @property
     def decoder(self) -> Decoder:
@@ -264,10 +276,23 @@ class VecLatentSteeringWrapper(VecEnvWrapper):
     :param venv: an SB3 VecEnv of chunked envs
     :param decoder: the frozen decoder
     :param latent_bound: bound of the latent box; ``None`` = unbounded
+    :param latent_subspace: exact-prior subspace steering, as in :class:`LatentSteeringWrapper` (``None``: the full
+        latent; ``"chunk_constant"``, a :class:`~lpds_envs.subspace.LatentSubspace` or a ``(D, k)`` matrix). Each
+        sub-env has its own complement-noise stream: a reset that seeds sub-env ``i`` with ``s_i`` (SB3's
+        ``venv.seed(s)`` gives ``s_i = s + i``, as ``make_latent_vec_env(seed=s)`` does) restarts stream ``i`` from
+        ``s_i`` exactly as ``LatentSteeringWrapper.reset(seed=s_i)`` does, and automatic resets continue it, so
+        sub-env ``i`` reproduces a single wrapper seeded with ``s_i``. ``infos[i]["full_latent"]`` is ``z``.
     """
 
-    def __init__(self, venv: VecEnv, decoder: Decoder, latent_bound: float | None = 2.5) -> None:
-        codec = LatentCodec(decoder, latent_bound)
+    def __init__(
+        self, venv: VecEnv, decoder: Decoder, latent_bound: float | None = 2.5, latent_subspace: Any = None
+    ) -> None:
+        if latent_subspace is None:
+            codec = LatentCodec(decoder, latent_bound)
+        else:
+            from .subspace import SubspaceCodec
+
+            codec = SubspaceCodec(decoder, latent_subspace, latent_bound, n_streams=venv.num_envs)
         if venv.action_space.shape != decoder.action_shape:
             raise ValueError(
                 f"sub-envs take actions of shape {venv.action_space.shape}, but the decoder produces chunks of shape "
@@ -276,14 +301,23 @@ class VecLatentSteeringWrapper(VecEnvWrapper):
             )
         super().__init__(venv, action_space=codec.action_space)
         self.codec = codec
+        self.latent_subspace = None if latent_subspace is None else codec.subspace
         self._obs: Any = None
-        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
     @property
     def decoder(self) -> Decoder:
         return self.codec.decoder
 
+    @property
+    def latent_bound(self) -> float | None:
+        return self.codec.latent_bound
+
     def reset(self):
+        if self.latent_subspace is not None:
+            # the seeds this reset passes to the sub-envs (set by venv.seed(), consumed by the reset)
+            pending = list(getattr(self.venv.unwrapped, "_seeds", None) or [None] * self.num_envs)
+            self.codec.seed(pending if len(pending) == self.num_envs else [None] * self.num_envs)
         self._obs = self.venv.reset()
         return self._obs
 
@@ -291,14 +325,17 @@ class VecLatentSteeringWrapper(VecEnvWrapper):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
         w, chunks = self.codec.decode(self._obs, actions, n=self.num_envs)
-        self._pending = (w, chunks)
+        full = self.codec.last_full_latent if self.latent_subspace is not None else None
+        self._pending = (w, chunks, full)
         self.venv.step_async(chunks)
 
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
-        w, chunks = self._pending
+        w, chunks, full = self._pending
         for i, info in enumerate(infos):
             info["latent"], info["decoded_action"] = w[i], chunks[i]
+            if full is not None:
+                info["full_latent"] = full[i]
         self._obs = obs
         return obs, rewards, dones, infos
 
@@ -373,6 +410,7 @@ def make_latent_vec_env(
     vec_env_cls: type[VecEnv] | None = None,
     vec_env_kwargs: dict[str, Any] | None = None,
     monitor_dir: str | None = None,
+    latent_subspace: Any = None,
 ) -> VecLatentSteeringWrapper:
     """Build a batched latent VecEnv like SB3's ``make_vec_env``.
 
@@ -386,6 +424,8 @@ def make_latent_vec_env(
     :param decoder: the frozen decoder (required unless ``env_id`` is an LPDS id)
     :param latent_bound: latent box bound; ``"default"`` takes the LPDS task's (2.5 otherwise)
     :param vec_env_cls: ``DummyVecEnv`` (default) or ``SubprocVecEnv``
+    :param latent_subspace: exact-prior subspace steering (e.g. ``"chunk_constant"``), see
+        :class:`VecLatentSteeringWrapper`; sub-env ``i``'s complement noise is seeded with ``seed + i``
     """
     from functools import partial
 
@@ -403,7 +443,7 @@ def make_latent_vec_env(
         monitor_dir=monitor_dir,
         wrapper_class=partial(ChunkedActionWrapper, chunk_size=decoder.chunk_size),
     )
-    return VecLatentSteeringWrapper(venv, decoder, latent_bound)
+    return VecLatentSteeringWrapper(venv, decoder, latent_bound, latent_subspace=latent_subspace)
 
 
 def make_latent_vector_env(

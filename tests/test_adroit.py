@@ -110,7 +110,8 @@ def test_registered_steering_id_builds_checks_and_rolls_out(name):
     decoder = env.get_wrapper_attr("decoder")
     assert env.action_space.shape == (int(np.prod(decoder.latent_shape)),) and decoder.chunk_size == 8
     assert env.get_wrapper_attr("latent_bound") == 2.5
-    check_env(make_steering_env(f"Adroit{name}"), skip_render_check=True)  # as test_wrappers: the wrapper itself
+    check_env(make_steering_env(f"Adroit{name}"), skip_render_check=True)  # the wrapper itself
+    check_env(env, skip_render_check=True)  # the registered id (Gymnasium's checker re-makes it from env.spec)
     sb3_check_env(env, warn=False, skip_render_check=True)
     obs, _ = env.reset(seed=0)
     rng, steps, done = np.random.default_rng(0), 0, False

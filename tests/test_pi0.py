@@ -226,7 +226,7 @@ def test_registered_task_passes_the_env_checkers_with_a_subspace():
     env = gym.make("LPDS-MultiGoalPi0-v0", latent_subspace="chunk_constant")
     assert env.action_space.shape == (2,) and env.get_wrapper_attr("decoder").base.used_action_dims == (0, 1)
     sb3_check(env)
-    # gymnasium's checker re-makes gym.make'd LPDS envs from their spec, which LPDS-* ids do not support yet
+    gym_check(env)  # re-makes the id from env.spec, subspace included
     raw = gym.make("lpds/MultiGoalPixels-v0")
     gym_check(LatentSteeringWrapper(raw, load_backbone("multigoal-pi0"), latent_subspace="chunk_constant"))
 

@@ -176,6 +176,23 @@ def test_both_env_checkers_pass():
     sb3_check_env(env)
     gym_check_env(gym.make("lpds/MultiGoal-v0").unwrapped)
     sb3_check_env(gym.make("LPDS-MultiGoal-v0"))
+    gym_check_env(gym.make("LPDS-MultiGoal-v0"), skip_render_check=True)
+
+
+def test_registered_id_remakes_from_its_spec():
+    # the entry point builds the wrappers itself, so the spec carries no additional wrappers (no decoder object)
+    env = gym.make("LPDS-MultiGoal-v0", latent_bound=1.5)
+    assert env.spec.id == "LPDS-MultiGoal-v0" and env.spec.additional_wrappers == ()
+    again = gym.make(env.spec)
+    assert again.get_wrapper_attr("latent_bound") == 1.5
+    a = env.reset(seed=3)[0]
+    b = again.reset(seed=3)[0]
+    np.testing.assert_array_equal(a, b)
+    w = np.full(env.action_space.shape, 0.3, dtype=np.float32)
+    np.testing.assert_array_equal(env.step(w)[0], again.step(w)[0])
+    # a wrapper built by hand still records itself, as any Gymnasium wrapper does
+    manual = LatentSteeringWrapper(gym.make("lpds/MultiGoal-v0"), env.get_wrapper_attr("decoder"))
+    assert [w.name for w in manual.spec.additional_wrappers][-1] == "LatentSteeringWrapper"
 
 
 def test_bad_latents_raise_clear_errors():
