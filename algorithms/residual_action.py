@@ -15,7 +15,7 @@ import torch
 from gymnasium import spaces
 
 from lpds_envs.decoders.base import Decoder
-from lpds_envs.wrappers import ChunkedActionWrapper
+from lpds_envs.wrappers import ChunkedActionWrapper, _to_batch
 
 from .policies import SteeringPolicy
 from .steering import LagrangianTrustRegion, SteeringAlgorithm
@@ -59,7 +59,11 @@ class ResidualActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if r.shape != self.action_space.shape:
             raise ValueError(f"residual has shape {np.shape(action)}, expected {self.action_space.shape}")
         eps = self._rng.standard_normal(self.decoder.latent_shape).astype(np.float32)
-        base = self.decoder(torch.as_tensor(np.asarray(self._obs, dtype=np.float32))[None], torch.from_numpy(eps)[None])
+        if isinstance(self._obs, dict):  # Dict observations keep their dtypes (uint8 camera images)
+            obs = _to_batch(self._obs, single=True)
+        else:
+            obs = torch.as_tensor(np.asarray(self._obs, dtype=np.float32))[None]
+        base = self.decoder(obs, torch.from_numpy(eps)[None])
         base = base[0].numpy().reshape(-1)
         chunk = np.clip(base + r, self.chunk_low, self.chunk_high)
         obs, reward, terminated, truncated, info = self.env.step(chunk.reshape(self.decoder.action_shape))
@@ -81,7 +85,8 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
 
     Use it on a :class:`ResidualActionWrapper` env. Exploration comes from the backbone's own noise ``eps``;
     the residual is deterministic (``predict`` returns ``Delta_a(s)`` either way); warm-up uses residual 0.
-    The policy's latent critic is built but unused. Parameters as :class:`~algorithms.LagrangianSAC`.
+    The policy's latent critic is built but unused. Parameters as :class:`~algorithms.LagrangianSAC`;
+    ``"MultiInputPolicy"`` (SB3's ``CombinedExtractor``) takes Dict observations such as camera images + state.
     """
 
     def __init__(
@@ -176,7 +181,7 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
         for step in range(gradient_steps):
             replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             obs, next_obs = replay.observations, replay.next_observations
-            n = obs.shape[0]
+            n = replay.rewards.shape[0]  # observations may be a dict (images + state)
             with torch.no_grad():
                 eps = torch.randn((2 * n, self.decoder.latent_dim), device=self.device)
                 next_base, base = self.decode_batches((next_obs, eps[:n].view(latent)), (obs, eps[n:].view(latent)))

@@ -186,40 +186,67 @@ class SubspaceDecoder(Decoder):
 
 
 class SubspaceCodec(LatentCodec):
-    """The codec of ``LatentSteeringWrapper(..., latent_subspace=...)``: clips ``u``, lifts it, decodes.
+    """The codec of ``LatentSteeringWrapper(..., latent_subspace=...)`` (and of the batched wrappers): clips ``u``,
+    lifts it, decodes.
 
-    Complement noise comes from the codec's own ``numpy`` generator: :meth:`seed` (called by the wrapper's
-    ``reset(seed=s)``) restarts it from ``SeedSequence(s, spawn_key=(COMPLEMENT_STREAM,))``, and ``reset()`` without a
-    seed continues it, exactly like an env's ``np_random``. The task's own random stream is never touched, so
-    switching the subspace on does not change the task's initial states, and ``reset(seed=s)`` + the same actions
-    reproduce an episode bit for bit. Before any seed, the generator starts from fresh OS entropy.
+    Complement noise comes from ``numpy`` generators owned by the codec, one stream per (sub-)env: :meth:`seed`
+    (called by the wrapper's ``reset(seed=s)``) restarts stream ``i`` from
+    ``SeedSequence(s_i, spawn_key=(COMPLEMENT_STREAM,))``, and a reset without a seed continues it, exactly like an
+    env's ``np_random``. Each step draws one latent's worth of noise from each stream (row ``i`` of a batch from
+    stream ``i``), so a batched wrapper whose sub-env ``i`` is reset with seed ``s_i`` draws exactly what a single
+    wrapper reset with ``s_i`` draws. The task's own random stream is never touched, so switching the subspace on
+    does not change the task's initial states, and ``reset(seed=s)`` + the same actions reproduce an episode bit for
+    bit. Before any seed, every stream starts from fresh OS entropy.
 
     :param decoder: the frozen base decoder
     :param latent_subspace: ``"chunk_constant"``, a :class:`LatentSubspace` or a ``(D, k)`` matrix
     :param latent_bound: bound of the box of ``u`` (``None`` = unbounded)
+    :param n_streams: number of complement-noise streams: 1 for a single env, ``num_envs`` for a batched wrapper
     """
 
-    def __init__(self, decoder: Decoder, latent_subspace: Any, latent_bound: float | None = 2.5) -> None:
+    def __init__(
+        self, decoder: Decoder, latent_subspace: Any, latent_bound: float | None = 2.5, n_streams: int = 1
+    ) -> None:
         super().__init__(SubspaceDecoder(decoder, latent_subspace), latent_bound)
-        self.rng = np.random.default_rng()
+        if int(n_streams) < 1:
+            raise ValueError(f"n_streams must be >= 1, got {n_streams}")
+        self.rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(int(n_streams))]
         self.last_full_latent: np.ndarray | None = None
 
     @property
     def subspace(self) -> LatentSubspace:
         return self.decoder.subspace
 
-    def seed(self, seed: int | None) -> None:
-        """Restart the complement-noise stream from ``seed`` (``None``: keep the current stream)."""
-        if seed is not None:
-            self.rng = np.random.Generator(
-                np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(COMPLEMENT_STREAM,)))
-            )
+    @property
+    def rng(self) -> np.random.Generator:
+        """The complement-noise generator of a single env (stream 0)."""
+        return self.rngs[0]
+
+    def seed(self, seed: int | None | Sequence[int | None]) -> None:
+        """Restart complement-noise streams: an int (or ``None``) for a single stream, else one entry per stream.
+
+        ``None`` entries keep their stream's current state.
+        """
+        seeds = [seed] if seed is None or isinstance(seed, (int, np.integer)) else list(seed)
+        if len(seeds) != len(self.rngs):
+            raise ValueError(f"got {len(seeds)} complement-noise seeds for {len(self.rngs)} streams (one per env)")
+        for i, s in enumerate(seeds):
+            if s is not None:
+                self.rngs[i] = complement_rng(int(s))
 
     def decode(self, obs: Any, latents: Any, n: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Check and clip ``u``, lift it with fresh complement noise, decode; ``last_full_latent`` keeps ``z``."""
         u = self.clip(self.check(latents, n))
-        eps = self.rng.standard_normal((u.shape[0], self.subspace.latent_dim), dtype=np.float32)
+        if u.shape[0] != len(self.rngs):
+            raise ValueError(f"{u.shape[0]} latents for {len(self.rngs)} complement-noise streams (one per env)")
+        d = self.subspace.latent_dim
+        eps = np.stack([rng.standard_normal(d, dtype=np.float32) for rng in self.rngs])
         z = self.decoder.full_latent(torch.from_numpy(u), torch.from_numpy(eps))
         chunks = self.decoder.base(_to_batch(obs, single=n is None), z)
         self.last_full_latent = z.reshape(u.shape[0], -1).cpu().numpy()
         return u, chunks.detach().cpu().numpy()
+
+
+def complement_rng(seed: int) -> np.random.Generator:
+    """The complement-noise generator of episode seed ``seed`` (independent of the task's ``np_random``)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(COMPLEMENT_STREAM,))))

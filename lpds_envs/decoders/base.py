@@ -334,24 +334,36 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         local_files_only: bool = False,
         token: str | bool | None = None,
         **overrides: Any,
-    ) -> PretrainedDecoder:
+    ) -> Decoder:
         """Load a decoder from a local folder or a Hugging Face Hub repo id.
 
         Calling it on :class:`PretrainedDecoder` (or :func:`lpds_envs.decoders.load_decoder`) picks the
-        class from ``config.json``'s ``decoder_type``; calling it on a subclass checks that type.
+        class from ``config.json``'s ``decoder_type``; calling it on a subclass checks that type. A PI0 checkpoint
+        (a folder written by :meth:`Pi0Decoder.save_pretrained <lpds_envs.decoders.Pi0Decoder.save_pretrained>`, or a
+        raw ``PI0ForConditionalGeneration`` + ``PI0Processor`` folder or hub repo, recognised by ``config.json``'s
+        ``model_type == "pi0"``) is loaded with :meth:`Pi0Decoder.from_pretrained
+        <lpds_envs.decoders.Pi0Decoder.from_pretrained>`; ``overrides`` are then its arguments (``instruction``,
+        ``camera_keys``, ``state_key``, ``action_dim``, ``chunk_steps``, ``num_steps``, ``dtype``), required where
+        the folder has no ``lpds_pi0.json``.
 
         :param pretrained_model_name_or_path: folder with ``config.json`` and ``model.safetensors``, or a hub id
         :param device: where the weights go
         :param overrides: config entries to override (e.g. ``num_inference_steps=5``, ``compile=True``)
         :return: the frozen decoder in eval mode
         """
-        config_path, weights_path = _resolve_files(
-            pretrained_model_name_or_path, revision, cache_dir, local_files_only, token
-        )
+        hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        config_path = _resolve_file(pretrained_model_name_or_path, CONFIG_NAME, hub)
         try:
             config = json.loads(Path(config_path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{config_path} is not valid JSON ({exc}); the checkpoint folder is corrupt") from exc
+        if isinstance(config, dict) and "decoder_type" not in config and config.get("model_type") == PI0_MODEL_TYPE:
+            if cls.decoder_type:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} holds a PI0 model; load it with Pi0Decoder.from_pretrained or "
+                    "lpds_envs.decoders.load_decoder"
+                )
+            return _load_pi0(pretrained_model_name_or_path, device, hub, overrides)
         if not isinstance(config, dict) or "decoder_type" not in config:
             raise ValueError(f"{config_path} has no 'decoder_type' entry; is this an lpds decoder checkpoint?")
         dtype = config.pop("decoder_type")
@@ -363,6 +375,7 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
                 f"{pretrained_model_name_or_path} holds a {target.__name__} (decoder_type={dtype!r}); "
                 f"load it with {target.__name__}.from_pretrained or lpds_envs.decoders.load_decoder"
             )
+        weights_path = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, hub)
         config.update(overrides)
         try:
             model = target(**config)
@@ -390,44 +403,73 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         return model.to(device).freeze()
 
 
-def _resolve_files(
-    name_or_path: str | os.PathLike,
-    revision: str | None,
-    cache_dir: str | os.PathLike | None,
-    local_files_only: bool,
-    token: str | bool | None,
-) -> tuple[Path, Path]:
-    """Find ``config.json`` and ``model.safetensors`` in a local folder or download them from the Hub."""
-    path = Path(name_or_path)
-    looks_local = path.exists() or os.sep in str(name_or_path) and str(name_or_path).count("/") != 1
-    looks_local = looks_local or str(name_or_path).startswith((".", "~", os.sep))
-    if looks_local:
-        path = path.expanduser()
+#: ``config.json``'s ``model_type`` of transformers' PI0 (``PI0Config``)
+PI0_MODEL_TYPE = "pi0"
+#: the keyword arguments a PI0 checkpoint takes through :func:`load_decoder` (``Pi0Decoder.from_pretrained``'s)
+PI0_ARGUMENTS = ("instruction", "camera_keys", "state_key", "action_dim", "chunk_steps", "num_steps", "dtype")
+
+
+def _load_pi0(name_or_path: str | os.PathLike, device: Any, hub: dict[str, Any], kwargs: dict[str, Any]) -> Decoder:
+    """A PI0 checkpoint through :meth:`Pi0Decoder.from_pretrained`, with its arguments checked by name."""
+    unknown = sorted(set(kwargs) - set(PI0_ARGUMENTS))
+    if unknown:
+        raise ValueError(
+            f"{str(name_or_path)!r} is a PI0 checkpoint: it takes {', '.join(f'{k}=' for k in PI0_ARGUMENTS)} "
+            f"(Pi0Decoder.from_pretrained's arguments), not {', '.join(f'{k}=' for k in unknown)}"
+        )
+    from .pi0 import Pi0Decoder
+
+    return Pi0Decoder.from_pretrained(name_or_path, device=device, **hub, **kwargs)
+
+
+def _looks_local(name_or_path: str | os.PathLike) -> bool:
+    name = str(name_or_path)
+    return Path(name).exists() or os.sep in name and name.count("/") != 1 or name.startswith((".", "~", os.sep))
+
+
+def _resolve_file(name_or_path: str | os.PathLike, filename: str, hub: dict[str, Any]) -> Path:
+    """Find checkpoint file ``filename`` in a local folder or download it from the Hub."""
+    if _looks_local(name_or_path):
+        path = Path(name_or_path).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"checkpoint folder {str(path)!r} does not exist")
         if not path.is_dir():
             raise NotADirectoryError(
                 f"{str(path)!r} is a file; pass the folder holding {CONFIG_NAME} and {WEIGHTS_NAME}"
             )
-        for fname in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (path / fname).is_file():
-                raise FileNotFoundError(
-                    f"checkpoint folder {str(path)!r} has no {fname}; expected {CONFIG_NAME} and {WEIGHTS_NAME} "
-                    "(written by save_pretrained)"
-                )
-        return path / CONFIG_NAME, path / WEIGHTS_NAME
-    kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        if not (path / filename).is_file():
+            raise FileNotFoundError(
+                f"checkpoint folder {str(path)!r} has no {filename}; expected {CONFIG_NAME} and {WEIGHTS_NAME} "
+                "(written by save_pretrained)"
+            )
+        return path / filename
     try:
-        config_path = hf_hub_download(str(name_or_path), CONFIG_NAME, **kwargs)
-        weights_path = hf_hub_download(str(name_or_path), WEIGHTS_NAME, **kwargs)
+        return Path(hf_hub_download(str(name_or_path), filename, **hub))
     except Exception as exc:
         raise OSError(
             f"could not load {str(name_or_path)!r}: it is not a local folder and fetching it from the Hugging Face "
             f"Hub failed ({type(exc).__name__}: {str(exc)[:200]}). Pass a folder with {CONFIG_NAME} and {WEIGHTS_NAME}."
         ) from exc
-    return Path(config_path), Path(weights_path)
 
 
-def load_decoder(name_or_path: str | os.PathLike, **kwargs: Any) -> PretrainedDecoder:
-    """Load any saved lpds decoder; the class is read from ``config.json`` (``decoder_type``)."""
+def load_decoder(name_or_path: str | os.PathLike, **kwargs: Any) -> Decoder:
+    """Load any saved decoder from a local folder or a Hugging Face Hub repo id.
+
+    - an lpds checkpoint (``config.json`` with ``decoder_type`` + ``model.safetensors``): the class is read from
+      ``decoder_type``; ``kwargs`` are ``PretrainedDecoder.from_pretrained``'s (``device=``, config overrides);
+    - a PI0 checkpoint (``config.json`` with ``model_type == "pi0"``): loaded with
+      :meth:`Pi0Decoder.from_pretrained <lpds_envs.decoders.Pi0Decoder.from_pretrained>` (needs the ``pi0`` extra). A
+      folder written by ``Pi0Decoder.save_pretrained`` carries its arguments in ``lpds_pi0.json``; a raw
+      ``PI0ForConditionalGeneration`` + ``PI0Processor`` folder needs ``instruction=``, ``camera_keys=``,
+      ``state_key=`` and ``action_dim=`` (an error names the missing ones).
+
+    Example::
+
+        >>> import tempfile
+        >>> from lpds_envs.decoders import FlowDecoder, load_decoder
+        >>> folder = tempfile.mkdtemp()
+        >>> FlowDecoder(obs_dim=2, action_dim=2, chunk_size=4).save_pretrained(folder)
+        >>> type(load_decoder(folder)).__name__
+        'FlowDecoder'
+    """
     return PretrainedDecoder.from_pretrained(name_or_path, **kwargs)
