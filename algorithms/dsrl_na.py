@@ -143,7 +143,7 @@ class DSRLNA(SteeringAlgorithm):
             logs["latent_critic_loss"].append(self.latent_critic_distill(obs, eps, eps_chunks))
 
             w, log_prob = self.actor.action_log_prob(obs)
-            q_w = self.latent_critic(obs, w).min(dim=1).values
+            q_w = self.latent_value(obs, w)
             actor_loss = (ent_coef * log_prob - q_w).mean()
             self.actor.optimizer.zero_grad()
             actor_loss.backward()

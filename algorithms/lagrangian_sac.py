@@ -149,7 +149,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             # actor: maximise Q^W(s, eps + Delta(s)) - alpha (||Delta(s)||^2 - delta) (lines 17-18)
             delta_s = self.actor(obs)
             pert_sq = delta_s.pow(2).sum(dim=1)
-            q_w = self.latent_critic(obs, torch.randn_like(delta_s) + delta_s).min(dim=1).values
+            q_w = self.latent_value(obs, torch.randn_like(delta_s) + delta_s)
             actor_loss = (-q_w + self.alpha * (pert_sq - delta)).mean()
             self.actor.optimizer.zero_grad()
             actor_loss.backward()

@@ -176,6 +176,9 @@ class SteeringPolicy(BasePolicy):
     :param n_critics: members of each critic ensemble
     :param layer_norm: LayerNorm after each hidden layer of every network
     :param actor_init_scale: scale of the actor's last-layer weights at initialisation (bias 0)
+    :param optimizer_kwargs: passed to ``optimizer_class``; ``None`` means ``{"fused": True}`` for Adam and AdamW
+        (one fused kernel per step instead of a loop over tensors: about 3x faster on CPU for these network sizes,
+        the same update up to float rounding; see benchmarks/RESULTS.md). Pass ``{}`` for PyTorch's default.
     """
 
     def __init__(
@@ -195,6 +198,8 @@ class SteeringPolicy(BasePolicy):
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if optimizer_kwargs is None and optimizer_class in (torch.optim.Adam, torch.optim.AdamW):
+            optimizer_kwargs = {"fused": True}
         super().__init__(
             observation_space,
             action_space,

@@ -273,10 +273,28 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
             losses.append(loss.item())
         return float(np.mean(losses))
 
+    def latent_value(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``min_j Q^W_j(s, w)`` for the actor's loss: differentiable in ``w`` only.
+
+        Q^W's weights are switched out of autograd for this call (their gradients would be discarded anyway, as
+        Q^W's own step zeroes them first), which saves the weight half of the backward pass through the ensemble.
+        """
+        params = list(self.latent_critic.parameters())
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            return self.latent_critic(obs, w).min(dim=1).values
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
+
     def polyak_update_targets(self) -> None:
+        """``theta_targ <- (1 - tau) theta_targ + tau theta`` for Q^A's target (one fused call); buffers copied."""
         with torch.no_grad():
-            for p, p_targ in zip(self.action_critic.parameters(), self.action_critic_target.parameters()):
-                p_targ.mul_(1 - self.tau).add_(p, alpha=self.tau)
+            torch._foreach_lerp_(
+                list(self.action_critic_target.parameters()), list(self.action_critic.parameters()), self.tau
+            )
             for b, b_targ in zip(self.action_critic.buffers(), self.action_critic_target.buffers()):
                 b_targ.copy_(b)
 

@@ -252,3 +252,19 @@ def test_float64_observations_are_accepted():
                           batch_size=16, policy_kwargs=TINY, seed=0)
     model.learn(40)
     assert model.replay_buffer.observations.dtype == np.float64 and model.alpha >= 0
+
+
+def test_actor_value_is_differentiable_in_the_latent_only():
+    model = make_model()
+    obs = torch.randn(5, model.observation_space.shape[0])
+    w = torch.randn(5, model.action_space.shape[0], requires_grad=True)
+    model.latent_critic.zero_grad(set_to_none=True)
+    list(model.latent_critic.parameters())[0].requires_grad_(False)  # a user-frozen weight stays frozen
+    value = model.latent_value(obs, w)
+    expected = model.latent_critic(obs, w).min(dim=1).values
+    torch.testing.assert_close(value, expected)
+    value.sum().backward()
+    assert w.grad is not None and float(w.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in model.latent_critic.parameters())  # no weight gradients were computed
+    flags = [p.requires_grad for p in model.latent_critic.parameters()]
+    assert flags[0] is False and all(flags[1:])  # the flags are restored as they were
