@@ -47,7 +47,7 @@ def get_preset(algo: str, env_id: str, overrides: dict[str, Any] | None = None) 
 def make_algorithm(
     algo: str,
     env_id: str,
-    n_envs: int = 1,
+    n_envs: int | None = None,
     seed: int | None = None,
     overrides: dict[str, Any] | None = None,
     **kwargs: Any,
@@ -56,6 +56,7 @@ def make_algorithm(
 
     ``algo``: ``lpds`` (:class:`~algorithms.LagrangianSAC`), ``dsrl`` (SB3 ``SAC`` on the latent env = DSRL-SAC)
     or ``dsrl-na`` (:class:`~algorithms.DSRLNA`). ``overrides`` update the preset; ``kwargs`` go to the learner.
+    ``n_envs`` defaults to the preset's (1 when it has none); a preset's ``policy`` (default ``"MlpPolicy"``) is used.
     """
     from stable_baselines3 import SAC
 
@@ -69,5 +70,7 @@ def make_algorithm(
         raise ValueError(f"algo must be one of {sorted(algos)}, got {algo!r}")
     preset = get_preset(algo, env_id, overrides)
     env_kwargs = preset.pop("env_kwargs", {})
-    venv = make_latent_vec_env(env_id, n_envs=n_envs, seed=seed, **env_kwargs)
-    return algos[algo]("MlpPolicy", venv, seed=seed, **{**preset, **kwargs})
+    preset_n_envs = preset.pop("n_envs", None)
+    policy = preset.pop("policy", "MlpPolicy")
+    venv = make_latent_vec_env(env_id, n_envs=n_envs or preset_n_envs or 1, seed=seed, **env_kwargs)
+    return algos[algo](policy, venv, seed=seed, **{**preset, **kwargs})

@@ -50,3 +50,26 @@ def test_make_algorithm_builds_from_the_preset(algo, cls):
     bound = get_preset(algo, "LPDS-MultiGoal-v0")["env_kwargs"]["latent_bound"]
     assert model.action_space.high[0] == bound
     assert model.learning_starts == 500
+
+
+def test_locomotion_presets_follow_dsrls_gym_configs():
+    # ajwagen/dsrl cfg/gym/dsrl_{hopper,walker,halfcheetah}.yaml: layer_size, action_magnitude
+    dsrl_cfg = {"LPDS-Hopper-v0": (128, 1.5), "LPDS-Walker2d-v0": (2048, 2.5), "LPDS-HalfCheetah-v0": (1024, 1.5)}
+    for env_id, (hidden, bound) in dsrl_cfg.items():
+        for algo in ("lpds", "dsrl", "dsrl-na"):
+            p = get_preset(algo, env_id)
+            assert p["policy_kwargs"]["net_arch"] == [hidden] * 3 and p["policy_kwargs"]["n_critics"] == 2
+            assert p["policy_kwargs"].get("layer_norm", False) is (algo != "dsrl")  # SB3 SAC has no LayerNorm
+            assert p["env_kwargs"]["latent_bound"] == bound
+            assert (p["n_envs"], p["train_freq"], p["gradient_steps"]) == (4, 2, 20)
+            assert p["learning_starts"] == 2001 and p["gamma"] == 0.99 and p["batch_size"] == 256
+            assert p.get("latent_critic_steps", 10) == 10
+            if algo != "lpds":
+                assert p["target_entropy"] == 0.0
+
+
+def test_make_algorithm_takes_n_envs_and_policy_from_the_preset():
+    hp = {"LPDS-MultiGoal-v0": {"n_envs": 3, "policy": "MlpPolicy", "learning_starts": 10}}
+    model = make_algorithm("lpds", "LPDS-MultiGoal-v0", seed=0, overrides=hp["LPDS-MultiGoal-v0"])
+    assert model.n_envs == 3
+    assert make_algorithm("lpds", "LPDS-MultiGoal-v0", n_envs=2, seed=0, overrides={"n_envs": 3}).n_envs == 2
