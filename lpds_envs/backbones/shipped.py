@@ -46,3 +46,73 @@ def load_backbone(name: str, device: str | torch.device = "cpu") -> Decoder:
         else:
             _CACHE[key] = load_decoder(path, device=device)
     return _CACHE[key]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fingerprints: what a shipped checkpoint must reproduce after installation (tests/test_shipped_checkpoints.py).
+
+FINGERPRINT_FILE = "fingerprint.json"
+_FINGERPRINT_BATCH = 4
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprint_inputs(decoder: Decoder, batch: int = _FINGERPRINT_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed decode inputs (seed 0): observations ``U(-1, 1)`` and latents ``N(0, I)``, for state-vector decoders."""
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.rand(batch, decoder.obs_dim, generator=gen) * 2 - 1
+    w = torch.randn(batch, *decoder.latent_shape, generator=gen)
+    return obs, w
+
+
+def compute_fingerprint(name: str) -> dict:
+    """SHA-256 of every file of checkpoint ``name`` that loading reads (not the card, evaluation or training notes) and, for state-vector
+    decoders, the decoded chunks of :func:`fingerprint_inputs`."""
+    path = backbone_path(name)
+    files = {
+        p.name: _sha256(p)
+        for p in sorted(path.iterdir())
+        if p.is_file() and p.name not in (FINGERPRINT_FILE, "README.md", "eval.json", "training.json")
+    }
+    out: dict = {"files": files}
+    if not (path / "lpds_pi0.json").is_file():
+        decoder = load_decoder(path)
+        obs, w = fingerprint_inputs(decoder)
+        with torch.no_grad():
+            out["decode"] = {"batch": _FINGERPRINT_BATCH, "actions": decoder(obs, w).tolist()}
+    return out
+
+
+def write_fingerprint(name: str) -> Path:
+    """Write ``fingerprint.json`` into checkpoint ``name`` (atomically)."""
+    import json
+    import os
+
+    target = backbone_path(name) / FINGERPRINT_FILE
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(compute_fingerprint(name), indent=1))
+    os.replace(tmp, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Shipped backbones: list them, or (re)write their fingerprints.")
+    p.add_argument("command", choices=["list", "fingerprint"])
+    p.add_argument("names", nargs="*", help="checkpoints (default: all shipped)")
+    args = p.parse_args(argv)
+    names = args.names or shipped_backbones()
+    for name in names:
+        if args.command == "list":
+            print(name, backbone_path(name))
+        else:
+            print("wrote", write_fingerprint(name))
+
+
+if __name__ == "__main__":
+    main()
