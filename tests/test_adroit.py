@@ -143,3 +143,22 @@ def test_backbone_evaluate_ship_pipeline_tiny(tmp_path, monkeypatch):
     shipped = load_decoder(dest)
     obs, w = torch.randn(2, dec.obs_dim), torch.randn(2, *dec.latent_shape)
     assert torch.equal(shipped(obs, w), dec(obs, w))  # bit-exact round trip
+
+
+def test_readme_adroit_snippet_runs():
+    """The README's headline usage (gym.make("LPDS-AdroitPen-v0") + LagrangianSAC) runs as written, smaller."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Adroit dexterous manipulation") :]
+    code = re.search(r"```python\n(.+?)\n```", section, re.S).group(1)
+    for old, new in (("learning_starts=250, verbose=1", "learning_starts=4, batch_size=8, verbose=0"),
+                     ("total_timesteps=2_000", "total_timesteps=8")):
+        assert old in code, f"README snippet changed: {old!r} not found"
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    model = namespace["model"]
+    assert model.num_timesteps == 8 and model._n_updates > 0 and model.delta == 0.35
+    assert model.replay_buffer.decoded_actions.shape[-1] == 8 * namespace["env"].unwrapped.action_space.shape[0]
