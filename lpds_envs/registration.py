@@ -59,6 +59,20 @@ TASKS: dict[str, SteeringTask] = {
         latent_bound=2.5,
         extra="adroit",
     ),
+    # Gymnasium MuJoCo locomotion (needs the locomotion extra); diffusion (default) and flow backbones trained on
+    # medium SB3 SAC data, DSRL's latent boxes (action_magnitude of ajwagen/dsrl cfg/gym); 1000-step episodes
+    **{
+        task: SteeringTask(
+            raw_id=f"{task}-v5",
+            backbones={"diffusion": f"{task.lower()}-diffusion", "flow": f"{task.lower()}-flow"},
+            default_backbone="diffusion",
+            latent_bound=bound,
+            extra="locomotion",
+            notes={"build": f"python -m lpds_envs.backbones.locomotion all --env {task}-v5 && "
+                            f"python -m lpds_envs.backbones.locomotion ship --env {task}-v5"},
+        )
+        for task, bound in (("Hopper", 1.5), ("Walker2d", 2.5), ("HalfCheetah", 1.5))
+    },
     # the toy seen through a 64x64 camera, steered through a tiny PI0 (needs the pi0 extra)
     "MultiGoalPi0": SteeringTask(
         raw_id="lpds/MultiGoalPixels-v0",
@@ -87,7 +101,24 @@ def task_decoder(name: str, backbone: str | None = None, device: str | torch.dev
     kind = backbone or task.default_backbone
     if kind not in task.backbones:
         raise ValueError(f"LPDS-{name}-v0 ships backbones {sorted(task.backbones)}, not {kind!r}")
-    return load_backbone(task.backbones[kind], device=device)
+    try:
+        return load_backbone(task.backbones[kind], device=device)
+    except FileNotFoundError as exc:
+        if "build" not in task.notes:
+            raise
+        raise FileNotFoundError(
+            f"LPDS-{name}-v0's {kind} backbone ({task.backbones[kind]}) is not shipped with this version of lpds; "
+            f"build it with `{task.notes['build']}`, or pass decoder=<your decoder>"
+        ) from exc
+
+
+def _require_extra(task: SteeringTask) -> None:
+    """One-line error naming the pip extra when the raw task's simulator is missing (locomotion: MuJoCo)."""
+    if task.extra == "locomotion":
+        import importlib.util
+
+        if importlib.util.find_spec("mujoco") is None:
+            raise ImportError(f'{task.raw_id} needs MuJoCo: pip install "lpds[locomotion]"')
 
 
 def make_steering_env(
@@ -111,8 +142,9 @@ def make_steering_env(
     :param task_kwargs: passed to ``gym.make`` of the raw task (e.g. ``render_mode``)
     """
     spec = _task(task)
-    env = gym.make(spec.raw_id, **task_kwargs)
+    _require_extra(spec)
     dec = decoder if decoder is not None else task_decoder(task, backbone, device)
+    env = gym.make(spec.raw_id, **task_kwargs)
     bound = spec.latent_bound if latent_bound == "default" else latent_bound
     wrapped = LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
     wrapped.spec_from_entry_point = True
