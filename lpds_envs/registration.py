@@ -15,6 +15,7 @@ import torch
 
 from .backbones.shipped import load_backbone
 from .decoders.base import Decoder
+from .envs.robomimic import TASKS as ROBOMIMIC_TASKS
 from .wrappers import LatentSteeringWrapper
 
 
@@ -41,6 +42,13 @@ TASKS: dict[str, SteeringTask] = {
     "AdroitDoor": SteeringTask(
         raw_id="lpds/AdroitDoor-v0",
         backbones={"flow": "adroit-door-flow"},
+        default_backbone="flow",
+        latent_bound=2.5,
+        extra="adroit",
+    ),
+    "AdroitHammer": SteeringTask(
+        raw_id="lpds/AdroitHammer-v0",
+        backbones={"flow": "adroit-hammer-flow"},
         default_backbone="flow",
         latent_bound=2.5,
         extra="adroit",
@@ -87,6 +95,11 @@ TASKS: dict[str, SteeringTask] = {
 #: raw Adroit ids: gymnasium-robotics' ``AdroitHand<Task>-v1`` (dense reward, 200 steps), made through a lazy entry
 #: point so that ``import lpds_envs`` never needs the ``adroit`` extra
 ADROIT_RAW_IDS: dict[str, str] = {f"lpds/Adroit{name}-v0": name.lower() for name in ("Door", "Hammer", "Pen", "Relocate")}
+
+
+#: raw robomimic ids: ``lpds_envs.envs.robomimic.RobomimicEnv`` over robosuite (episode limits of DSRL's robomimic
+#: configs), made through a lazy entry point so that ``import lpds_envs`` never needs the ``robomimic`` extra
+ROBOMIMIC_RAW_IDS: dict[str, str] = {"lpds/Lift-v0": "lift", "lpds/Can-v0": "can", "lpds/Square-v0": "square"}
 
 
 def _task(name: str) -> SteeringTask:
@@ -178,6 +191,10 @@ def register_all() -> None:
         if env_id not in gym.registry:
             gym.register(env_id, entry_point="lpds_envs.backbones.adroit:make_adroit_task", max_episode_steps=200,
                          kwargs={"task": adroit_task})
+    for env_id, rm_task in ROBOMIMIC_RAW_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point="lpds_envs.envs.robomimic:make_robomimic_task",
+                         max_episode_steps=ROBOMIMIC_TASKS[rm_task].max_episode_steps, kwargs={"task": rm_task})
     for name in TASKS:
         env_id = f"LPDS-{name}-v0"
         if env_id not in gym.registry:

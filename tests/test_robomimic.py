@@ -1,0 +1,173 @@
+"""The robomimic tasks (lpds/Lift-v0, lpds/Can-v0, lpds/Square-v0 on robosuite), scripted controllers and the
+robomimic HDF5 demo files.
+
+Everything but the registration checks needs the ``robomimic`` extra (robosuite 1.5.2 on mujoco 3.3.7-3.9.0) and is
+skipped with the reason when it is missing; run them in an environment made as README's Compatibility section says.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import lpds_envs  # noqa: F401
+from lpds_envs.envs.robomimic import MISSING_EXTRA, OBS_KEYS, TASKS
+
+
+def _robosuite_usable() -> tuple[bool, str]:
+    if importlib.util.find_spec("robosuite") is None:
+        return False, "the robomimic tasks need the 'robomimic' extra (robosuite 1.5.2)"
+    import mujoco
+
+    major, minor = (int(x) for x in mujoco.__version__.split(".")[:2])
+    if (major, minor) >= (3, 10):
+        return False, f"robosuite 1.5.2 needs mujoco 3.3.7-3.9.0, this environment has {mujoco.__version__}"
+    return True, ""
+
+
+USABLE, WHY = _robosuite_usable()
+needs_robosuite = pytest.mark.skipif(not USABLE, reason=WHY)
+IDS = {"lift": "lpds/Lift-v0", "can": "lpds/Can-v0", "square": "lpds/Square-v0"}
+
+
+def test_raw_ids_are_registered_with_dsrl_episode_limits():
+    for task, env_id in IDS.items():
+        spec = gym.spec(env_id)
+        assert spec.max_episode_steps == TASKS[task].max_episode_steps
+        assert spec.kwargs == {"task": task}
+    assert [TASKS[t].max_episode_steps for t in ("lift", "can", "square")] == [300, 300, 400]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("robosuite") is not None, reason="robosuite is installed")
+def test_missing_extra_is_one_line_naming_it():
+    with pytest.raises(ImportError, match=r"lpds\[robomimic\]") as err:
+        gym.make("lpds/Lift-v0")
+    assert str(err.value) == MISSING_EXTRA and "\n" not in MISSING_EXTRA
+
+
+@needs_robosuite
+@pytest.mark.parametrize("task", sorted(IDS))
+def test_env_api_and_check_env(task):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(IDS[task])
+    obs_dim = {"lift": 19, "can": 23, "square": 23}[task]
+    assert env.observation_space.shape == (obs_dim,) and env.observation_space.dtype == np.float32
+    assert env.action_space.shape == (7,) and np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (obs_dim,) and info["success"] is False
+    raw = env.unwrapped
+    parts = raw.observation_dict()
+    layout = raw.obs_layout
+    assert list(layout) == list(OBS_KEYS)
+    for key in OBS_KEYS:
+        np.testing.assert_allclose(obs[layout[key]], parts[key], rtol=1e-6, atol=1e-6)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert reward == 0.0 and not terminated and not truncated and isinstance(info["success"], bool)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=False)
+    env.close()
+
+
+@needs_robosuite
+@pytest.mark.parametrize("task", ["lift", "can"])
+def test_seeded_resets_and_rollouts_are_reproducible_across_instances(task):
+    a, b = gym.make(IDS[task]), gym.make(IDS[task])  # Lift draws its cube size when the scene is built
+    o1, _ = a.reset(seed=7)
+    o2, _ = b.reset(seed=7)
+    np.testing.assert_array_equal(o1, o2)
+    o3, _ = a.reset(seed=8)
+    assert not np.allclose(o1, o3)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(20, 7)).astype(np.float32)
+    trajs = []
+    for env in (a, b):
+        env.reset(seed=3)
+        trajs.append(np.array([env.step(act)[0] for act in actions]))
+    np.testing.assert_array_equal(trajs[0], trajs[1])
+    # unseeded resets follow from the first seed
+    a.reset(seed=11)
+    b.reset(seed=11)
+    np.testing.assert_array_equal(a.reset()[0], b.reset()[0])
+
+
+@needs_robosuite
+def test_reward_offset_and_terminate_on_success():
+    from lpds_envs.backbones.robomimic import run_controller
+    from lpds_envs.backbones.robomimic_scripts import LiftController
+
+    env = gym.make("lpds/Lift-v0", reward_offset=1.0, terminate_on_success=True)
+    obs, _ = env.reset(seed=0)
+    assert env.step(np.zeros(7, np.float32))[1] == -1.0
+    demo, success = run_controller(env, LiftController(noise=0.05), seed=0, tail=None, model_file=False)
+    assert success and demo.rewards[-1] == 1.0 and len(demo) < TASKS["lift"].max_episode_steps
+
+
+@needs_robosuite
+def test_lift_controller_episode():
+    from lpds_envs.backbones.robomimic import make_raw_env, run_controller
+    from lpds_envs.backbones.robomimic_scripts import LiftController
+
+    env = make_raw_env("lift")
+    controller = LiftController(noise=0.1)
+    demo, success = run_controller(env, controller, seed=1, tail=5)
+    assert success and demo.attrs["style"] in LiftController.STYLES and "model_file" in demo.attrs
+    n = len(demo)
+    assert demo.actions.shape == (n, 7) and np.abs(demo.actions).max() <= 1.0
+    assert demo.attrs["first_success"] + 5 == n and demo.rewards[-1] == 1.0 and demo.dones.tolist() == [0] * (n - 1) + [1]
+    assert demo.obs["object"].shape == (n, 10) and demo.states.shape[0] == n
+    np.testing.assert_array_equal(demo.obs["object"][1:], demo.next_obs["object"][:-1])
+    again, _ = run_controller(env, controller, seed=1, tail=5)
+    np.testing.assert_array_equal(demo.actions, again.actions)
+
+
+@needs_robosuite
+def test_hdf5_round_trip_resume_and_chunks(tmp_path):
+    import h5py
+
+    from lpds_envs.backbones.robomimic import record_demos
+    from lpds_envs.backbones.robomimic_hdf5 import load_robomimic_chunks, open_writer, read_demos, read_env_args
+
+    path = record_demos("lift", tmp_path, episodes=2, progress=False, model_file=False)
+    first = read_demos(path)
+    assert len(first) == 2
+    record_demos("lift", tmp_path, episodes=3, progress=False, model_file=False)  # resumes: keeps 2, adds 1
+    demos = read_demos(path)
+    assert len(demos) == 3
+    for old, new in zip(first, demos):
+        np.testing.assert_array_equal(old.actions, new.actions)
+        np.testing.assert_array_equal(old.obs["object"], new.obs["object"])
+    meta = json.loads((tmp_path / "lift" / "dataset.json").read_text())
+    assert meta["episodes"] == 3 and meta["transitions"] == sum(len(d) for d in demos)
+    assert 0.0 <= meta["success_rate"] <= 1.0 and meta["obs_keys"] == list(OBS_KEYS)
+    args = read_env_args(path)
+    assert args["env_name"] == "Lift" and args["type"] == 1
+    assert args["env_kwargs"]["controller_configs"]["body_parts"]["right"]["type"] == "OSC_POSE"
+    with h5py.File(path, "r") as f:
+        data = f["data"]
+        assert data.attrs["total"] == meta["transitions"]
+        assert sorted(data.keys()) == ["demo_0", "demo_1", "demo_2"]
+        assert set(data["demo_0"].keys()) == {"obs", "next_obs", "actions", "rewards", "dones", "states"}
+        n_ok = len(f["mask/successful"]) + len(f["mask/failed"])
+        assert n_ok == 3
+    # the flattened observations are the env's observations
+    env = gym.make("lpds/Lift-v0")
+    obs0, _ = env.reset(seed=int(demos[0].attrs["seed"]))
+    np.testing.assert_allclose(demos[0].flat_obs()[0], obs0, rtol=1e-6, atol=1e-6)
+    chunks = load_robomimic_chunks(path, chunk_size=4)
+    assert chunks.obs.shape == (meta["transitions"], 19) and chunks.actions.shape == (meta["transitions"], 4, 7)
+    np.testing.assert_allclose(chunks.actions[0], demos[0].actions[:4], atol=1e-6)
+    # another config refuses to mix; an interrupted demo (no "complete" mark) is dropped on reopening
+    with pytest.raises(ValueError, match="delete it"):
+        record_demos("lift", tmp_path, episodes=4, noise=0.3, progress=False)
+    with h5py.File(path, "a") as f:
+        f["data"].create_group("demo_3")
+    f = open_writer(path, args, json.loads(json.dumps(meta["config"])))
+    try:
+        assert "demo_3" not in f["data"] and f["data"].attrs["total"] == meta["transitions"]
+    finally:
+        f.close()
