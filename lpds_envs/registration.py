@@ -46,6 +46,13 @@ TASKS: dict[str, SteeringTask] = {
         latent_bound=2.5,
         extra="adroit",
     ),
+    "AdroitHammer": SteeringTask(
+        raw_id="lpds/AdroitHammer-v0",
+        backbones={"flow": "adroit-hammer-flow"},
+        default_backbone="flow",
+        latent_bound=2.5,
+        extra="adroit",
+    ),
     "AdroitPen": SteeringTask(
         raw_id="lpds/AdroitPen-v0",
         backbones={"flow": "adroit-pen-flow"},

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .adroit_scripts import DoorController, PenController, RelocateController
+from .adroit_scripts import DoorController, HammerController, PenController, RelocateController
 from .adroit_sim import ScriptedController
 from .data import Episode
 
@@ -43,10 +43,11 @@ TASKS: dict[str, tuple[str, type[ScriptedController]]] = {
     "door": ("AdroitHandDoor-v1", DoorController),
     "relocate": ("AdroitHandRelocate-v1", RelocateController),
     "pen": ("AdroitHandPen-v1", PenController),
+    "hammer": ("AdroitHandHammer-v1", HammerController),
 }
 EPISODE_STEPS = 200
 #: default controller action-noise scale per task (the pen, held only by a resting grip, drops under more)
-DEMO_NOISE: dict[str, float] = {"door": 0.05, "relocate": 0.05, "pen": 0.03}
+DEMO_NOISE: dict[str, float] = {"door": 0.05, "relocate": 0.05, "pen": 0.03, "hammer": 0.05}
 #: flow backbone of the Adroit zoo: chunk Ta = 8 (App. A.2), residual MLP 3 x 512, deterministic Euler ODE
 BACKBONE_DEFAULTS: dict[str, Any] = {
     "chunk_size": 8,

@@ -222,3 +222,117 @@ class PenController(ScriptedController):
             dq = jac.T @ np.linalg.solve(jac @ jac.T + P["damping"] * np.eye(3), goal - pen)
             qt[self.wrist] = s.q[self.wrist] + P["gain"] * dq
         return qt
+
+
+class HammerController(ScriptedController):
+    """``AdroitHandHammer-v1``: with the hand turned slightly inwards, come down on the hammer handle, close fingers
+    and thumb around it, lift (slowly at first) until the hammer's striking face is level with the nail head,
+    bring the face (tracked as a point rigidly attached to the palm, mostly moved by the shoulder, the weak wrist
+    yaw taking a smaller share) in front of the nail head on the nail's axis, then drive the nail in along that
+    axis: one steady press (``"press"``) or repeated strikes, drawing back and swinging in (``"strike"``). Arm
+    set-points are accumulated while the hammer is carried, so that its weight and the nail's reaction do not make
+    the arm sag. Lets go and grasps again when the hammer does not come up with the hand or is dropped.
+    """
+
+    STYLES = ("press", "strike")
+
+    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
+        s = self.sim
+        self.arm = s.index(["ARRx", "ARRy"])
+        self.arm3 = s.index(["ARRx", "ARRy", "WRJ1"])
+        self.flex, self.yaw = s.index(["WRJ0"])[0], s.index(["WRJ1"])[0]
+        self.fingers = s.index([n for n in s.joint_names if n[:2] in ("FF", "MF", "RF", "LF") and n[-1] in "012"])
+        self.thumb = s.index(["THJ4", "THJ3", "THJ2", "THJ1", "THJ0"])
+        self.nail_axis = -s.body_mat("nail_board")[:, 2]  # the direction that drives the nail in
+        side = np.cross(np.array([0.0, 0.0, 1.0]), self.nail_axis)
+        # while driving the nail: follow the axis and the height; the sideways error (which the hand reaches
+        # worst) only weakly, rather than trade the other two for it
+        self.drive_task = np.stack([self.nail_axis, np.array([0.0, 0.0, 1.0]), 0.3 * side])
+        self.q_cmd = None
+        return {
+            "dx": self._u(-0.012, 0.004), "dy": self._u(-0.038, -0.02), "dz": self._u(-0.016, -0.002),
+            "wflex": self._u(0.08, 0.22), "pre_yaw": self._u(0.1, 0.17), "reach_gain": self._u(0.8, 1.2),
+            "close": self._u(0.95, 1.05), "close_steps": self._u(7, 11), "lift_ramp": self._u(5, 10),
+            "lift_v": self._u(0.025, 0.045), "clear": self._u(0.02, 0.04), "align_v": self._u(0.03, 0.05),
+            "pre": self._u(0.03, 0.06), "dzh": self._u(-0.01, 0.01), "yaw_w": self._u(0.2, 0.5),
+            "press_v": self._u(0.025, 0.05), "depth": self._u(0.1, 0.14),
+            "back": self._u(0.03, 0.07), "swing_v": self._u(0.06, 0.1), "swing_steps": self._u(8, 14),
+        }
+
+    def _face(self) -> np.ndarray:
+        """The hammer's striking face (the env's ``tool`` site)."""
+        return self.sim.site("tool")
+
+    @staticmethod
+    def _toward(p: np.ndarray, goal: np.ndarray, vmax: float) -> np.ndarray:
+        d = goal - p
+        return p + d * min(1.0, vmax / max(float(np.linalg.norm(d)), 1e-9))
+
+    def targets(self) -> np.ndarray:
+        s, P = self.sim, self.params
+        q = s.q
+        qt = np.zeros(s.model.nu)
+        handle, grasp, nail, face = s.body("Object"), s.site("S_grasp"), s.site("S_target"), self._face()
+        strike_at = nail + np.array([0.0, 0.0, P["dzh"]])
+        close, yaw, arm_tgt, face_tgt = 0.0, P["pre_yaw"], None, None
+        if self.phase == "start":
+            self.phase, self.t_phase = "reach", self.t
+        if self.phase == "release":  # open the hand and back off upwards before grasping again
+            arm_tgt = self.grasp_at + np.array([0.0, 0.0, 0.05])
+            if self.t - self.t_phase > 8:
+                self.phase, self.t_phase = "reach", self.t
+        if self.phase == "reach":
+            arm_tgt = handle + np.array([P["dx"], P["dy"], P["dz"]])
+            err = grasp - arm_tgt
+            if (np.linalg.norm(err[:2]) < 0.04 and err[2] < 0.015) or self.t - self.t_phase > 30:
+                self.phase, self.t_phase, self.grasp_at = "grasp", self.t, arm_tgt
+        if self.phase == "grasp":  # hold the hand where the reach ended (pressing down) while the fingers close
+            arm_tgt = self.grasp_at - np.array([0.0, 0.0, 0.01])
+            close = min(1.0, (self.t - self.t_phase) / P["close_steps"])
+            if self.t - self.t_phase > P["close_steps"] + 2:
+                self.phase, self.t_phase, self.lift_from = "lift", self.t, (grasp[2], handle[2])
+        if self.phase not in ("reach", "grasp", "release"):
+            close, yaw = 1.0, q[self.yaw]
+            slipped = self.phase == "lift" and self.t - self.t_phase == 15 and \
+                handle[2] - self.lift_from[1] < 0.4 * (grasp[2] - self.lift_from[0])
+            if slipped or np.linalg.norm(grasp - handle) > 0.08:  # not holding the hammer: grasp again
+                self.phase, self.t_phase, self.grasp_at = "release", self.t, grasp
+                arm_tgt, close, yaw = grasp + np.array([0.0, 0.0, 0.05]), 0.0, P["pre_yaw"]
+        if self.phase == "lift":
+            ramp = min(1.0, (self.t - self.t_phase + 1) / P["lift_ramp"])  # slowly at first: fingers wrap under
+            arm_tgt = self._toward(grasp, grasp + np.array([0.0, 0.0, strike_at[2] + P["clear"] - face[2]]),
+                                   P["lift_v"] * ramp)
+            if face[2] > strike_at[2] - 0.01 or self.t - self.t_phase > 40:
+                self.phase, self.t_phase = "align", self.t
+        if self.phase == "align":
+            goal = strike_at - P["pre"] * self.nail_axis
+            face_tgt = self._toward(face, goal, P["align_v"])
+            if np.linalg.norm(goal - face) < 0.015 or self.t - self.t_phase > 40:
+                self.phase, self.t_phase = ("press" if self.style == "press" else "swing"), self.t
+        if self.phase == "windup":
+            goal = strike_at - P["back"] * self.nail_axis
+            face_tgt = self._toward(face, goal, P["align_v"])
+            if np.linalg.norm(goal - face) < 0.02 or self.t - self.t_phase > 20:
+                self.phase, self.t_phase = "swing", self.t
+        if self.phase in ("press", "swing"):
+            v = P["press_v"] if self.phase == "press" else P["swing_v"]
+            d = strike_at + P["depth"] * self.nail_axis - face  # stay on the axis, advance along it at speed v
+            along = float(d @ self.nail_axis)
+            face_tgt = face + d - along * self.nail_axis + min(along, v) * self.nail_axis
+            if self.phase == "swing" and (self.t - self.t_phase > P["swing_steps"] or along < 0.3 * P["depth"]):
+                self.phase, self.t_phase = "windup", self.t
+        if arm_tgt is not None:
+            self.q_cmd = None
+            qt[self.arm] = q[self.arm] + s.ik_step("S_grasp", arm_tgt, self.arm, gain=P["reach_gain"], max_step=0.5)
+            qt[self.yaw] = yaw
+        else:
+            task = self.drive_task if self.phase in ("press", "swing") else None
+            dq = s.ik_point_step("palm", face, face_tgt, self.arm3, weights=np.array([1.0, 1.0, P["yaw_w"]]),
+                                 task=task)
+            base = q[self.arm3] if self.q_cmd is None else self.q_cmd
+            self.q_cmd = np.clip(base + dq, q[self.arm3] - 0.15, q[self.arm3] + 0.15)
+            qt[self.arm3] = self.q_cmd
+        qt[self.flex] = P["wflex"]
+        qt[self.fingers] = np.tile([1.4, 1.4, 1.0], 4) * close * P["close"]
+        qt[self.thumb] = np.array([1.0, 1.2, 0.2, 0.5, -0.6]) * close * P["close"]
+        return qt

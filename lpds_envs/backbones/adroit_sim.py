@@ -98,6 +98,47 @@ class AdroitSim:
                 break
         return np.clip(dq, -max_step, max_step)
 
+    def point_jacobian(self, body: str, point: np.ndarray, actuators: np.ndarray) -> np.ndarray:
+        """Translational Jacobian (3, k) of world point ``point`` taken as rigidly attached to ``body``, w.r.t. the
+        joints of ``actuators`` (e.g. the head of a tool held in the palm)."""
+        jac = np.zeros((3, self.model.nv))
+        mujoco.mj_jac(self.model, self.data, jac, None, np.asarray(point, dtype=float),
+                      mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, body))
+        return jac[:, self.act_dadr[actuators]]
+
+    def ik_point_step(self, body: str, point: np.ndarray, target: np.ndarray, actuators: np.ndarray,
+                      gain: float = 1.0, damping: float = 0.05, max_step: float = 0.3,
+                      weights: np.ndarray | None = None, task: np.ndarray | None = None) -> np.ndarray:
+        """Weighted damped least-squares joint step (k,) that moves ``point`` (attached to ``body``) towards
+        ``target``; joint ``i`` takes a share of the motion proportional to ``weights[i]`` (default: equal).
+
+        ``task`` (m, 3) restricts the solve to the components of the error along its rows (their norms weight
+        them), e.g. to give up a direction the joints cannot reach rather than trade other directions for it.
+        As in :meth:`ik_step`, joints that the step would push past their range are pinned at the limit and the
+        rest re-solved.
+        """
+        jac = self.point_jacobian(body, point, actuators)
+        err = gain * (np.asarray(target) - np.asarray(point))
+        if task is not None:
+            jac, err = task @ jac, task @ err
+        w = np.ones(len(actuators)) if weights is None else np.asarray(weights, dtype=float)
+        q = self.q[actuators]
+        lo, hi = self.joint_range[actuators, 0], self.joint_range[actuators, 1]
+        free = np.ones(len(actuators), dtype=bool)
+        dq = np.zeros(len(actuators))
+        for _ in range(3):
+            j, wf = jac[:, free], w[free]
+            dq[free] = wf * (j.T @ np.linalg.solve((j * wf) @ j.T + damping**2 * np.eye(len(err)), err))
+            pinned = free & ((((q + dq) > hi) & (dq > 0)) | (((q + dq) < lo) & (dq < 0)))
+            if not pinned.any():
+                break
+            dq[pinned] = np.clip(dq[pinned], lo[pinned] - q[pinned], hi[pinned] - q[pinned])
+            err = err - jac[:, pinned] @ dq[pinned]
+            free &= ~pinned
+            if not free.any():
+                break
+        return np.clip(dq, -max_step, max_step)
+
     def action(self, q_target: np.ndarray, gravity_compensation: bool = True) -> np.ndarray:
         """Normalised action in [-1, 1] whose position servos hold the actuated joints at ``q_target``.
 
