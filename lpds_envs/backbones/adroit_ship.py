@@ -74,4 +74,8 @@ def ship_backbone(task: str, out: Path, name: str = "flow", dest: Path | None = 
         success_rate=ev["success_rate"], return_mean=ev["return_mean"], return_std=ev["return_std"],
         notes=f"\n- **Notes**: {CARD_NOTES[task]}" if task in CARD_NOTES else "", **cfg,
     ))
+    if dest.parent == CHECKPOINT_DIR:
+        from .shipped import write_fingerprint
+
+        write_fingerprint(dest.name)  # what tests/test_shipped_checkpoints.py checks after installation
     return dest
