@@ -171,3 +171,28 @@ def test_hdf5_round_trip_resume_and_chunks(tmp_path):
         assert "demo_3" not in f["data"] and f["data"].attrs["total"] == meta["transitions"]
     finally:
         f.close()
+
+
+@needs_robosuite
+def test_robomimic_sequence_dataset_reads_our_file(tmp_path):
+    """robomimic's own loader (only if importable: it is no dependency, its install pulls torchvision; put its
+    source on the path, e.g. ``pip download --no-deps robomimic==0.3.0`` unpacked, PYTHONPATH=robomimic-0.3.0)."""
+    pytest.importorskip("robomimic.utils.dataset", reason="robomimic is not importable (optional, see the docstring)")
+    import robomimic.utils.obs_utils as ObsUtils
+    from robomimic.utils.dataset import SequenceDataset
+
+    from lpds_envs.backbones.robomimic import record_demos
+    from lpds_envs.backbones.robomimic_hdf5 import read_demos
+
+    path = record_demos("lift", tmp_path, episodes=2, progress=False)
+    ObsUtils.initialize_obs_modality_mapping_from_dict({"low_dim": list(OBS_KEYS)})
+    ds = SequenceDataset(hdf5_path=str(path), obs_keys=list(OBS_KEYS), dataset_keys=["actions", "rewards", "dones"],
+                         load_next_obs=True, frame_stack=1, seq_length=4, pad_frame_stack=True, pad_seq_length=True,
+                         get_pad_mask=False, goal_mode=None, hdf5_cache_mode="low_dim", hdf5_use_swmr=True,
+                         hdf5_normalize_obs=False, filter_by_attribute=None)
+    demos = read_demos(path)
+    assert len(ds) == sum(len(d) for d in demos)
+    item = ds[0]
+    np.testing.assert_allclose(item["actions"], demos[0].actions[:4])
+    for key in OBS_KEYS:
+        np.testing.assert_allclose(item["obs"][key][0], demos[0].obs[key][0])
