@@ -49,23 +49,39 @@ PI0_TOY_KWARGS = dict(
 
 
 def multigoal_chunk_dataset(
-    n: int = 200_000, chunk_size: int = 4, sigma: float = 0.1, seed: int = 0, origin_fraction: float = 0.0
+    n: int = 200_000,
+    chunk_size: int = 4,
+    sigma: float = 0.1,
+    seed: int = 0,
+    origin_fraction: float = 0.0,
+    tie_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """App. B's noisy expert over a chunk: states ``(n, 2)`` and action chunks ``(n, chunk_size, 2)``.
 
     :param origin_fraction: share of start states drawn from ``U([-0.25, 0.25]^2)`` instead of ``U([-2, 2]^2)``
         (0 = App. B exactly). The expert is unimodal at every state but the origin, so more data there teaches a
         sharper quadrant boundary, not a four-way choice: with 0.25 (12k steps) the PI0 went to one goal only.
+    :param tie_fraction: share of start states put exactly at the origin, where all four goals are nearest and
+        App. B's ``argmin`` is a tie; the expert breaks it uniformly at random (then keeps the chosen goal, which
+        is the nearest from the next state on). This is the one state where the expert itself is four-modal, and
+        the evaluation starts there. 0 keeps the App. B stream unchanged.
     """
     rng = np.random.default_rng(seed)
     s0 = rng.uniform(-2.0, 2.0, size=(n, 2)).astype(np.float32)
     if origin_fraction > 0:  # (no extra draws otherwise: the App. B stream stays the same)
         near = rng.random(n) < origin_fraction
         s0[near] = rng.uniform(-0.25, 0.25, size=(int(near.sum()), 2))
+    tie = np.zeros(n, bool)
+    if tie_fraction > 0:
+        tie = rng.random(n) < tie_fraction
+        s0[tie] = 0.0
+    tie_goal = GOALS[rng.integers(0, len(GOALS), size=n)] if tie.any() else None
     s = s0.copy()
     chunks = np.zeros((n, chunk_size, 2), np.float32)
     for k in range(chunk_size):
         nearest = GOALS[np.linalg.norm(s[:, None, :] - GOALS[None], axis=2).argmin(axis=1)]
+        if tie_goal is not None:
+            nearest[tie] = tie_goal[tie]
         a = np.clip(np.clip(nearest - s, -1.0, 1.0) + sigma * rng.standard_normal((n, 2)), -1.0, 1.0)
         chunks[:, k] = a
         s = np.clip(s + 0.5 * a, -2.0, 2.0).astype(np.float32)
@@ -121,6 +137,7 @@ def train_pi0_backbone(
     n: int = 200_000,
     sigma: float = 0.1,
     origin_fraction: float = 0.0,
+    tie_fraction: float = 0.0,
     seed: int = 0,
     checkpoint_every: int = 250,
     progress: bool = True,
@@ -136,6 +153,7 @@ def train_pi0_backbone(
     :param n: dataset size
     :param sigma: expert noise
     :param origin_fraction: share of start states near the origin (see :func:`multigoal_chunk_dataset`)
+    :param tie_fraction: share of start states exactly at the origin, goal tie broken at random (same)
     :param seed: seeds data, initialisation, batches, noise and times
     :param checkpoint_every: steps between resumable saves (and log lines)
     :param progress: tqdm progress bar
@@ -149,7 +167,9 @@ def train_pi0_backbone(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    states, chunks = multigoal_chunk_dataset(n, PI0_TOY_KWARGS["chunk_size"], sigma, seed, origin_fraction)
+    states, chunks = multigoal_chunk_dataset(
+        n, PI0_TOY_KWARGS["chunk_size"], sigma, seed, origin_fraction, tie_fraction
+    )
     flat = chunks.reshape(-1, 2)
     stats = dict(
         state_mean=states.mean(0).tolist(),
@@ -179,6 +199,7 @@ def train_pi0_backbone(
         n=n,
         sigma=sigma,
         origin_fraction=origin_fraction,
+        tie_fraction=tie_fraction,
         seed=seed,
         model=PI0_TOY_KWARGS,
     )
@@ -298,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=200_000, help="dataset size (chunks)")
     parser.add_argument("--sigma", type=float, default=0.1, help="expert noise (paper: 0.1)")
     parser.add_argument("--origin-fraction", type=float, default=0.0, help="share of start states near the origin")
+    parser.add_argument("--tie-fraction", type=float, default=0.0,
+                        help="share of start states exactly at the origin (goal tie broken uniformly at random)")
     parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (cosine-annealed to 1%%)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rollouts", type=int, default=1000, help="rollouts for the coverage card")
@@ -313,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         n=args.n,
         sigma=args.sigma,
         origin_fraction=args.origin_fraction,
+        tie_fraction=args.tie_fraction,
         learning_rate=args.lr,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
