@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -54,8 +55,6 @@ def test_tiny_training_run_saves_a_loadable_backbone_and_resumes(tmp_path):
     assert meta["steps"] == 4 and meta["tie_fraction"] == 0.1
     loaded = Pi0Decoder.from_pretrained(out)
     obs = {"image": np.zeros((2, 64, 64, 3), np.uint8), "state": np.zeros((2, 2), np.float32)}
-    import torch
-
     obs_t = {k: torch.from_numpy(v) for k, v in obs.items()}
     w = torch.randn(2, *dec.latent_shape, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(loaded(obs_t, w), dec(obs_t, w), rtol=0, atol=0)

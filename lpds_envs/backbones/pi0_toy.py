@@ -71,17 +71,18 @@ def multigoal_chunk_dataset(
     if origin_fraction > 0:  # (no extra draws otherwise: the App. B stream stays the same)
         near = rng.random(n) < origin_fraction
         s0[near] = rng.uniform(-0.25, 0.25, size=(int(near.sum()), 2))
-    tie = np.zeros(n, bool)
+    tie, tie_goal = None, None
     if tie_fraction > 0:
         tie = rng.random(n) < tie_fraction
         s0[tie] = 0.0
-    tie_goal = GOALS[rng.integers(0, len(GOALS), size=n)] if tie.any() else None
+        if tie.any():
+            tie_goal = GOALS[rng.integers(0, len(GOALS), size=n)][tie]
     s = s0.copy()
     chunks = np.zeros((n, chunk_size, 2), np.float32)
     for k in range(chunk_size):
         nearest = GOALS[np.linalg.norm(s[:, None, :] - GOALS[None], axis=2).argmin(axis=1)]
         if tie_goal is not None:
-            nearest[tie] = tie_goal[tie]
+            nearest[tie] = tie_goal
         a = np.clip(np.clip(nearest - s, -1.0, 1.0) + sigma * rng.standard_normal((n, 2)), -1.0, 1.0)
         chunks[:, k] = a
         s = np.clip(s + 0.5 * a, -2.0, 2.0).astype(np.float32)
