@@ -24,6 +24,9 @@ def test_pipeline_tiny_budget_and_resume(tmp_path, monkeypatch):
     # re-running with a larger budget resumes from the saved state instead of starting over
     locomotion.train_expert(env, zoo, steps=180, ckpt_every=60, eval_episodes=1, learning_starts=50)
     assert sorted(json.loads((zoo / env / "expert" / "returns.json").read_text()), key=int) == ["60", "120", "180"]
+    # resuming someone else's expert (another seed) is refused with the flags that would resume it
+    with pytest.raises(ValueError, match="--seed 0 --ckpt-every 60"):
+        locomotion.train_expert(env, zoo, steps=240, ckpt_every=60, eval_episodes=1, learning_starts=50, seed=3)
     data = locomotion.record_dataset(env, zoo, episodes=2, fraction=0.4)
     meta = json.loads((data / "dataset.json").read_text())
     assert meta["episodes"] == 2 and meta["transitions"] > 0 and meta["medium_checkpoint"] in (60, 120, 180)
@@ -42,6 +45,7 @@ def test_pipeline_tiny_budget_and_resume(tmp_path, monkeypatch):
     assert [p.name for p in shipped] == ["hopper-diffusion", "hopper-flow"]
     card = (shipped[0] / "README.md").read_text()
     assert "LPDS-Hopper-v0" in card and "DDIM with 5 steps" in card and "medium" in card
+    assert "seed 0" in card and "checkpoints every 60 steps" in card  # the expert's own settings, not defaults
     import torch
 
     reloaded = load_decoder(shipped[1])

@@ -1,0 +1,107 @@
+"""Report of the LPDS-Hopper-v0 study (``benchmarks/hopper_study.sh``): curves, the frozen backbones, a final table.
+
+Reads the ``lpds train`` run folders under ``--runs`` and writes into ``--out``:
+
+- ``learning_curves_LPDS-Hopper-v0.{png,pdf}`` and ``final_performance.md`` (via ``lpds plot``: evaluation return
+  against raw env steps, mean and 95% bootstrap band over seeds);
+- ``backbone.json``: each frozen backbone (diffusion, flow) with prior latents ``w ~ N(0, I)`` clipped to the
+  task's latent box, ``--backbone-episodes`` full episodes;
+- ``summary.md``: per variant, the final evaluation (mean ± std over seeds), the best evaluation along the curve,
+  and the gap to the frozen backbone the variant steers.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/hopper_report.py [--runs DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_repo_to_path  # noqa: E402
+
+add_repo_to_path()
+
+ENV_ID = "LPDS-Hopper-v0"
+
+
+def evaluate_backbone(kind: str, episodes: int, seed: int) -> dict:
+    """The frozen ``kind`` backbone with prior latents over ``episodes`` episodes (10 sub-envs at a time)."""
+    from lpds_envs import make_latent_vec_env
+    from lpds_envs.evaluation import prior_latents, run_episodes
+
+    returns, lengths = [], []
+    for k in range(0, episodes, 10):
+        venv = make_latent_vec_env(ENV_ID, n_envs=min(10, episodes - k), seed=seed + k, backbone=kind)
+        batch = run_episodes(venv, prior_latents(venv.action_space.shape[0], seed=seed + k))
+        returns += batch.returns.tolist()
+        lengths += batch.lengths.tolist()
+        venv.close()
+    return {"episodes": len(returns), "seed": seed, "return_mean": float(np.mean(returns)),
+            "return_std": float(np.std(returns)), "return_sem": float(np.std(returns) / np.sqrt(len(returns))),
+            "length_mean": float(np.mean(lengths))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", default="benchmarks/results/runs_hopper")
+    p.add_argument("--out", default="benchmarks/results/hopper")
+    p.add_argument("--backbone-episodes", type=int, default=50)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from lpds_envs.plotting import plot_runs
+    from lpds_envs.runs import read_csv_rows
+
+    plot_runs([args.runs], out=out)
+
+    backbone_path = out / "backbone.json"
+    backbone = json.loads(backbone_path.read_text()) if backbone_path.is_file() else {}
+    for kind in ("diffusion", "flow"):
+        if kind not in backbone:
+            backbone[kind] = evaluate_backbone(kind, args.backbone_episodes, seed=20_000)
+            backbone_path.write_text(json.dumps(backbone, indent=1))
+            print(f"{kind} backbone: {backbone[kind]['return_mean']:.1f} ± {backbone[kind]['return_sem']:.1f} (sem)")
+
+    rows = [
+        "| policy | seeds | final raw env steps | final return (mean ± std) | best eval along the curve (mean ± std) "
+        "| final − backbone |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in ("diffusion", "flow"):
+        b = backbone[kind]
+        rows.append(f"| frozen {kind} backbone (prior latents, {b['episodes']} episodes) | - | - | "
+                    f"{b['return_mean']:.1f} ± {b['return_std']:.1f} | - | - |")
+    for variant_dir in sorted(Path(args.runs).glob(f"{ENV_ID}/*")):
+        finals, bests = [], []
+        for run_dir in sorted(variant_dir.glob("seed_*")):
+            evals = read_csv_rows(run_dir / "evaluations.csv") if (run_dir / "evaluations.csv").is_file() else []
+            if evals:
+                finals.append(evals[-1])
+                bests.append(max(float(e["mean_return"]) for e in evals))
+        if not finals:
+            continue
+        kind = "flow" if "flow" in variant_dir.name else "diffusion"
+        steps = sorted({int(float(f["raw_env_steps"])) for f in finals})
+        ret = np.array([float(f["mean_return"]) for f in finals])
+        rows.append(
+            f"| {variant_dir.name} ({kind}) | {len(finals)} | {', '.join(map(str, steps))} | "
+            f"{ret.mean():.1f} ± {ret.std():.1f} | {np.mean(bests):.1f} ± {np.std(bests):.1f} | "
+            f"{ret.mean() - backbone[kind]['return_mean']:+.1f} |"
+        )
+    table = "\n".join(rows) + "\n"
+    (out / "summary.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
