@@ -6,9 +6,13 @@
 # 10 Q^W steps, LayerNorm 3 x 128, latent box 1.5) except gradient_steps=4 per update instead of 20 (0.5 gradient
 # steps per chunk instead of 2.5). alpha_lr=0.05 keeps the dual's progress per chunk equal to the default 0.01 at
 # DSRL's update rate. Each run is an `lpds train` folder: re-running resumes unfinished runs, skips finished ones.
+# Budget: 30k raw env steps per run by default. LP-DS decodes 512 chunks (5 denoising steps of the 1.6M-parameter
+# backbone) per gradient step, ~20-30 raw env steps/s on one AMD EPYC core, so 6 LP-DS runs of 30k fill two cores
+# for about an hour; DSRL-SAC (no decoding in its update) is ~10x faster.
 # Usage: OMP_NUM_THREADS=1 bash benchmarks/hopper_study.sh [STEPS] [VARIANTS...]   (variants: lpds dsrl lpds-flow)
+# Report: python benchmarks/hopper_report.py
 set -euo pipefail
-STEPS=${1:-100000}
+STEPS=${1:-30000}
 shift || true
 VARIANTS=${*:-"lpds dsrl lpds-flow"}
 OUT=benchmarks/results/runs_hopper
@@ -21,7 +25,7 @@ for seed in 0 1 2; do
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     python -m lpds_envs.cli train --algo "$algo" --env LPDS-Hopper-v0 --steps "$STEPS" --seeds "$seed" \
-      --set gradient_steps=4 "${extra[@]}" --eval-freq 5000 --eval-episodes 10 --device cpu --out "$OUT" \
+      --set gradient_steps=4 "${extra[@]}" --eval-freq 2500 --eval-episodes 10 --device cpu --out "$OUT" \
       --name "$variant-utd0.5" --no-progress
   done
 done

@@ -165,9 +165,10 @@ def make_steering_env(
 
 
 def resolve_lpds_id(
-    env_id: str, backbone: str | None = None, device: str | torch.device = "cpu"
-) -> tuple[str, Decoder, float | None] | None:
-    """For ``LPDS-<Task>-v<N>`` return ``(raw_id, shipped decoder, default latent bound)``; else ``None``."""
+    env_id: str, backbone: str | None = None, device: str | torch.device = "cpu", load_decoder: bool = True
+) -> tuple[str, Decoder | None, float | None] | None:
+    """For ``LPDS-<Task>-v<N>`` return ``(raw_id, shipped decoder, default latent bound)``; else ``None``.
+    ``load_decoder=False`` skips loading the shipped backbone (the caller brings its own): the decoder is ``None``."""
     if not env_id.startswith("LPDS-"):
         return None
     spec = gym.spec(env_id)  # raises a clear gymnasium error for unknown ids
@@ -175,7 +176,7 @@ def resolve_lpds_id(
     if name not in TASKS:
         return None
     task = TASKS[name]
-    return task.raw_id, task_decoder(name, backbone, device), task.latent_bound
+    return task.raw_id, task_decoder(name, backbone, device) if load_decoder else None, task.latent_bound
 
 
 def register_all() -> None:

@@ -393,7 +393,7 @@ def make_run_env(
     from .wrappers import make_latent_vec_env
 
     kw = dict(env_kwargs or {})
-    resolved = resolve_lpds_id(env_id, backbone=kw.get("backbone"), device=device)
+    resolved = resolve_lpds_id(env_id, backbone=kw.get("backbone"), device=device, load_decoder=decoder is None)
     if resolved is None:
         raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass one to --env")
     raw_id, shipped, task_bound = resolved

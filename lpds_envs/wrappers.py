@@ -388,7 +388,11 @@ def _resolve_target(
     """``LPDS-*`` id -> (raw task id, shipped decoder unless one is given, task bound unless one is given)."""
     from .registration import resolve_lpds_id
 
-    resolved = resolve_lpds_id(env_id, backbone=backbone, device=device) if isinstance(env_id, str) else None
+    resolved = (
+        resolve_lpds_id(env_id, backbone=backbone, device=device, load_decoder=decoder is None)
+        if isinstance(env_id, str)
+        else None
+    )
     if resolved is not None:
         env_id, task_decoder, task_bound = resolved
         decoder = decoder if decoder is not None else task_decoder

@@ -24,6 +24,12 @@ def test_pipeline_tiny_budget_and_resume(tmp_path, monkeypatch):
     # re-running with a larger budget resumes from the saved state instead of starting over
     locomotion.train_expert(env, zoo, steps=180, ckpt_every=60, eval_episodes=1, learning_starts=50)
     assert sorted(json.loads((zoo / env / "expert" / "returns.json").read_text()), key=int) == ["60", "120", "180"]
+    # a finished expert is not retrained, even without its resumable state
+    import shutil
+
+    shutil.rmtree(zoo / env / "expert" / "state")
+    locomotion.train_expert(env, zoo, steps=180, ckpt_every=60, eval_episodes=1, learning_starts=50)
+    assert not (zoo / env / "expert" / "state").exists()
     # resuming someone else's expert (another seed) is refused with the flags that would resume it
     with pytest.raises(ValueError, match="--seed 0 --ckpt-every 60"):
         locomotion.train_expert(env, zoo, steps=240, ckpt_every=60, eval_episodes=1, learning_starts=50, seed=3)
@@ -72,6 +78,12 @@ def test_registered_ids_build_check_and_roll_out(task, obs_dim, act_dim, bound):
         with pytest.raises(FileNotFoundError, match=rf"locomotion all --env {task}-v5"):
             gym.make(env_id)
         env = gym.make(env_id, decoder=small_decoder(obs_dim=obs_dim, action_dim=act_dim, chunk_size=4))
+        # the vec env path, too, takes the caller's decoder without loading the (missing) shipped one
+        from lpds_envs import make_latent_vec_env
+
+        venv = make_latent_vec_env(env_id, n_envs=2, seed=0, decoder=env.get_wrapper_attr("decoder"))
+        assert venv.latent_bound == bound and venv.reset().shape == (2, obs_dim)
+        venv.close()
     assert env.unwrapped.__class__.__name__ == f"{task}Env" and env.get_wrapper_attr("latent_bound") == bound
     check_env(env, skip_render_check=True)
     sb3_check_env(env, warn=False, skip_render_check=True)
