@@ -7,7 +7,8 @@ Reads the ``lpds train`` run folders under ``--runs`` and writes into ``--out``:
 - ``backbone.json``: each frozen backbone (diffusion, flow) with prior latents ``w ~ N(0, I)`` clipped to the
   task's latent box, ``--backbone-episodes`` full episodes;
 - ``summary.md``: per variant, the final evaluation (mean ± std over seeds), the best evaluation along the curve,
-  and the gap to the frozen backbone the variant steers.
+  the gap to the frozen backbone the variant steers, and each run's change from its own step-0 evaluation (the
+  untrained policy on the same evaluation episode seeds, which removes the reset-seed noise of 10-episode means).
 
 Usage::
 
@@ -74,20 +75,21 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = [
         "| policy | seeds | final raw env steps | final return (mean ± std) | best eval along the curve (mean ± std) "
-        "| final − backbone |",
-        "|---|---|---|---|---|---|",
+        "| final − backbone | final − the run's step-0 evaluation (same episode seeds) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind in ("diffusion", "flow"):
         b = backbone[kind]
         rows.append(f"| frozen {kind} backbone (prior latents, {b['episodes']} episodes) | - | - | "
-                    f"{b['return_mean']:.1f} ± {b['return_std']:.1f} | - | - |")
+                    f"{b['return_mean']:.1f} ± {b['return_std']:.1f} | - | - | - |")
     for variant_dir in sorted(Path(args.runs).glob(f"{ENV_ID}/*")):
-        finals, bests = [], []
+        finals, bests, gains = [], [], []
         for run_dir in sorted(variant_dir.glob("seed_*")):
             evals = read_csv_rows(run_dir / "evaluations.csv") if (run_dir / "evaluations.csv").is_file() else []
             if evals:
                 finals.append(evals[-1])
                 bests.append(max(float(e["mean_return"]) for e in evals))
+                gains.append(float(evals[-1]["mean_return"]) - float(evals[0]["mean_return"]))
         if not finals:
             continue
         kind = "flow" if "flow" in variant_dir.name else "diffusion"
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(
             f"| {variant_dir.name} ({kind}) | {len(finals)} | {', '.join(map(str, steps))} | "
             f"{ret.mean():.1f} ± {ret.std():.1f} | {np.mean(bests):.1f} ± {np.std(bests):.1f} | "
-            f"{ret.mean() - backbone[kind]['return_mean']:+.1f} |"
+            f"{ret.mean() - backbone[kind]['return_mean']:+.1f} | "
+            f"{', '.join(f'{g:+.0f}' for g in gains)} (mean {np.mean(gains):+.1f}) |"
         )
     table = "\n".join(rows) + "\n"
     (out / "summary.md").write_text(table)
