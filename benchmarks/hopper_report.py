@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", default="benchmarks/results/runs_hopper")
     p.add_argument("--out", default="benchmarks/results/hopper")
     p.add_argument("--backbone-episodes", type=int, default=50)
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="report each run's evaluations up to this many raw env steps (0: all), to compare runs "
+                        "that were extended to a larger budget at a common one")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     from lpds_envs.plotting import plot_runs
     from lpds_envs.runs import read_csv_rows
 
-    plot_runs([args.runs], out=out)
+    if not args.max_steps:
+        plot_runs([args.runs], out=out)  # the curves show every evaluation; the table below can stop earlier
 
     backbone_path = out / "backbone.json"
     backbone = json.loads(backbone_path.read_text()) if backbone_path.is_file() else {}
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         finals, bests, gains = [], [], []
         for run_dir in sorted(variant_dir.glob("seed_*")):
             evals = read_csv_rows(run_dir / "evaluations.csv") if (run_dir / "evaluations.csv").is_file() else []
+            if args.max_steps:
+                evals = [e for e in evals if int(float(e["raw_env_steps"])) <= args.max_steps]
             if evals:
                 finals.append(evals[-1])
                 bests.append(max(float(e["mean_return"]) for e in evals))
