@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from lpds_envs.plotting import plot_runs
-    from lpds_envs.runs import read_csv_rows
+    from lpds_envs.plotting import find_runs, group_runs, plot_runs
 
     if not args.max_steps:
         plot_runs([args.runs], out=out)  # the curves show every evaluation; the table below can stop earlier
@@ -86,23 +85,22 @@ def main(argv: list[str] | None = None) -> None:
         b = backbone[kind]
         rows.append(f"| frozen {kind} backbone (prior latents, {b['episodes']} episodes) | - | - | "
                     f"{b['return_mean']:.1f} ± {b['return_std']:.1f} | - | - | - |")
-    for variant_dir in sorted(Path(args.runs).glob(f"{ENV_ID}/*")):
-        finals, bests, gains = [], [], []
-        for run_dir in sorted(variant_dir.glob("seed_*")):
-            evals = read_csv_rows(run_dir / "evaluations.csv") if (run_dir / "evaluations.csv").is_file() else []
-            if args.max_steps:
-                evals = [e for e in evals if int(float(e["raw_env_steps"])) <= args.max_steps]
-            if evals:
-                finals.append(evals[-1])
-                bests.append(max(float(e["mean_return"]) for e in evals))
-                gains.append(float(evals[-1]["mean_return"]) - float(evals[0]["mean_return"]))
+    for label, runs in sorted(group_runs(find_runs([args.runs])).get(ENV_ID, {}).items()):
+        finals, final_steps, bests, gains = [], [], [], []
+        for run in runs:
+            keep = run.steps <= args.max_steps if args.max_steps else np.ones(len(run.steps), bool)
+            steps, returns = run.steps[keep], run.returns[keep]
+            if len(returns):
+                finals.append(returns[-1])
+                final_steps.append(int(steps[-1]))
+                bests.append(returns.max())
+                gains.append(returns[-1] - returns[0])
         if not finals:
             continue
-        kind = "flow" if "flow" in variant_dir.name else "diffusion"
-        steps = sorted({int(float(f["raw_env_steps"])) for f in finals})
-        ret = np.array([float(f["mean_return"]) for f in finals])
+        kind = runs[0].cfg.hyperparams.get("env_kwargs", {}).get("backbone", "diffusion")
+        ret = np.array(finals)
         rows.append(
-            f"| {variant_dir.name} ({kind}) | {len(finals)} | {', '.join(map(str, steps))} | "
+            f"| {label} ({kind}) | {len(finals)} | {', '.join(map(str, sorted(set(final_steps))))} | "
             f"{ret.mean():.1f} ± {ret.std():.1f} | {np.mean(bests):.1f} ± {np.std(bests):.1f} | "
             f"{ret.mean() - backbone[kind]['return_mean']:+.1f} | "
             f"{', '.join(f'{g:+.0f}' for g in gains)} (mean {np.mean(gains):+.1f}) |"

@@ -232,7 +232,7 @@ def evaluate_backbones(env_id: str, zoo: Path, episodes: int = 20, seed: int = 1
     from ..wrappers import make_latent_vec_env
 
     results = {}
-    for kind in ("diffusion", "flow"):
+    for kind in KINDS:
         path = zoo / env_id / kind / "eval.json"
         if path.is_file():
             results[kind] = json.loads(path.read_text())
@@ -265,8 +265,8 @@ Frozen {kind} policy for Gymnasium `{env}`, shipped with lpds as `LPDS-{task}-v0
 
 - **Data**: {episodes} episodes ({transitions:,} transitions) of a *medium* SB3 SAC policy (D4RL-style; the
   D4RL/Minari data and DPPO's checkpoints cannot be downloaded here). The expert (SB3 SAC, seed {expert_seed},
-  checkpoints every {ckpt_every:,} steps, {expert_eval} deterministic evaluation episodes each) peaked at {expert_return:.0f} at step {expert_step:,}; the
-  medium checkpoint is step {medium_step:,} (evaluation return {medium_return:.0f}, {actual:.0%} of the best; the
+  checkpoints every {ckpt_every:,} steps, {expert_eval} deterministic evaluation episodes each) peaked at
+  {expert_return:.0f} at step {expert_step:,}; the medium checkpoint is step {medium_step:,} (evaluation return {medium_return:.0f}, {actual:.0%} of the best; the
   checkpoint nearest the {fraction:.0%} target); its stochastic episodes in the dataset average {data_return:.0f}
   +- {data_std:.0f}. Minari id `{minari_id}` (local). Regenerated (resumable) by
   `python -m lpds_envs.backbones.locomotion all --env {env} --seed {expert_seed} --expert-steps {expert_steps}
@@ -290,8 +290,9 @@ def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> lis
 
     data = json.loads((zoo / env_id / "data" / "dataset.json").read_text())
     expert_steps = max(int(k) for k in json.loads((zoo / env_id / "expert" / "returns.json").read_text()))
+    expert = data.get("expert", {})  # datasets recorded before the expert wrote its config lack it
     written = []
-    for kind in ("diffusion", "flow"):
+    for kind in KINDS:
         src = zoo / env_id / kind
         for f in ("config.json", "model.safetensors", "training.json", "eval.json"):
             if not (src / f).is_file():
@@ -317,9 +318,9 @@ def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> lis
         (dest / "README.md").write_text(CARD.format(
             env=env_id, kind=kind, task=env_id.split("-")[0],
             role="default" if kind == "diffusion" else "alternative", episodes=data["episodes"],
-            transitions=data["transitions"], expert_seed=data.get("expert", {}).get("seed", "?"),
-            ckpt_every=data.get("expert", {}).get("checkpoint_every", 20_000),
-            expert_eval=data.get("expert", {}).get("eval_episodes", 5), expert_return=data["expert_eval_return"],
+            transitions=data["transitions"], expert_seed=expert.get("seed", "?"),
+            ckpt_every=expert.get("checkpoint_every", 20_000), expert_eval=expert.get("eval_episodes", 5),
+            expert_return=data["expert_eval_return"],
             expert_step=data["expert_checkpoint"], medium_step=data["medium_checkpoint"],
             medium_return=data["medium_eval_return"], fraction=data["fraction_target"],
             actual=data["medium_eval_return"] / data["expert_eval_return"], expert_steps=expert_steps,
