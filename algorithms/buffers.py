@@ -19,12 +19,65 @@ class LatentReplayBufferSamples(NamedTuple):
     rewards: torch.Tensor
     decoded_actions: torch.Tensor  # flattened decoded chunk Phi(w; s)
     discounts: torch.Tensor | None = None
+    prior_latents: torch.Tensor | None = None  # one cached prior sample eps per transition (``prior_samples > 0``)
+    prior_chunks: torch.Tensor | None = None  # its decoded chunk Phi(eps; s), flattened
 
 
-class LatentReplayBuffer(ReplayBuffer):
+class _DecodedStorage:
+    """What both latent buffers add to SB3's: the decoded chunk of every transition and, optionally, a cache of
+    ``prior_samples`` prior latents per stored state with their decodes ``Phi(eps; s)``.
+
+    The decoder is frozen, so ``Phi(eps; s)`` of a stored state never changes: decoding a few prior samples once,
+    when the transition is stored, and reusing them for Q^W's distillation removes the prior half of the decoder
+    calls of every gradient step (see ``prior_cache`` of :class:`~algorithms.LagrangianSAC`).
+    """
+
+    buffer_size: int
+    n_envs: int
+    pos: int
+
+    def _init_decoded(self, decoded_action_dim: int, prior_samples: int, latent_dim: int) -> None:
+        if prior_samples < 0:
+            raise ValueError(f"prior_samples must be >= 0, got {prior_samples}")
+        self.decoded_action_dim = int(decoded_action_dim)
+        self.decoded_actions = np.zeros((self.buffer_size, self.n_envs, self.decoded_action_dim), dtype=np.float32)
+        self.prior_samples = int(prior_samples)
+        self._staged_prior: tuple[np.ndarray, np.ndarray] | None = None
+        if self.prior_samples:
+            k = self.prior_samples
+            self.prior_latents = np.zeros((self.buffer_size, self.n_envs, k, latent_dim), dtype=np.float32)
+            self.prior_chunks = np.zeros((self.buffer_size, self.n_envs, k, self.decoded_action_dim), dtype=np.float32)
+
+    def stage_prior(self, latents: np.ndarray, chunks: np.ndarray) -> None:
+        """Hand over the prior samples ``(n_envs, prior_samples, d)`` and their decodes of the next ``add``."""
+        want = (self.n_envs, self.prior_samples)
+        if latents.shape[:2] != want or chunks.shape[:2] != want:
+            raise ValueError(f"staged prior samples have shapes {latents.shape} / {chunks.shape}, expected {want} + ...")
+        self._staged_prior = (latents, chunks)
+
+    def _store_decoded(self, infos: list[dict[str, Any]]) -> None:
+        self.decoded_actions[self.pos] = _decoded_chunks(infos, self.decoded_action_dim)
+        if getattr(self, "prior_samples", 0):  # buffers pickled before the cache existed have no attribute
+            if self._staged_prior is None:
+                raise RuntimeError(
+                    "this buffer caches prior samples (prior_samples > 0) but none were staged for this transition: "
+                    "call stage_prior(latents, chunks) before add() (the steering learners do this)"
+                )
+            self.prior_latents[self.pos], self.prior_chunks[self.pos] = self._staged_prior
+            self._staged_prior = None
+
+    def _prior_of(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if not getattr(self, "prior_samples", 0):
+            return None
+        k = np.random.randint(0, self.prior_samples, size=len(batch_inds))
+        return self.prior_latents[batch_inds, env_indices, k], self.prior_chunks[batch_inds, env_indices, k]
+
+
+class LatentReplayBuffer(_DecodedStorage, ReplayBuffer):
     """SB3 ``ReplayBuffer`` plus the decoded chunk (read from ``info["decoded_action"]`` of the latent env).
 
     :param decoded_action_dim: ``Ta * act_dim`` of the decoder's chunks
+    :param prior_samples: prior latents cached per stored state with their decoded chunks (0: none)
     """
 
     def __init__(
@@ -37,6 +90,7 @@ class LatentReplayBuffer(ReplayBuffer):
         optimize_memory_usage: bool = False,
         handle_timeout_termination: bool = True,
         decoded_action_dim: int = 1,
+        prior_samples: int = 0,
     ) -> None:
         if optimize_memory_usage:
             raise ValueError("LatentReplayBuffer does not support optimize_memory_usage=True")
@@ -49,11 +103,10 @@ class LatentReplayBuffer(ReplayBuffer):
             optimize_memory_usage=False,
             handle_timeout_termination=handle_timeout_termination,
         )
-        self.decoded_action_dim = int(decoded_action_dim)
-        self.decoded_actions = np.zeros((self.buffer_size, self.n_envs, self.decoded_action_dim), dtype=np.float32)
+        self._init_decoded(decoded_action_dim, prior_samples, int(np.prod(action_space.shape)))
 
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
-        self.decoded_actions[self.pos] = _decoded_chunks(infos, self.decoded_action_dim)
+        self._store_decoded(infos)
         super().add(obs, next_obs, action, reward, done, infos)
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> LatentReplayBufferSamples:
@@ -66,15 +119,20 @@ class LatentReplayBuffer(ReplayBuffer):
             self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env),
             self.decoded_actions[batch_inds, env_indices, :],
         )
-        return LatentReplayBufferSamples(*tuple(map(self.to_torch, data)))
+        samples = LatentReplayBufferSamples(*tuple(map(self.to_torch, data)))
+        prior = self._prior_of(batch_inds, env_indices)
+        if prior is not None:
+            samples = samples._replace(prior_latents=self.to_torch(prior[0]), prior_chunks=self.to_torch(prior[1]))
+        return samples
 
 
-class LatentDictReplayBuffer(DictReplayBuffer):
+class LatentDictReplayBuffer(_DecodedStorage, DictReplayBuffer):
     """SB3 ``DictReplayBuffer`` (Dict observations, e.g. camera images + state) plus the decoded chunk.
 
     Samples are :class:`LatentReplayBufferSamples` whose observations are dicts of tensors (images stay uint8).
 
     :param decoded_action_dim: ``Ta * act_dim`` of the decoder's chunks
+    :param prior_samples: prior latents cached per stored state with their decoded chunks (0: none)
     """
 
     def __init__(
@@ -87,6 +145,7 @@ class LatentDictReplayBuffer(DictReplayBuffer):
         optimize_memory_usage: bool = False,
         handle_timeout_termination: bool = True,
         decoded_action_dim: int = 1,
+        prior_samples: int = 0,
     ) -> None:
         if optimize_memory_usage:
             raise ValueError("LatentDictReplayBuffer does not support optimize_memory_usage=True")
@@ -98,11 +157,10 @@ class LatentDictReplayBuffer(DictReplayBuffer):
             n_envs,
             handle_timeout_termination=handle_timeout_termination,
         )
-        self.decoded_action_dim = int(decoded_action_dim)
-        self.decoded_actions = np.zeros((self.buffer_size, self.n_envs, self.decoded_action_dim), dtype=np.float32)
+        self._init_decoded(decoded_action_dim, prior_samples, int(np.prod(action_space.shape)))
 
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:  # type: ignore[override]
-        self.decoded_actions[self.pos] = _decoded_chunks(infos, self.decoded_action_dim)
+        self._store_decoded(infos)
         super().add(obs, next_obs, action, reward, done, infos)
 
     def _get_samples(  # type: ignore[override]
@@ -113,6 +171,7 @@ class LatentDictReplayBuffer(DictReplayBuffer):
         next_obs = self._normalize_obs({k: o[batch_inds, env_indices] for k, o in self.next_observations.items()}, env)
         dones = self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
         rewards = self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)
+        prior = self._prior_of(batch_inds, env_indices)
         return LatentReplayBufferSamples(
             observations={k: self.to_torch(v) for k, v in obs.items()},
             actions=self.to_torch(self.actions[batch_inds, env_indices]),
@@ -120,6 +179,8 @@ class LatentDictReplayBuffer(DictReplayBuffer):
             dones=self.to_torch(dones.reshape(-1, 1)),
             rewards=self.to_torch(rewards),
             decoded_actions=self.to_torch(self.decoded_actions[batch_inds, env_indices]),
+            prior_latents=None if prior is None else self.to_torch(prior[0]),
+            prior_chunks=None if prior is None else self.to_torch(prior[1]),
         )
 
 

@@ -20,7 +20,7 @@ class DSRLNA(SteeringAlgorithm):
     Each gradient step::
 
         w' ~ pi^W(.|s') = bound * tanh(N(mu, sigma)),  eps ~ N(0, I) (unclipped)
-        a' = Phi(w'; s'),  a_eps = Phi(eps; s)                                     # one decoder call
+        a' = Phi(w'; s'),  a_eps = Phi(eps; s)    # one decoder call (a_eps cached per transition with prior_cache)
         y = r + gamma (1 - done) [min_j Q^A_targ,j(s', a') - ent_coef log pi^W(w'|s')]
         Q^A <- TD on the stored decoded chunks
         Q^W_j <- regress Q^W_j(s, eps) on Q^A_j(s, a_eps)                          # member by member
@@ -40,6 +40,7 @@ class DSRLNA(SteeringAlgorithm):
     """
 
     policy_aliases = {"MlpPolicy": DSRLNAPolicy, "MultiInputPolicy": MultiInputDSRLNAPolicy}  # noqa: RUF012
+    clip_prior_samples = False  # noise aliasing distills Q^W on unclipped prior samples
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class DSRLNA(SteeringAlgorithm):
         seed: int | None = None,
         device: torch.device | str = "auto",
         compile_decoder: bool = False,
+        prior_cache: int = 0,
         _init_setup_model: bool = True,
     ) -> None:
         self.ent_coef = ent_coef
@@ -90,6 +92,7 @@ class DSRLNA(SteeringAlgorithm):
             seed,
             device,
             compile_decoder,
+            prior_cache,
         )
         if _init_setup_model:
             self._setup_model()
@@ -133,8 +136,11 @@ class DSRLNA(SteeringAlgorithm):
 
             with torch.no_grad():
                 next_w, next_log_prob = self.actor.action_log_prob(next_obs)
-                eps = torch.randn_like(replay.actions)  # unclipped prior samples (noise aliasing)
-                next_chunks, eps_chunks = self.decode_batches((next_obs, next_w), (obs, eps))
+                eps, eps_chunks = self.prior_batch(replay)  # unclipped prior samples (noise aliasing)
+                if eps_chunks is None:
+                    next_chunks, eps_chunks = self.decode_batches((next_obs, next_w), (obs, eps))
+                else:  # prior_cache: decoded when the transition was stored
+                    next_chunks = self.decode(next_obs, next_w)
                 next_q = self.action_critic_target(next_obs, next_chunks).min(dim=1, keepdim=True).values
                 next_q = next_q - ent_coef * next_log_prob.reshape(-1, 1)
                 target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q

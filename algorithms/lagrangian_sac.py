@@ -20,6 +20,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
     Each gradient step (Algorithm 1, lines 7-20)::
 
         eps', eps ~ N(0, I);  a' = Phi(clip(eps' + Delta(s')); s');  a_eps = Phi(clip(eps); s)   # one decoder call
+                                                             # (a_eps cached per transition with prior_cache)
         y = r + gamma (1 - done) min_j Q^A_targ,j(s', a')                                         # TD target
         Q^A <- Q^A - lr grad 0.5 sum_j (Q^A_j(s, a) - y)^2                 # a = the stored decoded chunk
         Q^W <- Q^W - lr grad sum_j (Q^W_j(s, eps) - Q^A_j(s, a_eps))^2     # latent_critic_steps times
@@ -53,6 +54,12 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
     :param compile_decoder: decode the training batches through a ``torch.compile``d copy of the decoder (same
         weights and outputs to float tolerance; ~1.3x faster decoding on CPU, a one-off compile on the first update).
         The env keeps its own decoder; needs a :class:`~lpds_envs.decoders.PretrainedDecoder`.
+    :param prior_cache: ``k > 0`` decodes ``k`` prior samples ``eps`` per transition once, when it is stored, and
+        distills Q^W on one of them (drawn at random) instead of decoding fresh prior samples in every gradient step.
+        The decoder is frozen, so the pairs ``(eps, Phi(eps; s))`` are exact; this halves the decoder work per
+        gradient step (the TD target's ``Phi(eps' + Delta(s'); s')`` must still be decoded) at the price of a finite
+        set of prior samples per stored state and ``k * (d + Ta * act_dim)`` floats per transition of memory.
+        0 (default) is Algorithm 1 as written.
 
     Example::
 
@@ -90,6 +97,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         seed: int | None = None,
         device: torch.device | str = "auto",
         compile_decoder: bool = False,
+        prior_cache: int = 0,
         _init_setup_model: bool = True,
     ) -> None:
         self._init_trust_region(delta, alpha_init, alpha_lr, use_lagrangian)
@@ -114,6 +122,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             seed,
             device,
             compile_decoder,
+            prior_cache,
         )
         if _init_setup_model:
             self._setup_model()
@@ -130,12 +139,14 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             obs, next_obs = replay.observations, replay.next_observations
 
             # decode the next actions of the current steered policy and the prior samples in one call
+            # (with prior_cache the prior samples were decoded when their transition was stored)
             with torch.no_grad():
-                next_w = torch.randn_like(replay.actions) + self.actor(next_obs)
-                eps = torch.randn_like(replay.actions)
-                next_chunks, eps_chunks = self.decode_batches(
-                    (next_obs, self.clip_latent(next_w)), (obs, self.clip_latent(eps))
-                )
+                next_w = self.clip_latent(torch.randn_like(replay.actions) + self.actor(next_obs))
+                eps, eps_chunks = self.prior_batch(replay)  # eps ~ N(0, I), clipped to the latent box
+                if eps_chunks is None:
+                    next_chunks, eps_chunks = self.decode_batches((next_obs, next_w), (obs, eps))
+                else:
+                    next_chunks = self.decode(next_obs, next_w)
 
                 # TD target on the action critic (line 10)
                 next_q = self.action_critic_target(next_obs, next_chunks).min(dim=1, keepdim=True).values
@@ -144,7 +155,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             # action critic on the stored decoded chunks (line 11)
             logs["critic_loss"].append(self.action_critic_step(replay, target_q))
             # latent critic distilled on the prior (lines 14-15)
-            logs["latent_critic_loss"].append(self.latent_critic_distill(obs, self.clip_latent(eps), eps_chunks))
+            logs["latent_critic_loss"].append(self.latent_critic_distill(obs, eps, eps_chunks))
 
             # actor: maximise Q^W(s, eps + Delta(s)) - alpha (||Delta(s)||^2 - delta) (lines 17-18)
             delta_s = self.actor(obs)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.preprocessing import maybe_transpose
-from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
@@ -88,6 +88,7 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
     policy_aliases = {"MlpPolicy": SteeringPolicy, "MultiInputPolicy": MultiInputSteeringPolicy}  # noqa: RUF012
     policy: SteeringPolicy
     replay_buffer: LatentReplayBuffer
+    clip_prior_samples = True  # Q^W is distilled on prior latents clipped to the latent box, as the env clips them
 
     def __init__(
         self,
@@ -111,9 +112,13 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         seed: int | None = None,
         device: torch.device | str = "auto",
         compile_decoder: bool = False,
+        prior_cache: int = 0,
     ) -> None:
         if latent_critic_steps < 1:
             raise ValueError(f"latent_critic_steps must be >= 1, got {latent_critic_steps}")
+        if int(prior_cache) != prior_cache or prior_cache < 0:
+            raise ValueError(f"prior_cache must be an integer >= 0 (prior samples cached per transition), got {prior_cache}")
+        self.prior_cache = int(prior_cache)
         self.decoder = decoder
         self.compile_decoder = bool(compile_decoder)
         self.latent_critic_steps = int(latent_critic_steps)
@@ -173,6 +178,8 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
             raise ValueError("no decoder: pass a latent env or decoder=")
         self.policy_kwargs = {**self.policy_kwargs, "decoded_action_dim": decoded_dim}
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "decoded_action_dim": decoded_dim}
+        if getattr(self, "prior_cache", 0):
+            self.replay_buffer_kwargs["prior_samples"] = self.prior_cache
         if isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is LatentReplayBuffer:
             self.replay_buffer_class = LatentDictReplayBuffer  # Dict observations (images + state)
         super()._setup_model()
@@ -212,7 +219,39 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
         self.raw_env_steps += int(sum(info.get("executed_steps", 1) for info in infos))
+        if getattr(self, "prior_cache", 0):
+            obs = self._last_obs if self._vec_normalize_env is None else self._last_original_obs
+            replay_buffer.stage_prior(*self.decode_prior_samples(obs, self.prior_cache))
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
+    def decode_prior_samples(self, obs: np.ndarray | dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``k`` prior latents per observation (clipped as the env would, unless the learner aliases noise) and
+        their decoded chunks, as arrays ``(n, k, d)`` and ``(n, k, Ta * act_dim)``: the ``prior_cache`` entries."""
+        obs_t = obs_as_tensor(obs, self.device)
+        n = len(next(iter(obs_t.values())) if isinstance(obs_t, dict) else obs_t)
+        eps = torch.randn(n * k, self.action_space.shape[0], device=self.device)
+        if self.clip_prior_samples:
+            eps = self.clip_latent(eps)
+        rep = (
+            {key: v.repeat_interleave(k, dim=0) for key, v in obs_t.items()}
+            if isinstance(obs_t, dict)
+            else obs_t.repeat_interleave(k, dim=0)
+        )
+        with torch.no_grad():
+            chunks = self.decode(rep, eps)
+        return eps.reshape(n, k, -1).cpu().numpy(), chunks.reshape(n, k, -1).cpu().numpy()
+
+    def prior_batch(self, replay: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prior latents of Q^W's distillation for this batch and, when cached, their decodes.
+
+        With ``prior_cache`` the replay holds, per transition, prior samples decoded when it was stored (the frozen
+        decoder's ``Phi(eps; s)`` never changes), so no decoding is needed; else fresh ``eps ~ N(0, I)`` (clipped
+        unless the learner aliases noise) and ``None``: the caller decodes them.
+        """
+        if replay.prior_latents is not None:
+            return replay.prior_latents, replay.prior_chunks
+        eps = torch.randn_like(replay.actions)
+        return (self.clip_latent(eps) if self.clip_prior_samples else eps), None
 
     def dump_logs(self) -> None:
         self.logger.record("time/raw_env_steps", self.raw_env_steps)

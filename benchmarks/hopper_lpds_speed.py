@@ -1,8 +1,9 @@
-"""LP-DS gradient steps per second on LPDS-Hopper-v0 for backbones of two widths (RESULTS §12).
+"""LP-DS gradient steps per second on LPDS-Hopper-v0: backbone width and the prior cache (RESULTS §12).
 
 Random-init diffusion decoders of the shipped architecture (3 residual blocks, DPPO gym sampler) at hidden 512 (the
-shipped size) and 256, the study's settings (``gradient_steps=4``), one thread; env stepping included. Both are
-timed in one run, so the ratio is what to read on a shared machine.
+shipped size) and 256, and the 512 backbone with ``prior_cache=8`` (Q^W's prior samples decoded once per stored
+transition instead of in every gradient step); the study's settings (``gradient_steps=4``), one thread; env stepping
+included. All are timed in one run, so the ratios are what to read on a shared machine.
 
 Usage::
 
@@ -30,17 +31,19 @@ def main() -> None:
 
     torch.set_num_threads(1)
     rates = {}
-    for hidden in (512, 256):
+    for name, hidden, prior_cache in (("512", 512, 0), ("256", 256, 0), ("512 + prior_cache=8", 512, 8)):
         decoder = DiffusionDecoder(obs_dim=11, action_dim=3, chunk_size=4, hidden_dim=hidden, n_blocks=3,
                                    time_embed_dim=16, **locomotion.BACKBONE_DEFAULTS["diffusion"])
         model = make_algorithm("lpds", "LPDS-Hopper-v0", seed=0, overrides={
-            "gradient_steps": 4, "learning_starts": 200, "env_kwargs": {"decoder": decoder, "latent_bound": 1.5}})
+            "gradient_steps": 4, "learning_starts": 200, "prior_cache": prior_cache,
+            "env_kwargs": {"decoder": decoder, "latent_bound": 1.5}})
         model.learn(400)  # warm-up past learning_starts
         start, n0 = time.perf_counter(), model._n_updates
         model.learn(800, reset_num_timesteps=False)
-        rates[hidden] = (model._n_updates - n0) / (time.perf_counter() - start)
-        print(f"hidden {hidden}: {rates[hidden]:.2f} LP-DS gradient steps/s (env stepping included)", flush=True)
-    print(f"ratio 256 / 512: {rates[256] / rates[512]:.2f}x")
+        rates[name] = (model._n_updates - n0) / (time.perf_counter() - start)
+        print(f"hidden {name}: {rates[name]:.2f} LP-DS gradient steps/s (env stepping included)", flush=True)
+    print(f"ratio 256 / 512: {rates['256'] / rates['512']:.2f}x")
+    print(f"ratio prior_cache=8 / none (hidden 512): {rates['512 + prior_cache=8'] / rates['512']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,16 @@ def test_fixed_entropy_coefficient_and_errors(tmp_path):
         DSRLNA("MlpPolicy", make_env(None))
     with pytest.raises(ValueError, match="ent_coef"):
         DSRLNA("MlpPolicy", make_env(1.5), ent_coef="fixed")
+
+
+def test_prior_cache_keeps_noise_aliasing_unclipped_and_trains():
+    model = DSRLNA("MlpPolicy", make_env(bound=1.5), learning_starts=64, batch_size=32, seed=0, policy_kwargs=TINY,
+                   prior_cache=4)
+    model.learn(64)
+    eps = model.replay_buffer.prior_latents[:64, 0]
+    obs = model.replay_buffer.observations[:64, 0]
+    assert np.abs(eps).max() > 1.5  # N(0, I) samples, not clipped to the latent box (noise aliasing)
+    expected = np.tanh(eps.reshape(64, 4, 2, 2)) + 0.1 * obs[:, None, None, :]
+    np.testing.assert_allclose(model.replay_buffer.prior_chunks[:64, 0], expected.reshape(64, 4, 4), atol=1e-6)
+    model.learn(64, reset_num_timesteps=False)
+    assert model.logger.name_to_value["train/latent_critic_loss"] >= 0

@@ -268,3 +268,40 @@ def test_actor_value_is_differentiable_in_the_latent_only():
     assert all(p.grad is None for p in model.latent_critic.parameters())  # no weight gradients were computed
     flags = [p.requires_grad for p in model.latent_critic.parameters()]
     assert flags[0] is False and all(flags[1:])  # the flags are restored as they were
+
+
+def test_prior_cache_stores_exact_prior_decodes_and_distills_on_them(tmp_path):
+    model = make_model(prior_cache=3, batch_size=128, learning_starts=64, buffer_size=1000)
+    model.learn(64)  # warm-up only: fills the buffer and its cache
+    buf = model.replay_buffer
+    eps, chunks, obs = buf.prior_latents[:64, 0], buf.prior_chunks[:64, 0], buf.observations[:64, 0]
+    assert eps.shape == (64, 3, 4) and chunks.shape == (64, 3, 4)
+    assert np.abs(eps).max() <= 2.5 and abs(eps.mean()) < 0.15 and 0.85 < eps.std() < 1.15  # clipped prior
+    expected = np.tanh(eps.reshape(64, 3, 2, 2)) + 0.1 * obs[:, None, None, :]  # Phi(eps; s) of the stored state
+    np.testing.assert_allclose(chunks, expected.reshape(64, 3, 4), atol=1e-6)
+
+    decoded, distilled = [], {}
+    decode, distill = model.decode, model.latent_critic_distill
+    model.decode = lambda o, w: decoded.append(len(w)) or decode(o, w)
+    model.latent_critic_distill = lambda o, e, c: distilled.update(obs=o, eps=e, chunks=c) or distill(o, e, c)
+    model.train(gradient_steps=1, batch_size=128)
+    assert decoded == [128]  # only the TD target's next actions are decoded
+    torch.testing.assert_close(distilled["chunks"], model.decoder(distilled["obs"], distilled["eps"]).flatten(1))
+    # each distilled pair is one of the cached pairs of its transition
+    rows = {tuple(np.round(e, 6)) for e in eps.reshape(-1, 4)}
+    assert all(tuple(np.round(e, 6)) in rows for e in distilled["eps"].numpy())
+
+    model.learn(100, reset_num_timesteps=False)  # trains with the cache
+    model.save_replay_buffer(tmp_path / "buf.pkl")
+    loaded = make_model(prior_cache=3, batch_size=128, learning_starts=64, buffer_size=1000)
+    loaded.load_replay_buffer(tmp_path / "buf.pkl")
+    np.testing.assert_array_equal(loaded.replay_buffer.prior_chunks, buf.prior_chunks)
+
+
+def test_prior_cache_off_decodes_fresh_prior_samples_and_rejects_bad_values():
+    model = make_model(learning_starts=64)
+    assert not hasattr(model.replay_buffer, "prior_latents")
+    with pytest.raises(ValueError, match="prior_cache"):
+        make_model(prior_cache=-1)
+    with pytest.raises(ValueError, match="prior_cache"):
+        make_model(prior_cache=1.5)
