@@ -136,11 +136,7 @@ class DSRLNA(SteeringAlgorithm):
 
             with torch.no_grad():
                 next_w, next_log_prob = self.actor.action_log_prob(next_obs)
-                eps, eps_chunks = self.prior_batch(replay)  # unclipped prior samples (noise aliasing)
-                if eps_chunks is None:
-                    next_chunks, eps_chunks = self.decode_batches((next_obs, next_w), (obs, eps))
-                else:  # prior_cache: decoded when the transition was stored
-                    next_chunks = self.decode(next_obs, next_w)
+                next_chunks, eps, eps_chunks = self.decode_next_and_prior(replay, next_w)  # unclipped eps (aliasing)
                 next_q = self.action_critic_target(next_obs, next_chunks).min(dim=1, keepdim=True).values
                 next_q = next_q - ent_coef * next_log_prob.reshape(-1, 1)
                 target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q

@@ -142,11 +142,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             # (with prior_cache the prior samples were decoded when their transition was stored)
             with torch.no_grad():
                 next_w = self.clip_latent(torch.randn_like(replay.actions) + self.actor(next_obs))
-                eps, eps_chunks = self.prior_batch(replay)  # eps ~ N(0, I), clipped to the latent box
-                if eps_chunks is None:
-                    next_chunks, eps_chunks = self.decode_batches((next_obs, next_w), (obs, eps))
-                else:
-                    next_chunks = self.decode(next_obs, next_w)
+                next_chunks, eps, eps_chunks = self.decode_next_and_prior(replay, next_w)  # eps clipped to the box
 
                 # TD target on the action critic (line 10)
                 next_q = self.action_critic_target(next_obs, next_chunks).min(dim=1, keepdim=True).values

@@ -241,17 +241,23 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
             chunks = self.decode(rep, eps)
         return eps.reshape(n, k, -1).cpu().numpy(), chunks.reshape(n, k, -1).cpu().numpy()
 
-    def prior_batch(self, replay: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The prior latents of Q^W's distillation for this batch and, when cached, their decodes.
+    def decode_next_and_prior(
+        self, replay: Any, next_w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(a', eps, a_eps)``: the next chunks ``Phi(next_w; s')`` and Q^W's prior latents with their decodes.
 
-        With ``prior_cache`` the replay holds, per transition, prior samples decoded when it was stored (the frozen
-        decoder's ``Phi(eps; s)`` never changes), so no decoding is needed; else fresh ``eps ~ N(0, I)`` (clipped
-        unless the learner aliases noise) and ``None``: the caller decodes them.
+        Without ``prior_cache`` the prior latents are fresh ``eps ~ N(0, I)`` (clipped unless the learner aliases
+        noise), decoded together with ``next_w`` in one call; with it they come from the replay, decoded when their
+        transition was stored (the frozen decoder's ``Phi(eps; s)`` never changes), and only ``next_w`` is decoded.
         """
+        next_obs = replay.next_observations
         if replay.prior_latents is not None:
-            return replay.prior_latents, replay.prior_chunks
+            return self.decode(next_obs, next_w), replay.prior_latents, replay.prior_chunks
         eps = torch.randn_like(replay.actions)
-        return (self.clip_latent(eps) if self.clip_prior_samples else eps), None
+        if self.clip_prior_samples:
+            eps = self.clip_latent(eps)
+        next_chunks, eps_chunks = self.decode_batches((next_obs, next_w), (replay.observations, eps))
+        return next_chunks, eps, eps_chunks
 
     def dump_logs(self) -> None:
         self.logger.record("time/raw_env_steps", self.raw_env_steps)
