@@ -75,6 +75,7 @@ def multigoal_coverage(
         "goal_fractions": fractions,
         "no_goal": float(np.mean(goals < 0)),
         "mean_return": float(batch.returns.mean()),
+        "return_std": float(batch.returns.std()),
         "goals": goals.tolist(),
         "paths": [p.tolist() for p in batch.paths[:200]],
     }

@@ -29,6 +29,7 @@ class SteeringTask:
     latent_bound: float | None = 2.5
     extra: str | None = None  # pip extra the raw task needs
     notes: dict[str, Any] = field(default_factory=dict)
+    raw_kwargs: dict[str, Any] = field(default_factory=dict)  # defaults for the raw task (gym.make kwargs override)
 
 
 TASKS: dict[str, SteeringTask] = {
@@ -81,6 +82,22 @@ TASKS: dict[str, SteeringTask] = {
         )
         for task, bound in (("Hopper", 1.5), ("Walker2d", 2.5), ("HalfCheetah", 1.5))
     },
+    # robomimic on robosuite (needs the robomimic extra, in its own environment: mujoco < 3.10); diffusion (default)
+    # and flow backbones trained on scripted demos; DSRL's robomimic settings: latent box 1.5 (action_magnitude),
+    # reward 1[success] - 1 per step (reward_offset 1), episodes run to the time limit (300 / 300 / 400 raw steps)
+    **{
+        task: SteeringTask(
+            raw_id=f"lpds/{task}-v0",
+            backbones={"diffusion": f"robomimic-{task.lower()}-diffusion", "flow": f"robomimic-{task.lower()}-flow"},
+            default_backbone="diffusion",
+            latent_bound=1.5,
+            extra="robomimic",
+            notes={"build": f"python -m lpds_envs.backbones.robomimic all --task {task.lower()} && "
+                            f"python -m lpds_envs.backbones.robomimic ship --task {task.lower()}"},
+            raw_kwargs={"reward_offset": 1.0},
+        )
+        for task in ("Lift", "Can", "Square")
+    },
     # the toy seen through a 64x64 camera, steered through a tiny PI0 (needs the pi0 extra)
     "MultiGoalPi0": SteeringTask(
         raw_id="lpds/MultiGoalPixels-v0",
@@ -127,11 +144,15 @@ def task_decoder(name: str, backbone: str | None = None, device: str | torch.dev
 
 def _require_extra(task: SteeringTask) -> None:
     """One-line error naming the pip extra when the raw task's simulator is missing (locomotion: MuJoCo)."""
-    if task.extra == "locomotion":
-        import importlib.util
+    import importlib.util
 
+    if task.extra == "locomotion":
         if importlib.util.find_spec("mujoco") is None:
             raise ImportError(f'{task.raw_id} needs MuJoCo: pip install "lpds[locomotion]"')
+    elif task.extra == "robomimic":
+        from .envs.robomimic import import_robosuite
+
+        import_robosuite()  # one-line ImportError naming the extra (and the mujoco pin) when it cannot be used
 
 
 def make_steering_env(
@@ -152,12 +173,13 @@ def make_steering_env(
     :param decoder: use this decoder instead of the shipped one
     :param latent_subspace: exact-prior subspace steering (e.g. ``"chunk_constant"``), see
         :class:`~lpds_envs.wrappers.LatentSteeringWrapper`
-    :param task_kwargs: passed to ``gym.make`` of the raw task (e.g. ``render_mode``)
+    :param task_kwargs: passed to ``gym.make`` of the raw task (e.g. ``render_mode``), over the task's defaults
+        (robomimic ids: ``reward_offset=1``, DSRL's ``-1`` per step until success)
     """
     spec = _task(task)
     _require_extra(spec)
     dec = decoder if decoder is not None else task_decoder(task, backbone, device)
-    env = gym.make(spec.raw_id, **task_kwargs)
+    env = gym.make(spec.raw_id, **{**spec.raw_kwargs, **task_kwargs})
     bound = spec.latent_bound if latent_bound == "default" else latent_bound
     wrapped = LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
     wrapped.spec_from_entry_point = True

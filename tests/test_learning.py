@@ -1,8 +1,13 @@
 """Learning checks (``-m slow``): on a fixed seed and step budget, steering raises the frozen backbone's return.
 
-Budget: 5000 latent steps (= raw env steps, chunk 1) on LPDS-MultiGoal-v0, evaluated with 1000 rollouts from the
-origin. The shipped backbone's mean return is ~174 out of a ~189 maximum (reach a goal in two steps, stay);
-the margin asked for (+1.0) is several standard errors of a 1000-rollout mean (~0.15 here).
+Budget: 5000 latent steps (= raw env steps, chunk 1) on LPDS-MultiGoal-v0, evaluated with 4000 rollouts from the
+origin. The shipped backbone's mean return is ~174 out of a ~189 maximum (reach a goal in two steps, stay).
+
+The criterion is a significant gain: the steered mean must exceed the backbone's by ``Z = 5`` standard errors of the
+difference of the two means (~0.1 with 4000 rollouts each, so a gain of at least ~0.5). It replaced a fixed +1.0
+margin measured on 1000 rollouts, which sat on LP-DS's plateau at the preset's delta = 0.05: at one seed the gain
+was +0.98 with 2 torch threads and +1.06 with 1, +1.07 when the test was written, +0.94 on seed 1, +0.81 on seed 1
+after 10000 steps (benchmarks/RESULTS.md §14). That margin tested the thread count, not learning.
 """
 
 import numpy as np
@@ -12,11 +17,13 @@ import torch
 from algorithms.presets import make_algorithm
 from lpds_envs.evaluation import multigoal_coverage
 
-STEPS, MARGIN = 5000, 1.0
+STEPS, N_EVAL, Z = 5000, 4000, 5.0
 
 
-def _backbone_return(decoder) -> float:
-    return multigoal_coverage(decoder, n_rollouts=1000, seed=1)["mean_return"]
+def _gain_and_se(steered: dict, baseline: dict) -> tuple[float, float]:
+    """Difference of the mean returns and its standard error (independent rollouts of each policy)."""
+    se = np.sqrt((steered["return_std"] ** 2 + baseline["return_std"] ** 2) / N_EVAL)
+    return steered["mean_return"] - baseline["mean_return"], float(se)
 
 
 @pytest.mark.slow
@@ -25,13 +32,14 @@ def test_steering_improves_the_toy_backbone(algo):
     torch.set_num_threads(2)
     model = make_algorithm(algo, "LPDS-MultiGoal-v0", seed=0)
     decoder = model.get_env().decoder
-    baseline = _backbone_return(decoder)
+    baseline = multigoal_coverage(decoder, n_rollouts=N_EVAL, seed=1)
     model.learn(STEPS)
     deterministic = algo != "lpds"  # LP-DS's policy is eps + Delta(s): evaluate the stochastic steered policy
     steered = multigoal_coverage(
-        decoder, 1000, seed=1, latent_fn=lambda o, m=model, d=deterministic: m.predict(o, deterministic=d)[0]
+        decoder, N_EVAL, seed=1, latent_fn=lambda o, m=model, d=deterministic: m.predict(o, deterministic=d)[0]
     )
-    assert steered["mean_return"] > baseline + MARGIN, (steered["mean_return"], baseline)
+    gain, se = _gain_and_se(steered, baseline)
+    assert gain > Z * se, (steered["mean_return"], baseline["mean_return"], gain, se)
     if algo == "lpds":
         # LP-DS with delta = 0.05 keeps all four goals (the trust region preserves the backbone's modes)
         assert (np.array(steered["goal_fractions"]) > 0.1).all(), steered["goal_fractions"]

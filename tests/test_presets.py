@@ -73,3 +73,19 @@ def test_make_algorithm_takes_n_envs_and_policy_from_the_preset():
     model = make_algorithm("lpds", "LPDS-MultiGoal-v0", seed=0, overrides=hp["LPDS-MultiGoal-v0"])
     assert model.n_envs == 3
     assert make_algorithm("lpds", "LPDS-MultiGoal-v0", n_envs=2, seed=0, overrides={"n_envs": 3}).n_envs == 2
+
+
+def test_robomimic_presets_follow_dsrls_robomimic_configs():
+    # ajwagen/dsrl cfg/robomimic/dsrl_{lift,can,square}.yaml: utd, init_rollout_steps; layer_size 2048, magnitude 1.5
+    dsrl_cfg = {"LPDS-Lift-v0": (30, 1501), "LPDS-Can-v0": (20, 1501), "LPDS-Square-v0": (20, 2001)}
+    for env_id, (utd, starts) in dsrl_cfg.items():
+        for algo in ("lpds", "dsrl", "dsrl-na"):
+            p = get_preset(algo, env_id)
+            assert p["policy_kwargs"]["net_arch"] == [2048] * 3 and p["policy_kwargs"]["n_critics"] == 2
+            assert p["policy_kwargs"].get("layer_norm", False) is (algo != "dsrl")
+            assert p["env_kwargs"]["latent_bound"] == 1.5
+            assert (p["n_envs"], p["train_freq"], p["gradient_steps"]) == (4, 1, utd)
+            assert p["learning_starts"] == starts and p["gamma"] == 0.99 and p["batch_size"] == 256
+            assert p.get("latent_critic_steps", 10) == 10
+            if algo != "lpds":
+                assert p["target_entropy"] == 0.0

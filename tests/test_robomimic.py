@@ -43,10 +43,29 @@ def test_raw_ids_are_registered_with_dsrl_episode_limits():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("robosuite") is not None, reason="robosuite is installed")
-def test_missing_extra_is_one_line_naming_it():
+def test_missing_extra_is_one_line_naming_it():  # (with robosuite but mujoco >= 3.10: the next test's message)
     with pytest.raises(ImportError, match=r"lpds\[robomimic\]") as err:
         gym.make("lpds/Lift-v0")
     assert str(err.value) == MISSING_EXTRA and "\n" not in MISSING_EXTRA
+
+
+def test_steering_ids_are_registered_with_dsrls_latent_box_and_reward():
+    from lpds_envs.registration import TASKS as STEERING
+
+    for name in ("Lift", "Can", "Square"):
+        spec = gym.spec(f"LPDS-{name}-v0")
+        assert spec.kwargs == {"task": name}
+        task = STEERING[name]
+        assert task.raw_id == f"lpds/{name}-v0" and task.default_backbone == "diffusion"
+        assert set(task.backbones) == {"diffusion", "flow"} and task.latent_bound == 1.5
+        assert task.raw_kwargs == {"reward_offset": 1.0} and task.extra == "robomimic"
+
+
+@pytest.mark.skipif(USABLE, reason="robosuite is usable here")
+def test_steering_id_without_a_usable_robosuite_is_one_line_naming_the_extra():
+    with pytest.raises(ImportError, match=r"lpds\[robomimic\]") as err:
+        gym.make("LPDS-Lift-v0")
+    assert "\n" not in str(err.value)
 
 
 @needs_robosuite
@@ -196,3 +215,67 @@ def test_robomimic_sequence_dataset_reads_our_file(tmp_path):
     np.testing.assert_allclose(item["actions"], demos[0].actions[:4])
     for key in OBS_KEYS:
         np.testing.assert_allclose(item["obs"][key][0], demos[0].obs[key][0])
+
+
+def _shipped_robomimic_ids() -> list[str]:
+    from lpds_envs.backbones.shipped import shipped_backbones
+
+    names = set(shipped_backbones())
+    return [t for t in ("Lift", "Can", "Square") if f"robomimic-{t.lower()}-diffusion" in names]
+
+
+def test_lift_backbones_are_shipped():
+    from lpds_envs.backbones.shipped import shipped_backbones
+
+    assert {"robomimic-lift-diffusion", "robomimic-lift-flow"} <= set(shipped_backbones())
+
+
+@needs_robosuite
+@pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")
+@pytest.mark.parametrize("name", _shipped_robomimic_ids())
+@pytest.mark.parametrize("backbone", ["diffusion", "flow"])
+def test_steering_ids_build_check_and_roll_out_with_prior_latents(name, backbone):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(f"LPDS-{name}-v0", backbone=backbone)
+    obs_dim = {"Lift": 19, "Can": 23, "Square": 23}[name]
+    assert env.observation_space.shape == (obs_dim,) and env.action_space.shape == (4 * 7,)
+    assert env.get_wrapper_attr("latent_bound") == 1.5 and env.unwrapped.reward_offset == 1.0
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env, warn=False, skip_render_check=True)
+    env.reset(seed=0)
+    rng, steps, done, rewards = np.random.default_rng(0), 0, False, []
+    while not done:
+        _, reward, terminated, truncated, info = env.step(np.clip(rng.standard_normal(28), -1.5, 1.5))
+        steps += info["executed_steps"]
+        rewards.append(reward)
+        done = terminated or truncated
+    assert steps == TASKS[name.lower()].max_episode_steps and not terminated
+    assert all(-4.0 <= r <= 0.0 for r in rewards)  # DSRL's reward: 1[success] - 1 per raw step, 4 steps a chunk
+
+
+@needs_robosuite
+def test_backbone_pipeline_tiny_budget(tmp_path):
+    """demos -> backbone -> evaluate -> ship on a tiny budget: files, cards, and the shipped weights bit-exact."""
+    import torch
+
+    from lpds_envs.backbones import robomimic as rm
+    from lpds_envs.decoders import load_decoder
+
+    rm.record_demos("lift", tmp_path, episodes=3, progress=False, model_file=False)
+    folders = rm.train_backbones("lift", tmp_path, steps=20, batch_size=16)
+    assert set(folders) == {"diffusion", "flow"}
+    dec = {k: load_decoder(p) for k, p in folders.items()}
+    assert dec["diffusion"].sampler.num_inference_steps == TASKS["lift"].ddim_steps and dec["flow"].chunk_size == 4
+    results = rm.evaluate_backbones("lift", tmp_path, episodes=2, n_envs=2)
+    for r in results.values():
+        assert r["episodes"] == 2 and 0.0 <= r["success_rate"] <= 1.0 and r["length_mean"] == 300
+    assert rm.evaluate_backbones("lift", tmp_path, episodes=2, n_envs=2) == results  # skips what is done
+    shipped = rm.ship_backbones("lift", tmp_path, dest_root=tmp_path / "pkg")
+    assert [p.name for p in shipped] == ["robomimic-lift-diffusion", "robomimic-lift-flow"]
+    card = (shipped[0] / "README.md").read_text()
+    assert "LPDS-Lift-v0" in card and "robomimic all --task lift" in card
+    reloaded = load_decoder(shipped[1])
+    obs, w = torch.randn(2, reloaded.obs_dim), torch.randn(2, *reloaded.latent_shape)
+    assert torch.equal(reloaded(obs, w), dec["flow"](obs, w))

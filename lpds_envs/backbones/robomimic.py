@@ -1,5 +1,5 @@
 """The robomimic zoo pipeline (``lift``, ``can``, ``square`` on robosuite): scripted demonstrations recorded in
-robomimic's HDF5 layout.
+robomimic's HDF5 layout, then diffusion and flow backbones on them.
 
 robomimic's human demonstrations cannot be downloaded here, so we make our own with the scripted controllers of
 :mod:`lpds_envs.backbones.robomimic_scripts` (privileged object, handle, peg and bin poses; waypoints, per-episode
@@ -11,9 +11,21 @@ data were made, the controller's success rate overall and per style). An episode
 first successful step (robomimic's demos end at success) or at the task's time limit. Resumable: every finished
 episode is flushed to the file, and an interrupted run continues from the demos already there.
 
+Stages (each skips what is already done, so re-running a command resumes it):
+
+1. ``demos``: the scripted episodes (above).
+2. ``backbone``: a diffusion and a flow backbone on the successful demos' ``(obs, chunk)`` pairs (robomimic's human
+   datasets hold successful demos only), DPPO's robomimic backbone where it fits (:data:`BACKBONE_DEFAULTS`), saved
+   to ``ZOO/<task>/{diffusion,flow}/`` with the BC loss.
+3. ``evaluate``: each backbone's success rate over ``--eval-episodes`` (default 50) full episodes with prior latents
+   ``w ~ N(0, I)`` clipped to the task's latent box (``eval.json``).
+4. ``ship`` (not part of ``all``): copy both into the package as ``checkpoints/robomimic-<task>-{diffusion,flow}/``
+   with a card and a fingerprint, which makes ``LPDS-<Task>-v0`` usable.
+
 Example::
 
-    python -m lpds_envs.backbones.robomimic demos --task lift --episodes 200 --out zoo/robomimic
+    python -m lpds_envs.backbones.robomimic all --task lift --episodes 200 --out zoo/robomimic
+    python -m lpds_envs.backbones.robomimic ship --task lift --out zoo/robomimic
 """
 
 from __future__ import annotations
@@ -36,6 +48,14 @@ from .robomimic_scripts import CONTROLLERS, RobomimicController
 DEMO_NOISE: dict[str, float] = {"lift": 0.1, "can": 0.1, "square": 0.1}
 #: steps recorded after the first successful step
 DEMO_TAIL = 10
+KINDS = ("diffusion", "flow")
+#: DPPO's robomimic Lift/Can backbone (``DiffusionMLP`` of ajwagen/dsrl ``cfg/robomimic/dsrl_lift.yaml``): chunk Ta = 4,
+#: residual MLP 3 x 512, time embedding 16, x0 clipped to [-1, 1], min-max observation scaling; DDIM with ``ddim_steps``
+#: (8) deterministic steps of the task's training schedule (``denoising_steps``: 20; Square 100). DPPO's Square backbone
+#: is larger (3 x 1024, time 32, an observation MLP); ours keeps 3 x 512 for every task (a few MB per checkpoint).
+BACKBONE_DEFAULTS: dict[str, Any] = {"chunk_size": 4, "hidden_dim": 512, "n_blocks": 3, "time_embed_dim": 16}
+#: DSRL's latent box for the robomimic tasks (``train.action_magnitude`` of its robomimic configs)
+LATENT_BOUND = 1.5
 
 
 def make_raw_env(task: str, **kwargs: Any):
@@ -160,22 +180,202 @@ def record_demos(task: str, out: str | Path, episodes: int, seed: int = 0, noise
     return path
 
 
+def _sampler_kwargs(task: str, kind: str) -> dict[str, Any]:
+    spec = TASKS[task]
+    if kind == "diffusion":
+        return {"num_train_timesteps": spec.denoising_steps, "num_inference_steps": spec.ddim_steps,
+                "beta_schedule": "cosine", "clip_sample": True}
+    return {"num_inference_steps": spec.ddim_steps, "integrator": "euler"}
+
+
+def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, seed: int = 0,
+                    kinds: tuple[str, ...] = KINDS, successful_only: bool = True) -> dict[str, Path]:
+    """Stage 2 (resumable through ``train_backbone``): diffusion and flow backbones on the same chunks of
+    ``out/<task>/demos.hdf5`` (``kinds`` picks some, e.g. to train the two in parallel processes)."""
+    from .robomimic_hdf5 import load_robomimic_chunks
+    from .train import train_backbone
+
+    path = Path(out) / task / "demos.hdf5"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run the demos stage first "
+                                f"(python -m lpds_envs.backbones.robomimic demos --task {task} --out {out})")
+    data = load_robomimic_chunks(path, BACKBONE_DEFAULTS["chunk_size"],
+                                 filter_key="successful" if successful_only else None)
+    common = {k: BACKBONE_DEFAULTS[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim")}
+    outs = {}
+    for kind in kinds:
+        folder = Path(out) / task / kind
+        train_backbone(kind, data, out_dir=folder, steps=steps, batch_size=batch_size, seed=seed,
+                       obs_normalization="minmax", **common, **_sampler_kwargs(task, kind))
+        note = folder / "data.json"
+        if not note.is_file():
+            _atomic_json({"hdf5": str(path), "filter_key": "successful" if successful_only else None,
+                          "pairs": len(data)}, note)
+        outs[kind] = folder
+    return outs
+
+
+def evaluate_backbones(task: str, out: Path, episodes: int = 50, seed: int = 10_000, n_envs: int = 10,
+                       kinds: tuple[str, ...] = KINDS) -> dict[str, dict]:
+    """Stage 3: success rate of each backbone with prior latents ``w ~ N(0, I)`` clipped to :data:`LATENT_BOUND`,
+    ``episodes`` full episodes (DSRL runs to the time limit), sub-env ``i`` of round ``k`` reset with ``seed + k + i``."""
+    from ..decoders import load_decoder
+    from ..evaluation import prior_latents, run_episodes
+    from ..wrappers import make_latent_vec_env
+
+    raw_id = f"lpds/{task.capitalize()}-v0"
+    results = {}
+    for kind in kinds:
+        folder = Path(out) / task / kind
+        path = folder / "eval.json"
+        if path.is_file():
+            results[kind] = json.loads(path.read_text())
+            continue
+        decoder = load_decoder(folder)
+        latent_dim = int(np.prod(decoder.latent_shape))
+        success, lengths, t0 = [], [], time.time()
+        for k in range(0, episodes, n_envs):
+            n = min(n_envs, episodes - k)
+            venv = make_latent_vec_env(raw_id, n_envs=n, seed=seed + k, decoder=decoder, latent_bound=LATENT_BOUND)
+            batch = run_episodes(venv, prior_latents(latent_dim, seed=seed + k))
+            success += batch.success.tolist()
+            lengths += batch.lengths.tolist()
+            venv.close()
+        results[kind] = {
+            "episodes": episodes, "success_rate": float(np.mean(success)), "successes": int(np.sum(success)),
+            "length_mean": float(np.mean(lengths)), "seed": seed, "latent_bound": LATENT_BOUND,
+            "success_definition": "info['success'] at any step of the episode", "seconds": round(time.time() - t0, 1),
+        }
+        _atomic_json(results[kind], path)
+        print(f"[{task}] {kind} backbone with prior latents: success {results[kind]['success_rate']:.2f} "
+              f"({results[kind]['successes']}/{episodes})", flush=True)
+    return results
+
+
+def checkpoint_name(task: str, kind: str) -> str:
+    """Package checkpoint folder of a robomimic backbone, e.g. ``robomimic-lift-diffusion``."""
+    return f"robomimic-{task}-{kind}"
+
+
+CARD = """# robomimic {Task} {kind} backbone (lpds robomimic zoo)
+
+Frozen {kind} policy for the robomimic task {Task} (robosuite `{suite_env}`, Panda, OSC_POSE, low-dim observations),
+shipped with lpds as `LPDS-{Task}-v0`'s {role} backbone (`gym.make("LPDS-{Task}-v0", backbone="{kind}")`; paper
+Sec. 5.1, App. A.1). Needs the `robomimic` extra (robosuite 1.5.2 on mujoco 3.3.7-3.9.0).
+
+- **Data**: robomimic's human demonstrations and DPPO's checkpoints cannot be downloaded here, so the data are
+  {episodes} episodes of the scripted controller `{controller}` (privileged object and gripper poses, waypoints,
+  per-episode approach styles, OU action noise {noise}); controller success {script_success:.0%} ({styles}).
+  Trained on the {pairs:,} `(obs, chunk)` pairs of its successful episodes (`mask/successful`), in robomimic's HDF5
+  layout. Regenerated (resumable) by
+  `python -m lpds_envs.backbones.robomimic all --task {task} --episodes {episodes} --noise {noise} --bc-steps {steps}`, then
+  `... ship --task {task}`.
+- **Model**: {model} residual MLP ({params:,} parameters, hidden {hidden_dim} x {n_blocks} blocks, time embedding
+  {time_embed_dim}), action chunk Ta = {chunk_size}, {sampler}; observations min-max scaled to [-1, 1] and actions to
+  [-1, 1], both stored in the checkpoint.
+- **Training**: {steps:,} AdamW steps, batch {batch_size}, EMA {ema_decay}; final BC loss (EMA-smoothed) {bc_loss:.4f}.
+- **With prior latents** (the frozen backbone itself), {eval_episodes} full episodes of {max_steps} steps (reset seeds
+  {eval_seed}..), latent box {latent_bound}: success **{success_rate:.0%}** ({successes}/{eval_episodes}).{range_note}
+"""
+
+#: the backbone success band the zoo aims for (steering needs room to improve, the backbone must work sometimes)
+TARGET_SUCCESS = (0.2, 0.7)
+
+
+def _range_note(success: float) -> str:
+    low, high = TARGET_SUCCESS
+    if low <= success <= high:
+        return ""
+    return (f"\n- **Outside the {low:.0%}-{high:.0%} band** the zoo aims for: success has "
+            f"{'no room to rise' if success > high else 'too few successes to learn from'} here. With DSRL's reward "
+            "(-1 per raw step until the object is lifted, episodes to the time limit) the return still measures how "
+            "fast and how steadily the task is done, which steering can improve.")
+
+
+def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[Path]:
+    """Stage 4: copy both evaluated backbones into the package (``checkpoints/robomimic-<task>-<kind>``) with cards
+    and fingerprints."""
+    import shutil
+
+    from ..decoders import load_decoder
+    from .shipped import CHECKPOINT_DIR, write_fingerprint
+
+    meta = json.loads((Path(out) / task / "dataset.json").read_text())
+    written = []
+    for kind in KINDS:
+        src = Path(out) / task / kind
+        for f in ("config.json", "model.safetensors", "training.json", "eval.json", "data.json"):
+            if not (src / f).is_file():
+                raise FileNotFoundError(f"{src / f} is missing; run the backbone and evaluate stages first")
+        dest = (Path(dest_root) if dest_root is not None else CHECKPOINT_DIR) / checkpoint_name(task, kind)
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in ("config.json", "model.safetensors", "eval.json"):
+            shutil.copy2(src / f, dest / f)
+        training = json.loads((src / "training.json").read_text())
+        training["data"] = {**meta, **json.loads((src / "data.json").read_text())}
+        training["data"].pop("hdf5", None)
+        (dest / "training.json").write_text(json.dumps(training, indent=1))
+        ev, cfg = json.loads((src / "eval.json").read_text()), dict(training["decoder"])
+        params = sum(p.numel() for p in load_decoder(dest).parameters())
+        if kind == "diffusion":
+            model = "epsilon-prediction"
+            sampler = (f"cosine schedule with {cfg.get('num_train_timesteps')} training steps, deterministic DDIM "
+                       f"with {cfg.get('num_inference_steps')} steps from w ~ N(0, I), x0 clipped to [-1, 1]")
+        else:
+            model = "velocity-prediction"
+            sampler = f"deterministic Euler ODE with {cfg.get('num_inference_steps')} steps from w ~ N(0, I)"
+        styles = ", ".join(f"{k} {v:.0%}" for k, v in meta["success_rate_by_style"].items())
+        (dest / "README.md").write_text(CARD.format(
+            Task=task.capitalize(), task=task, kind=kind, suite_env=meta["robosuite_env"],
+            role="default" if kind == "diffusion" else "alternative", episodes=meta["episodes"],
+            controller=meta["config"]["controller"], noise=meta["config"]["noise"],
+            script_success=meta["success_rate"], styles=styles, pairs=training["data"]["pairs"],
+            model=model, params=params, sampler=sampler, steps=training["steps"], batch_size=training["batch_size"],
+            ema_decay=training["ema_decay"], bc_loss=training["final_bc_loss"], eval_episodes=ev["episodes"],
+            max_steps=TASKS[task].max_episode_steps, eval_seed=ev["seed"], latent_bound=ev["latent_bound"],
+            success_rate=ev["success_rate"], successes=ev["successes"], range_note=_range_note(ev["success_rate"]),
+            **{k: cfg[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim", "chunk_size")},
+        ))
+        if dest_root is None:
+            write_fingerprint(dest.name)
+        written.append(dest)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="robomimic zoo: scripted demonstrations in robomimic's HDF5 layout")
-    p.add_argument("stage", choices=["demos"])
+    p = argparse.ArgumentParser(description="robomimic zoo: scripted demonstrations in robomimic's HDF5 layout, "
+                                            "diffusion and flow backbones")
+    p.add_argument("stage", choices=["demos", "backbone", "evaluate", "ship", "all"],
+                   help="all = demos, backbone, evaluate (ship is separate: it writes into the package)")
     p.add_argument("--task", required=True, choices=sorted(TASKS))
     p.add_argument("--out", default="zoo/robomimic", help="working folder (not committed)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--noise", type=float, default=None, help="controller action noise (default: per task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tail", type=int, default=DEMO_TAIL, help="steps kept after the first success (-1: all)")
+    p.add_argument("--bc-steps", type=int, default=20_000)
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                   help="backbones of the backbone/evaluate stages (one per process runs them in parallel)")
+    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    if args.stage == "demos":
-        path = record_demos(args.task, Path(args.out), args.episodes, seed=args.seed, noise=args.noise,
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if args.stage in ("demos", "all"):
+        path = record_demos(args.task, out, args.episodes, seed=args.seed, noise=args.noise,
                             tail=None if args.tail < 0 else args.tail)
         meta = json.loads((path.parent / "dataset.json").read_text())
         print(f"{path}: {meta['episodes']} episodes, {meta['transitions']} transitions, "
               f"success {meta['success_rate']:.2f} {meta['success_rate_by_style']}")
+    if args.stage in ("backbone", "all"):
+        train_backbones(args.task, out, args.bc_steps, seed=args.seed, kinds=tuple(args.kinds))
+    if args.stage in ("evaluate", "all"):
+        evaluate_backbones(args.task, out, episodes=args.eval_episodes, kinds=tuple(args.kinds))
+    if args.stage == "ship":
+        for dest in ship_backbones(args.task, out):
+            print("shipped", dest)
 
 
 if __name__ == "__main__":

@@ -96,12 +96,18 @@ OSC_POSE: dict[str, Any] = {
 
 
 def import_robosuite():
-    """Import robosuite quietly (its import-time warnings muted) or raise a one-line error naming the extra."""
+    """Import robosuite quietly (its import-time warnings muted) or raise a one-line error naming the extra (also when
+    the installed mujoco is one robosuite 1.5.2 fails on, e.g. after another extra upgraded it)."""
     logging.getLogger("robosuite_logs").addFilter(lambda record: record.levelno >= logging.ERROR)
     try:
+        import mujoco
         import robosuite
     except ImportError as exc:
         raise ImportError(MISSING_EXTRA) from exc
+    major, minor = (int(x) for x in mujoco.__version__.split(".")[:2])
+    if (major, minor) >= (3, 10):
+        raise ImportError(f"{MISSING_EXTRA} (this environment has mujoco {mujoco.__version__}; robosuite.make fails "
+                          "on it: use a separate environment for the robomimic extra)")
     return robosuite
 
 
