@@ -58,6 +58,29 @@ def run_episodes(venv: VecLatentSteeringWrapper, latent_fn: LatentFn, max_latent
     return EpisodeBatch(returns, lengths, success, final_infos, [np.stack(p) for p in paths])
 
 
+def prior_episodes(
+    env: str | Callable, decoder: torch.nn.Module, episodes: int, seed: int, n_envs: int = 10,
+    latent_bound: float | None = None,
+) -> EpisodeBatch:
+    """``episodes`` full episodes of the frozen ``decoder`` with prior latents ``w ~ N(0, I)`` (clipped to
+    ``latent_bound``), ``n_envs`` at a time: sub-env ``i`` of the round starting at episode ``k`` resets with seed
+    ``seed + k + i`` and the round's latents are drawn with seed ``seed + k``. ``env``: an id or a raw-env factory."""
+    from .wrappers import make_latent_vec_env
+
+    latent_dim = int(np.prod(decoder.latent_shape))
+    batches = []
+    for k in range(0, episodes, n_envs):
+        venv = make_latent_vec_env(env, n_envs=min(n_envs, episodes - k), seed=seed + k, decoder=decoder,
+                                   latent_bound=latent_bound)
+        batches.append(run_episodes(venv, prior_latents(latent_dim, seed=seed + k)))
+        venv.close()
+    return EpisodeBatch(
+        np.concatenate([b.returns for b in batches]), np.concatenate([b.lengths for b in batches]),
+        np.concatenate([b.success for b in batches]), [i for b in batches for i in b.final_infos],
+        [q for b in batches for q in b.paths],
+    )
+
+
 def multigoal_coverage(
     decoder: torch.nn.Module, n_rollouts: int = 1000, seed: int = 0, latent_fn: LatentFn | None = None
 ) -> dict:

@@ -292,21 +292,12 @@ def evaluate_backbone(task: str, decoder, episodes: int = 50, seed: int = 10_000
     Episodes run ``n_envs`` at a time through :func:`~lpds_envs.wrappers.make_latent_vec_env`; sub-env ``i`` of
     round ``k`` resets with seed ``seed + k * n_envs + i``.
     """
-    from ..evaluation import prior_latents, run_episodes
-    from ..wrappers import make_latent_vec_env
+    from ..evaluation import prior_episodes
 
-    latent_dim = int(np.prod(decoder.latent_shape))
-    success, returns = [], []
-    for k in range(0, episodes, n_envs):
-        n = min(n_envs, episodes - k)
-        venv = make_latent_vec_env(lambda: make_raw_env(task), n_envs=n, seed=seed + k, decoder=decoder,
-                                   latent_bound=latent_bound)
-        batch = run_episodes(venv, prior_latents(latent_dim, seed=seed + k))
-        success += batch.success.tolist()
-        returns += batch.returns.tolist()
-        venv.close()
-    return {"episodes": episodes, "success_rate": float(np.mean(success)), "return_mean": float(np.mean(returns)),
-            "return_std": float(np.std(returns)), "seed": seed, "latent_bound": latent_bound}
+    batch = prior_episodes(lambda: make_raw_env(task), decoder, episodes, seed, n_envs, latent_bound)
+    return {"episodes": episodes, "success_rate": float(batch.success.mean()),
+            "return_mean": float(batch.returns.mean()), "return_std": float(batch.returns.std()), "seed": seed,
+            "latent_bound": latent_bound}
 
 
 def main(argv: list[str] | None = None) -> None:

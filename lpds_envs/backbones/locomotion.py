@@ -228,8 +228,7 @@ def evaluate_backbones(env_id: str, zoo: Path, episodes: int = 20, seed: int = 1
     """Stage 4: return of each backbone with prior latents ``w ~ N(0, I)`` (clipped to the task's latent box),
     ``episodes`` full episodes (up to 1000 raw steps), sub-env ``i`` of round ``k`` reset with ``seed + k + i``."""
     from ..decoders import load_decoder
-    from ..evaluation import prior_latents, run_episodes
-    from ..wrappers import make_latent_vec_env
+    from ..evaluation import prior_episodes
 
     results = {}
     for kind in KINDS:
@@ -237,20 +236,11 @@ def evaluate_backbones(env_id: str, zoo: Path, episodes: int = 20, seed: int = 1
         if path.is_file():
             results[kind] = json.loads(path.read_text())
             continue
-        decoder = load_decoder(zoo / env_id / kind)
-        latent_dim = int(np.prod(decoder.latent_shape))
-        returns, lengths = [], []
-        for k in range(0, episodes, n_envs):
-            n = min(n_envs, episodes - k)
-            venv = make_latent_vec_env(env_id, n_envs=n, seed=seed + k, decoder=decoder,
-                                       latent_bound=LATENT_BOUNDS[env_id])
-            batch = run_episodes(venv, prior_latents(latent_dim, seed=seed + k))
-            returns += batch.returns.tolist()
-            lengths += batch.lengths.tolist()
-            venv.close()
+        batch = prior_episodes(env_id, load_decoder(zoo / env_id / kind), episodes, seed, n_envs,
+                               LATENT_BOUNDS[env_id])
         results[kind] = {
-            "episodes": episodes, "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-            "length_mean": float(np.mean(lengths)), "seed": seed, "latent_bound": LATENT_BOUNDS[env_id],
+            "episodes": episodes, "return_mean": float(batch.returns.mean()), "return_std": float(batch.returns.std()),
+            "length_mean": float(batch.lengths.mean()), "seed": seed, "latent_bound": LATENT_BOUNDS[env_id],
         }
         _atomic_json(results[kind], path)
         print(f"[{env_id}] {kind} backbone with prior latents: return {results[kind]['return_mean']:.1f} "
@@ -283,36 +273,17 @@ Frozen {kind} policy for Gymnasium `{env}`, shipped with lpds as `LPDS-{task}-v0
 def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> list[Path]:
     """Stage 5: copy both evaluated backbones into the package (``checkpoints/<task>-<kind>``) with cards and
     fingerprints."""
-    import shutil
-
-    from ..decoders import load_decoder
-    from .shipped import CHECKPOINT_DIR, write_fingerprint
+    from .shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 
     data = json.loads((zoo / env_id / "data" / "dataset.json").read_text())
     expert_steps = max(int(k) for k in json.loads((zoo / env_id / "expert" / "returns.json").read_text()))
     expert = data.get("expert", {})  # datasets recorded before the expert wrote its config lack it
     written = []
     for kind in KINDS:
-        src = zoo / env_id / kind
-        for f in ("config.json", "model.safetensors", "training.json", "eval.json"):
-            if not (src / f).is_file():
-                raise FileNotFoundError(f"{src / f} is missing; run the backbone and evaluate stages first")
         dest = (Path(dest_root) if dest_root is not None else CHECKPOINT_DIR) / checkpoint_name(env_id, kind)
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in ("config.json", "model.safetensors", "eval.json"):
-            shutil.copy2(src / f, dest / f)
-        training = json.loads((src / "training.json").read_text())
-        training["data"] = data
-        (dest / "training.json").write_text(json.dumps(training, indent=1))
-        ev, cfg = json.loads((src / "eval.json").read_text()), dict(training["decoder"])
-        params = sum(p.numel() for p in load_decoder(dest).parameters())
-        if kind == "diffusion":
-            model = "epsilon-prediction"
-            sampler = (f"cosine schedule with {cfg.get('num_train_timesteps')} training steps, deterministic DDIM "
-                       f"with {cfg.get('num_inference_steps')} steps from w ~ N(0, I), x0 clipped to [-1, 1]")
-        else:
-            model = "velocity-prediction"
-            sampler = f"deterministic Euler ODE with {cfg.get('num_inference_steps')} steps from w ~ N(0, I)"
+        training, ev, params = copy_for_shipping(zoo / env_id / kind, dest, data)
+        cfg = dict(training["decoder"])
+        model, sampler = describe_sampler(kind, cfg)
         for key in ("num_inference_steps", "num_train_timesteps"):
             cfg.pop(key, None)
         (dest / "README.md").write_text(CARD.format(

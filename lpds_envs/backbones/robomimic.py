@@ -220,10 +220,8 @@ def evaluate_backbones(task: str, out: Path, episodes: int = 50, seed: int = 10_
     """Stage 3: success rate of each backbone with prior latents ``w ~ N(0, I)`` clipped to :data:`LATENT_BOUND`,
     ``episodes`` full episodes (DSRL runs to the time limit), sub-env ``i`` of round ``k`` reset with ``seed + k + i``."""
     from ..decoders import load_decoder
-    from ..evaluation import prior_latents, run_episodes
-    from ..wrappers import make_latent_vec_env
+    from ..evaluation import prior_episodes
 
-    raw_id = f"lpds/{task.capitalize()}-v0"
     results = {}
     for kind in kinds:
         folder = Path(out) / task / kind
@@ -231,19 +229,12 @@ def evaluate_backbones(task: str, out: Path, episodes: int = 50, seed: int = 10_
         if path.is_file():
             results[kind] = json.loads(path.read_text())
             continue
-        decoder = load_decoder(folder)
-        latent_dim = int(np.prod(decoder.latent_shape))
-        success, lengths, t0 = [], [], time.time()
-        for k in range(0, episodes, n_envs):
-            n = min(n_envs, episodes - k)
-            venv = make_latent_vec_env(raw_id, n_envs=n, seed=seed + k, decoder=decoder, latent_bound=LATENT_BOUND)
-            batch = run_episodes(venv, prior_latents(latent_dim, seed=seed + k))
-            success += batch.success.tolist()
-            lengths += batch.lengths.tolist()
-            venv.close()
+        t0 = time.time()
+        batch = prior_episodes(f"lpds/{task.capitalize()}-v0", load_decoder(folder), episodes, seed, n_envs,
+                               LATENT_BOUND)
         results[kind] = {
-            "episodes": episodes, "success_rate": float(np.mean(success)), "successes": int(np.sum(success)),
-            "length_mean": float(np.mean(lengths)), "seed": seed, "latent_bound": LATENT_BOUND,
+            "episodes": episodes, "success_rate": float(batch.success.mean()), "successes": int(batch.success.sum()),
+            "length_mean": float(batch.lengths.mean()), "seed": seed, "latent_bound": LATENT_BOUND,
             "success_definition": "info['success'] at any step of the episode", "seconds": round(time.time() - t0, 1),
         }
         _atomic_json(results[kind], path)
@@ -295,35 +286,21 @@ def _range_note(success: float) -> str:
 def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[Path]:
     """Stage 4: copy both evaluated backbones into the package (``checkpoints/robomimic-<task>-<kind>``) with cards
     and fingerprints."""
-    import shutil
-
-    from ..decoders import load_decoder
-    from .shipped import CHECKPOINT_DIR, write_fingerprint
+    from .shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 
     meta = json.loads((Path(out) / task / "dataset.json").read_text())
     written = []
     for kind in KINDS:
         src = Path(out) / task / kind
-        for f in ("config.json", "model.safetensors", "training.json", "eval.json", "data.json"):
-            if not (src / f).is_file():
-                raise FileNotFoundError(f"{src / f} is missing; run the backbone and evaluate stages first")
         dest = (Path(dest_root) if dest_root is not None else CHECKPOINT_DIR) / checkpoint_name(task, kind)
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in ("config.json", "model.safetensors", "eval.json"):
-            shutil.copy2(src / f, dest / f)
-        training = json.loads((src / "training.json").read_text())
-        training["data"] = {**meta, **json.loads((src / "data.json").read_text())}
-        training["data"].pop("hdf5", None)
-        (dest / "training.json").write_text(json.dumps(training, indent=1))
-        ev, cfg = json.loads((src / "eval.json").read_text()), dict(training["decoder"])
-        params = sum(p.numel() for p in load_decoder(dest).parameters())
-        if kind == "diffusion":
-            model = "epsilon-prediction"
-            sampler = (f"cosine schedule with {cfg.get('num_train_timesteps')} training steps, deterministic DDIM "
-                       f"with {cfg.get('num_inference_steps')} steps from w ~ N(0, I), x0 clipped to [-1, 1]")
-        else:
-            model = "velocity-prediction"
-            sampler = f"deterministic Euler ODE with {cfg.get('num_inference_steps')} steps from w ~ N(0, I)"
+        notes = src / "data.json"  # which demos the backbone was trained on (written by the backbone stage)
+        if not notes.is_file():
+            raise FileNotFoundError(f"{notes} is missing; run the backbone and evaluate stages first")
+        data = {**meta, **json.loads(notes.read_text())}
+        data.pop("hdf5", None)  # a local path
+        training, ev, params = copy_for_shipping(src, dest, data)
+        cfg = training["decoder"]
+        model, sampler = describe_sampler(kind, cfg)
         styles = ", ".join(f"{k} {v:.0%}" for k, v in meta["success_rate_by_style"].items())
         (dest / "README.md").write_text(CARD.format(
             Task=task.capitalize(), task=task, kind=kind, suite_env=meta["robosuite_env"],

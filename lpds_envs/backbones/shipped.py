@@ -48,6 +48,38 @@ def load_backbone(name: str, device: str | torch.device = "cpu") -> Decoder:
     return _CACHE[key]
 
 
+def copy_for_shipping(src: Path, dest: Path, data: dict) -> tuple[dict, dict, int]:
+    """Copy a trained, evaluated zoo backbone ``src`` into checkpoint folder ``dest``: the weights, config and
+    ``eval.json``, and ``training.json`` with ``data`` (how the data were made) under ``"data"``.
+
+    :return: ``(training record, evaluation record, parameter count)`` for the card
+    """
+    import json
+    import shutil
+
+    for f in ("config.json", "model.safetensors", "training.json", "eval.json"):
+        if not (src / f).is_file():
+            raise FileNotFoundError(f"{src / f} is missing; run the backbone and evaluate stages first")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("config.json", "model.safetensors", "eval.json"):
+        shutil.copy2(src / f, dest / f)
+    training = json.loads((src / "training.json").read_text())
+    training["data"] = data
+    (dest / "training.json").write_text(json.dumps(training, indent=1))
+    params = sum(p.numel() for p in load_decoder(dest).parameters())
+    return training, json.loads((src / "eval.json").read_text()), params
+
+
+def describe_sampler(kind: str, decoder_config: dict) -> tuple[str, str]:
+    """``(model, sampler)`` phrases of a backbone card for a ``diffusion`` or ``flow`` decoder config."""
+    steps = decoder_config.get("num_inference_steps")
+    if kind == "diffusion":
+        return "epsilon-prediction", (
+            f"cosine schedule with {decoder_config.get('num_train_timesteps')} training steps, deterministic DDIM "
+            f"with {steps} steps from w ~ N(0, I), x0 clipped to [-1, 1]")
+    return "velocity-prediction", f"deterministic Euler ODE with {steps} steps from w ~ N(0, I)"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Fingerprints: what a shipped checkpoint must reproduce after installation (tests/test_shipped_checkpoints.py).
 
