@@ -20,6 +20,24 @@ import yaml
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (PyYAML silently keeps the last one, which
+    would let a stale preset block override or hide another). Merge keys (``<<: *anchor``) still override as usual."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201 (PyYAML's signature)
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1}); "
+                    "merge the two entries into one", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def available_algos() -> list[str]:
     return sorted(p.stem for p in HYPERPARAMS_DIR.glob("*.yml"))
 
@@ -29,7 +47,7 @@ def load_presets(algo: str) -> dict[str, dict[str, Any]]:
     path = HYPERPARAMS_DIR / f"{algo}.yml"
     if not path.is_file():
         raise ValueError(f"no presets for algorithm {algo!r}; available: {available_algos()}")
-    return yaml.safe_load(path.read_text()) or {}
+    return yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
 
 
 def get_preset(algo: str, env_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -89,3 +89,19 @@ def test_robomimic_presets_follow_dsrls_robomimic_configs():
             assert p.get("latent_critic_steps", 10) == 10
             if algo != "lpds":
                 assert p["target_entropy"] == 0.0
+
+
+def test_preset_files_reject_duplicate_keys(tmp_path, monkeypatch):
+    """A key written twice in a preset file is an error (PyYAML alone keeps the last silently); merges still work."""
+    import yaml
+
+    import algorithms.presets as presets
+
+    for algo in available_algos():  # the shipped files load under the strict loader
+        assert presets.load_presets(algo)
+    (tmp_path / "dup.yml").write_text("Env-v0:\n  delta: 0.1\nEnv-v0:\n  delta: 0.3\n")
+    (tmp_path / "merge.yml").write_text("A-v0: &a\n  delta: 0.1\n  gamma: 0.9\nB-v0:\n  <<: *a\n  delta: 0.3\n")
+    monkeypatch.setattr(presets, "HYPERPARAMS_DIR", tmp_path)
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'Env-v0'.*line 1"):
+        presets.load_presets("dup")
+    assert presets.get_preset("merge", "B-v0") == {"delta": 0.3, "gamma": 0.9}

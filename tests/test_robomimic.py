@@ -180,6 +180,12 @@ def test_hdf5_round_trip_resume_and_chunks(tmp_path):
     chunks = load_robomimic_chunks(path, chunk_size=4)
     assert chunks.obs.shape == (meta["transitions"], 19) and chunks.actions.shape == (meta["transitions"], 4, 7)
     np.testing.assert_allclose(chunks.actions[0], demos[0].actions[:4], atol=1e-6)
+    # max_demos keeps the first demos in file order; more than the file holds is refused with the count
+    two = load_robomimic_chunks(path, chunk_size=4, max_demos=2)
+    assert len(two) == len(demos[0]) + len(demos[1])
+    np.testing.assert_array_equal(two.actions, chunks.actions[: len(two)])
+    with pytest.raises(ValueError, match="holds only 3 demos"):
+        load_robomimic_chunks(path, chunk_size=4, max_demos=4)
     # another config refuses to mix; an interrupted demo (no "complete" mark) is dropped on reopening
     with pytest.raises(ValueError, match="delete it"):
         record_demos("lift", tmp_path, episodes=4, noise=0.3, progress=False)

@@ -189,9 +189,14 @@ def _sampler_kwargs(task: str, kind: str) -> dict[str, Any]:
 
 
 def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, seed: int = 0,
-                    kinds: tuple[str, ...] = KINDS, successful_only: bool = True) -> dict[str, Path]:
+                    kinds: tuple[str, ...] = KINDS, successful_only: bool = True,
+                    max_demos: int | None = None) -> dict[str, Path]:
     """Stage 2 (resumable through ``train_backbone``): diffusion and flow backbones on the same chunks of
-    ``out/<task>/demos.hdf5`` (``kinds`` picks some, e.g. to train the two in parallel processes)."""
+    ``out/<task>/demos.hdf5`` (``kinds`` picks some, e.g. to train the two in parallel processes).
+
+    :param max_demos: train on the first ``max_demos`` (successful) demos only, in the file's order; fewer demos give
+        a weaker backbone (robomimic's low-data regime), which leaves steering room on an easy task such as Lift
+    """
     from .robomimic_hdf5 import load_robomimic_chunks
     from .train import train_backbone
 
@@ -199,8 +204,10 @@ def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, see
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run the demos stage first "
                                 f"(python -m lpds_envs.backbones.robomimic demos --task {task} --out {out})")
+    if max_demos is not None and max_demos < 1:
+        raise ValueError(f"max_demos must be >= 1 (or None for all demos), got {max_demos}")
     data = load_robomimic_chunks(path, BACKBONE_DEFAULTS["chunk_size"],
-                                 filter_key="successful" if successful_only else None)
+                                 filter_key="successful" if successful_only else None, max_demos=max_demos)
     common = {k: BACKBONE_DEFAULTS[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim")}
     outs = {}
     for kind in kinds:
@@ -210,7 +217,7 @@ def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, see
         note = folder / "data.json"
         if not note.is_file():
             _atomic_json({"hdf5": str(path), "filter_key": "successful" if successful_only else None,
-                          "pairs": len(data)}, note)
+                          "max_demos": max_demos, "pairs": len(data)}, note)
         outs[kind] = folder
     return outs
 
@@ -257,10 +264,9 @@ Sec. 5.1, App. A.1). Needs the `robomimic` extra (robosuite 1.5.2 on mujoco 3.3.
 - **Data**: robomimic's human demonstrations and DPPO's checkpoints cannot be downloaded here, so the data are
   {episodes} episodes of the scripted controller `{controller}` (privileged object and gripper poses, waypoints,
   per-episode approach styles, OU action noise {noise}); controller success {script_success:.0%} ({styles}).
-  Trained on the {pairs:,} `(obs, chunk)` pairs of its successful episodes (`mask/successful`), in robomimic's HDF5
-  layout. Regenerated (resumable) by
-  `python -m lpds_envs.backbones.robomimic all --task {task} --episodes {episodes} --noise {noise} --bc-steps {steps}`, then
-  `... ship --task {task}`.
+  Trained on the {pairs:,} `(obs, chunk)` pairs of {subset}, in robomimic's HDF5 layout. Regenerated (resumable) by
+  `python -m lpds_envs.backbones.robomimic all --task {task} --episodes {episodes} --noise {noise} --bc-steps {steps}{demos_flag}`,
+  then `... ship --task {task}`.
 - **Model**: {model} residual MLP ({params:,} parameters, hidden {hidden_dim} x {n_blocks} blocks, time embedding
   {time_embed_dim}), action chunk Ta = {chunk_size}, {sampler}; observations min-max scaled to [-1, 1] and actions to
   [-1, 1], both stored in the checkpoint.
@@ -297,6 +303,7 @@ def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[
         if not notes.is_file():
             raise FileNotFoundError(f"{notes} is missing; run the backbone and evaluate stages first")
         data = {**meta, **json.loads(notes.read_text())}
+        notes_max = data.get("max_demos")
         data.pop("hdf5", None)  # a local path
         training, ev, params = copy_for_shipping(src, dest, data)
         cfg = training["decoder"]
@@ -307,6 +314,10 @@ def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[
             role="default" if kind == "diffusion" else "alternative", episodes=meta["episodes"],
             controller=meta["config"]["controller"], noise=meta["config"]["noise"],
             script_success=meta["success_rate"], styles=styles, pairs=training["data"]["pairs"],
+            subset=("its successful episodes (`mask/successful`)" if notes_max is None else
+                    f"the first {notes_max} of its successful episodes (`mask/successful`; few demos, robomimic's "
+                    "low-data regime, give a backbone that fails sometimes)"),
+            demos_flag="" if notes_max is None else f" --max-demos {notes_max}",
             model=model, params=params, sampler=sampler, steps=training["steps"], batch_size=training["batch_size"],
             ema_decay=training["ema_decay"], bc_loss=training["final_bc_loss"], eval_episodes=ev["episodes"],
             max_steps=TASKS[task].max_episode_steps, eval_seed=ev["seed"], latent_bound=ev["latent_bound"],
@@ -331,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tail", type=int, default=DEMO_TAIL, help="steps kept after the first success (-1: all)")
     p.add_argument("--bc-steps", type=int, default=20_000)
+    p.add_argument("--max-demos", type=int, default=None,
+                   help="backbone stage: train on the first N successful demos only (default: all)")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
                    help="backbones of the backbone/evaluate stages (one per process runs them in parallel)")
     p.add_argument("--eval-episodes", type=int, default=50)
@@ -347,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{path}: {meta['episodes']} episodes, {meta['transitions']} transitions, "
               f"success {meta['success_rate']:.2f} {meta['success_rate_by_style']}")
     if args.stage in ("backbone", "all"):
-        train_backbones(args.task, out, args.bc_steps, seed=args.seed, kinds=tuple(args.kinds))
+        train_backbones(args.task, out, args.bc_steps, seed=args.seed, kinds=tuple(args.kinds),
+                        max_demos=args.max_demos)
     if args.stage in ("evaluate", "all"):
         evaluate_backbones(args.task, out, episodes=args.eval_episodes, kinds=tuple(args.kinds))
     if args.stage == "ship":

@@ -155,10 +155,16 @@ def read_env_args(path: str | Path) -> dict[str, Any]:
 
 
 def load_robomimic_chunks(path: str | Path, chunk_size: int, filter_key: str | None = None,
-                          keys: Sequence[str] = OBS_KEYS, pad: str = "last") -> ChunkDataset:
+                          keys: Sequence[str] = OBS_KEYS, pad: str = "last",
+                          max_demos: int | None = None) -> ChunkDataset:
     """Behaviour-cloning pairs ``(obs_t, a_t .. a_{t+Ta-1})`` from a robomimic HDF5 file, observations flattened in
-    ``keys`` order (the env's order by default)."""
+    ``keys`` order (the env's order by default); ``max_demos`` keeps the first demos of the (filtered) list only."""
     demos = read_demos(path, filter_key=filter_key)
     if not demos:
         raise ValueError(f"{path} holds no demos{'' if filter_key is None else f' in mask/{filter_key}'}")
+    if max_demos is not None:
+        if max_demos > len(demos):
+            raise ValueError(f"max_demos={max_demos} but {path} holds only {len(demos)} demos"
+                             f"{'' if filter_key is None else f' in mask/{filter_key}'}; lower it or record more")
+        demos = demos[:max_demos]
     return make_chunks([(d.flat_obs(keys), d.actions) for d in demos], chunk_size, pad=pad)
