@@ -201,6 +201,15 @@ def resolve_lpds_id(
     return task.raw_id, task_decoder(name, backbone, device) if load_decoder else None, task.latent_bound
 
 
+def raw_task_kwargs(env_id: str) -> dict[str, Any]:
+    """The raw-task ``gym.make`` defaults of an ``LPDS-<Task>-v<N>`` id (e.g. robomimic's ``reward_offset=1``), which
+    every way of building the task applies under the caller's kwargs; ``{}`` for other ids."""
+    if not env_id.startswith("LPDS-") or env_id not in gym.registry:
+        return {}
+    name = gym.spec(env_id).kwargs.get("task")
+    return dict(TASKS[name].raw_kwargs) if name in TASKS else {}
+
+
 def register_all() -> None:
     """Register every raw and steering id (idempotent)."""
     raw = {

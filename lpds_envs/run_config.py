@@ -389,7 +389,7 @@ def make_run_env(
 
     import gymnasium as gym
 
-    from .registration import resolve_lpds_id
+    from .registration import raw_task_kwargs, resolve_lpds_id
     from .wrappers import make_latent_vec_env
 
     kw = dict(env_kwargs or {})
@@ -398,7 +398,7 @@ def make_run_env(
         raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass one to --env")
     raw_id, shipped, task_bound = resolved
     decoder = shipped if decoder is None else decoder
-    task_kwargs = dict(kw.get("env_kwargs") or {})
+    task_kwargs = {**raw_task_kwargs(env_id), **(kw.get("env_kwargs") or {})}  # as gym.make(env_id) builds it
     counter = itertools.count()
 
     def factory(**kwargs: Any) -> gym.Env:

@@ -382,6 +382,13 @@ class LatentSteeringVectorWrapper(VectorWrapper):
         return obs, rewards, terminations, truncations, infos
 
 
+def _raw_defaults(env_id: Any) -> dict[str, Any]:
+    """An ``LPDS-*`` id's raw-task defaults (as ``gym.make(id)`` applies them), so vec envs build the same task."""
+    from .registration import raw_task_kwargs
+
+    return raw_task_kwargs(env_id) if isinstance(env_id, str) else {}
+
+
 def _resolve_target(
     env_id: Any, decoder: Decoder | None, latent_bound: Any, backbone: str | None, device: Any
 ) -> tuple[Any, Decoder, float | None]:
@@ -435,7 +442,7 @@ def make_latent_vec_env(
 
     from stable_baselines3.common.env_util import make_vec_env
 
-    env_kwargs = dict(env_kwargs or {})
+    env_kwargs = {**_raw_defaults(env_id), **(env_kwargs or {})}
     env_id, decoder, latent_bound = _resolve_target(env_id, decoder, latent_bound, backbone, device)
     venv = make_vec_env(
         env_id,
@@ -461,6 +468,7 @@ def make_latent_vector_env(
     **env_kwargs: Any,
 ) -> LatentSteeringVectorWrapper:
     """Gymnasium counterpart of :func:`make_latent_vec_env` (``gym.make_vec`` + one batched decoder)."""
+    env_kwargs = {**_raw_defaults(env_id), **env_kwargs}
     env_id, decoder, latent_bound = _resolve_target(env_id, decoder, latent_bound, backbone, device)
     chunk = decoder.chunk_size
     venv = gym.make_vec(

@@ -59,6 +59,10 @@ def test_steering_ids_are_registered_with_dsrls_latent_box_and_reward():
         assert task.raw_id == f"lpds/{name}-v0" and task.default_backbone == "diffusion"
         assert set(task.backbones) == {"diffusion", "flow"} and task.latent_bound == 1.5
         assert task.raw_kwargs == {"reward_offset": 1.0} and task.extra == "robomimic"
+    from lpds_envs.registration import raw_task_kwargs
+
+    assert raw_task_kwargs("LPDS-Lift-v0") == {"reward_offset": 1.0}  # what vec envs and `lpds train` apply too
+    assert raw_task_kwargs("LPDS-Hopper-v0") == {} and raw_task_kwargs("lpds/Lift-v0") == {}
 
 
 @pytest.mark.skipif(USABLE, reason="robosuite is usable here")
@@ -285,3 +289,26 @@ def test_backbone_pipeline_tiny_budget(tmp_path):
     reloaded = load_decoder(shipped[1])
     obs, w = torch.randn(2, reloaded.obs_dim), torch.randn(2, *reloaded.latent_shape)
     assert torch.equal(reloaded(obs, w), dec["flow"](obs, w))
+
+
+@needs_robosuite
+def test_vec_envs_and_lpds_train_envs_build_the_same_task_as_gym_make():
+    """DSRL's -1/0 reward (``reward_offset=1``) reaches every way of building LPDS-Lift-v0, not only ``gym.make``;
+    an explicit ``reward_offset`` still overrides it."""
+    from lpds_envs import make_latent_vec_env, make_latent_vector_env
+    from lpds_envs.run_config import get_algo, make_run_env
+
+    venv = make_latent_vec_env("LPDS-Lift-v0", n_envs=2, seed=0)
+    assert venv.get_attr("reward_offset") == [1.0, 1.0]
+    venv.reset()
+    _, rewards, _, _ = venv.step(np.zeros((2, 28), np.float32))
+    assert np.all(rewards == -4.0)  # 4 raw steps of -1, the cube is not up yet
+    venv.close()
+    assert make_latent_vec_env("LPDS-Lift-v0", env_kwargs={"reward_offset": 0.0}).get_attr("reward_offset") == [0.0]
+    vec = make_latent_vector_env("LPDS-Lift-v0", num_envs=1)
+    assert vec.env.get_attr("reward_offset") == (1.0,)
+    vec.close()
+    run_env = make_run_env(get_algo("lpds"), "LPDS-Lift-v0", n_envs=1, seed=0)
+    assert run_env.get_attr("reward_offset") == [1.0]
+    run_env.close()
+
