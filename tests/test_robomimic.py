@@ -234,10 +234,10 @@ def _shipped_robomimic_ids() -> list[str]:
     return [t for t in ("Lift", "Can", "Square") if f"robomimic-{t.lower()}-diffusion" in names]
 
 
-def test_lift_backbones_are_shipped():
+def test_lift_and_can_backbones_are_shipped():
     from lpds_envs.backbones.shipped import shipped_backbones
 
-    assert {"robomimic-lift-diffusion", "robomimic-lift-flow"} <= set(shipped_backbones())
+    assert {f"robomimic-{t}-{k}" for t in ("lift", "can") for k in ("diffusion", "flow")} <= set(shipped_backbones())
 
 
 @needs_robosuite

@@ -283,9 +283,10 @@ def _range_note(success: float) -> str:
     low, high = TARGET_SUCCESS
     if low <= success <= high:
         return ""
-    return (f"\n- **Outside the {low:.0%}-{high:.0%} band** the zoo aims for: success has "
-            f"{'no room to rise' if success > high else 'too few successes to learn from'} here. With DSRL's reward "
-            "(-1 per raw step until the object is lifted, episodes to the time limit) the return still measures how "
+    room = (f"only {1 - success:.0%} of episodes fail, less room for steering to raise success"
+            if success > high else "too few successes to learn from")
+    return (f"\n- **Outside the {low:.0%}-{high:.0%} band** the zoo aims for: {room}. With DSRL's reward "
+            "(-1 per raw step until the task is done, episodes to the time limit) the return still measures how "
             "fast and how steadily the task is done, which steering can improve.")
 
 
