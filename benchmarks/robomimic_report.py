@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_repo_to_path  # noqa: E402
+from _common import add_repo_to_path, markdown_table  # noqa: E402
 
 add_repo_to_path()
 
@@ -49,17 +49,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no runs of {env_id} under {args.runs}; run benchmarks/robomimic_study.sh first")
     if not args.max_steps:
         plot_runs([args.runs], out=out)
-    rows = [
-        "| policy | seeds | final raw env steps | final success (mean ± std) | best success along the curve "
-        "| final return (mean ± std) | final − step-0 success, per seed |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    header = ["policy", "seeds", "final raw env steps", "final success (mean ± std)", "best success along the curve",
+              "final return (mean ± std)", "final − step-0 success, per seed"]
+    rows: list[list[str]] = []
     for kind in ("diffusion", "flow"):
         ev_path = CHECKPOINT_DIR / checkpoint_name(args.task.lower(), kind) / "eval.json"
         if ev_path.is_file():
             ev = json.loads(ev_path.read_text())
-            rows.append(f"| frozen {kind} backbone (prior latents, {ev['episodes']} episodes, card) | - | - | "
-                        f"{ev['success_rate']:.2f} | - | - | - |")
+            rows.append([f"frozen {kind} backbone (prior latents, {ev['episodes']} episodes, card)", "-", "-",
+                         f"{ev['success_rate']:.2f}", "-", "-", "-"])
     for label, runs in sorted(groups.items()):
         finals, steps_at, bests, rets, gains = [], [], [], [], []
         for run in runs:
@@ -75,12 +73,12 @@ def main(argv: list[str] | None = None) -> None:
         if not finals:
             continue
         kind = runs[0].cfg.hyperparams.get("env_kwargs", {}).get("backbone", "diffusion")
-        rows.append(
-            f"| {label} ({kind}) | {len(finals)} | {', '.join(map(str, sorted(set(steps_at))))} | "
-            f"{np.mean(finals):.2f} ± {np.std(finals):.2f} | {np.mean(bests):.2f} ± {np.std(bests):.2f} | "
-            f"{np.mean(rets):.1f} ± {np.std(rets):.1f} | {', '.join(f'{g:+.2f}' for g in gains)} |"
-        )
-    table = "\n".join(rows) + "\n"
+        rows.append([
+            f"{label} ({kind})", str(len(finals)), ", ".join(map(str, sorted(set(steps_at)))),
+            f"{np.mean(finals):.2f} ± {np.std(finals):.2f}", f"{np.mean(bests):.2f} ± {np.std(bests):.2f}",
+            f"{np.mean(rets):.1f} ± {np.std(rets):.1f}", ", ".join(f"{g:+.2f}" for g in gains),
+        ])
+    table = markdown_table(header, rows) + "\n"
     (out / "summary.md").write_text(table)
     print(table)
 

@@ -186,6 +186,12 @@ def make_steering_env(
     return wrapped
 
 
+def _task_name(env_id: str) -> str | None:
+    """The :data:`TASKS` key behind a registered steering id (``None`` for ids of other entry points)."""
+    name = gym.spec(env_id).kwargs.get("task")
+    return name if name in TASKS else None
+
+
 def resolve_lpds_id(
     env_id: str, backbone: str | None = None, device: str | torch.device = "cpu", load_decoder: bool = True
 ) -> tuple[str, Decoder | None, float | None] | None:
@@ -193,9 +199,8 @@ def resolve_lpds_id(
     ``load_decoder=False`` skips loading the shipped backbone (the caller brings its own): the decoder is ``None``."""
     if not env_id.startswith("LPDS-"):
         return None
-    spec = gym.spec(env_id)  # raises a clear gymnasium error for unknown ids
-    name = spec.kwargs.get("task")
-    if name not in TASKS:
+    name = _task_name(env_id)  # gym.spec raises a clear gymnasium error for unknown ids
+    if name is None:
         return None
     task = TASKS[name]
     return task.raw_id, task_decoder(name, backbone, device) if load_decoder else None, task.latent_bound
@@ -206,8 +211,8 @@ def raw_task_kwargs(env_id: str) -> dict[str, Any]:
     every way of building the task applies under the caller's kwargs; ``{}`` for other ids."""
     if not env_id.startswith("LPDS-") or env_id not in gym.registry:
         return {}
-    name = gym.spec(env_id).kwargs.get("task")
-    return dict(TASKS[name].raw_kwargs) if name in TASKS else {}
+    name = _task_name(env_id)
+    return dict(TASKS[name].raw_kwargs) if name is not None else {}
 
 
 def register_all() -> None:

@@ -382,18 +382,13 @@ class LatentSteeringVectorWrapper(VectorWrapper):
         return obs, rewards, terminations, truncations, infos
 
 
-def _raw_defaults(env_id: Any) -> dict[str, Any]:
-    """An ``LPDS-*`` id's raw-task defaults (as ``gym.make(id)`` applies them), so vec envs build the same task."""
-    from .registration import raw_task_kwargs
-
-    return raw_task_kwargs(env_id) if isinstance(env_id, str) else {}
-
-
 def _resolve_target(
-    env_id: Any, decoder: Decoder | None, latent_bound: Any, backbone: str | None, device: Any
-) -> tuple[Any, Decoder, float | None]:
-    """``LPDS-*`` id -> (raw task id, shipped decoder unless one is given, task bound unless one is given)."""
-    from .registration import resolve_lpds_id
+    env_id: Any, decoder: Decoder | None, latent_bound: Any, backbone: str | None, device: Any,
+    env_kwargs: dict[str, Any],
+) -> tuple[Any, Decoder, float | None, dict[str, Any]]:
+    """``LPDS-*`` id -> (raw task id, shipped decoder unless one is given, task bound unless one is given, the raw
+    task's ``gym.make`` defaults under ``env_kwargs``, as ``gym.make(id)`` builds it)."""
+    from .registration import raw_task_kwargs, resolve_lpds_id
 
     resolved = (
         resolve_lpds_id(env_id, backbone=backbone, device=device, load_decoder=decoder is None)
@@ -401,12 +396,13 @@ def _resolve_target(
         else None
     )
     if resolved is not None:
+        env_kwargs = {**raw_task_kwargs(env_id), **env_kwargs}
         env_id, task_decoder, task_bound = resolved
         decoder = decoder if decoder is not None else task_decoder
         latent_bound = task_bound if latent_bound == "default" else latent_bound
     if decoder is None:
         raise ValueError(f"{env_id!r} is not an LPDS-*-v0 id; pass decoder= (the frozen policy to steer)")
-    return env_id, decoder, 2.5 if latent_bound == "default" else latent_bound
+    return env_id, decoder, 2.5 if latent_bound == "default" else latent_bound, env_kwargs
 
 
 def make_latent_vec_env(
@@ -442,8 +438,9 @@ def make_latent_vec_env(
 
     from stable_baselines3.common.env_util import make_vec_env
 
-    env_kwargs = {**_raw_defaults(env_id), **(env_kwargs or {})}
-    env_id, decoder, latent_bound = _resolve_target(env_id, decoder, latent_bound, backbone, device)
+    env_id, decoder, latent_bound, env_kwargs = _resolve_target(
+        env_id, decoder, latent_bound, backbone, device, dict(env_kwargs or {})
+    )
     venv = make_vec_env(
         env_id,
         n_envs=n_envs,
@@ -468,8 +465,9 @@ def make_latent_vector_env(
     **env_kwargs: Any,
 ) -> LatentSteeringVectorWrapper:
     """Gymnasium counterpart of :func:`make_latent_vec_env` (``gym.make_vec`` + one batched decoder)."""
-    env_kwargs = {**_raw_defaults(env_id), **env_kwargs}
-    env_id, decoder, latent_bound = _resolve_target(env_id, decoder, latent_bound, backbone, device)
+    env_id, decoder, latent_bound, env_kwargs = _resolve_target(
+        env_id, decoder, latent_bound, backbone, device, env_kwargs
+    )
     chunk = decoder.chunk_size
     venv = gym.make_vec(
         env_id,

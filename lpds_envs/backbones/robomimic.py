@@ -204,8 +204,6 @@ def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, see
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run the demos stage first "
                                 f"(python -m lpds_envs.backbones.robomimic demos --task {task} --out {out})")
-    if max_demos is not None and max_demos < 1:
-        raise ValueError(f"max_demos must be >= 1 (or None for all demos), got {max_demos}")
     data = load_robomimic_chunks(path, BACKBONE_DEFAULTS["chunk_size"],
                                  filter_key="successful" if successful_only else None, max_demos=max_demos)
     common = {k: BACKBONE_DEFAULTS[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim")}

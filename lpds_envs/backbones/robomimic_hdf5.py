@@ -159,6 +159,8 @@ def load_robomimic_chunks(path: str | Path, chunk_size: int, filter_key: str | N
                           max_demos: int | None = None) -> ChunkDataset:
     """Behaviour-cloning pairs ``(obs_t, a_t .. a_{t+Ta-1})`` from a robomimic HDF5 file, observations flattened in
     ``keys`` order (the env's order by default); ``max_demos`` keeps the first demos of the (filtered) list only."""
+    if max_demos is not None and max_demos < 1:
+        raise ValueError(f"max_demos must be >= 1 (or None for all demos), got {max_demos}")
     demos = read_demos(path, filter_key=filter_key)
     if not demos:
         raise ValueError(f"{path} holds no demos{'' if filter_key is None else f' in mask/{filter_key}'}")
