@@ -13,7 +13,9 @@
 # is 6000 raw env steps, about as long as the training between two evaluations).
 # Each run is an `lpds train` folder: re-running resumes unfinished runs and skips finished ones.
 # Usage: OMP_NUM_THREADS=1 TASK=Lift bash benchmarks/robomimic_study.sh [STEPS] [VARIANTS...]  (variants: lpds dsrl)
-# Environment: TASK (Lift, Can), GRADIENT_STEPS, NET, SEEDS (default "0 1 2"), PYTHON (default python).
+# Environment: TASK (Lift, Can), GRADIENT_STEPS, NET, SEEDS (default "0 1 2"), PYTHON (default python), PRIOR_CACHE
+# (default 0; LP-DS only: prior samples decoded once per stored transition, as in benchmarks/hopper_study.sh).
+# Runs are named <variant>-utd<gradient steps per chunk>-w<width>[-pc<k>], so settings never share a folder.
 # Report: python benchmarks/robomimic_report.py --task Lift
 set -euo pipefail
 STEPS=${1:-30000}
@@ -24,6 +26,7 @@ GRADIENT_STEPS=${GRADIENT_STEPS:-4}
 NET=${NET:-256,256,256}
 SEEDS=${SEEDS:-"0 1 2"}
 PYTHON=${PYTHON:-python}
+PRIOR_CACHE=${PRIOR_CACHE:-0}
 OUT=benchmarks/results/runs_robomimic
 case "$TASK" in Lift) DSRL_UTD=30 ;; Can|Square) DSRL_UTD=20 ;; *) echo "unknown TASK $TASK" >&2; exit 2 ;; esac
 UTD=$($PYTHON -c "print(f'{$GRADIENT_STEPS / 4:g}')")  # 4 envs x train_freq 1 = 4 chunks per update
@@ -31,13 +34,16 @@ WIDTH=${NET%%,*}
 for seed in $SEEDS; do
   for variant in $VARIANTS; do
     common=("gradient_steps=$GRADIENT_STEPS" "policy_kwargs.net_arch=[$NET]")
+    name="$variant-utd$UTD-w$WIDTH"
     case "$variant" in
-      lpds) extra=("alpha_lr=$($PYTHON -c "print(0.01 * $DSRL_UTD / $GRADIENT_STEPS)")") ;;
+      lpds)
+        extra=("alpha_lr=$($PYTHON -c "print(0.01 * $DSRL_UTD / $GRADIENT_STEPS)")")
+        if [ "$PRIOR_CACHE" != 0 ]; then extra+=("prior_cache=$PRIOR_CACHE"); name="$name-pc$PRIOR_CACHE"; fi ;;
       dsrl) extra=() ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     $PYTHON -m lpds_envs.cli train --algo "$variant" --env "LPDS-$TASK-v0" --steps "$STEPS" --seeds "$seed" \
       --set "${common[@]}" "${extra[@]}" --eval-freq 5000 --eval-episodes 20 --device cpu \
-      --out "$OUT" --name "$variant-utd$UTD-w$WIDTH" --no-progress
+      --out "$OUT" --name "$name" --no-progress
   done
 done

@@ -43,3 +43,54 @@ def test_steering_improves_the_toy_backbone(algo):
     if algo == "lpds":
         # LP-DS with delta = 0.05 keeps all four goals (the trust region preserves the backbone's modes)
         assert (np.array(steered["goal_fractions"]) > 0.1).all(), steered["goal_fractions"]
+
+
+# --------------------------------------------------------------------------- LPDS-Hopper-v0 (issue 6)
+# The benchmarks/hopper_study.sh LP-DS run at DSRL's update ratio (20 gradient steps per update of 8 chunks, prior
+# cache 8), seed 0, to 40k raw env steps: ~1.5 h on one CPU core. Evaluation happens under its own RNG streams on
+# separate envs, so evaluating once at the end instead of every 2500 steps leaves the training run unchanged.
+HOPPER_STEPS, HOPPER_EVAL, HOPPER_Z = 40_000, 50, 3.0
+HOPPER_OVERRIDES = {"gradient_steps": 20, "alpha_lr": 0.01, "prior_cache": 8, "env_kwargs": {"backbone": "diffusion"}}
+
+
+class _PriorLatents:
+    """The frozen backbone as a learner: ``w ~ N(0, I)``, clipped to the latent box by the wrapper."""
+
+    def __init__(self, shape: tuple[int, ...], seed: int) -> None:
+        self.shape, self.rng = shape, np.random.default_rng(seed)
+
+    def predict(self, obs, deterministic=False):
+        return self.rng.standard_normal((len(obs), *self.shape)).astype(np.float32), None
+
+
+def hopper_gain(model, cfg, episodes: int = HOPPER_EVAL) -> tuple[float, float, dict, dict]:
+    """Steered minus backbone mean return on the same ``episodes`` reset seeds, and its standard error."""
+    from lpds_envs.policy_eval import evaluate_model
+    from lpds_envs.run_config import make_run_env
+
+    venv = make_run_env(cfg.spec, cfg.env_id, cfg.env_kwargs, 10, None, "cpu")
+    try:
+        steered = evaluate_model(model, venv, False, 20_000, episodes)
+        backbone = evaluate_model(_PriorLatents(venv.action_space.shape, 0), venv, False, 20_000, episodes)
+    finally:
+        venv.close()
+    se = float(np.sqrt((steered["std_return"] ** 2 + backbone["std_return"] ** 2) / episodes))
+    return steered["mean_return"] - backbone["mean_return"], se, steered, backbone
+
+
+@pytest.mark.slow
+def test_lagrangian_sac_improves_the_hopper_backbone(tmp_path):
+    pytest.importorskip("mujoco", reason="LPDS-Hopper-v0 needs gymnasium[mujoco]")
+    from lpds_envs.run_config import RunConfig, get_algo, resolve_hyperparams
+    from lpds_envs.runs import TrainingRun
+
+    torch.set_num_threads(1)
+    hp = resolve_hyperparams(get_algo("lpds"), "LPDS-Hopper-v0", None, HOPPER_OVERRIDES)
+    cfg = RunConfig(
+        algo="lpds", env_id="LPDS-Hopper-v0", seed=0, steps=HOPPER_STEPS, out=str(tmp_path), hyperparams=hp,
+        eval_freq=HOPPER_STEPS, eval_episodes=1, checkpoint_freq=HOPPER_STEPS, device="cpu",
+    )  # fmt: skip
+    run = TrainingRun(cfg, progress=False)
+    run.run()
+    gain, se, steered, backbone = hopper_gain(run.model, cfg)
+    assert gain > HOPPER_Z * se, (steered["mean_return"], backbone["mean_return"], gain, se)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PYPI_FILE_LIMIT_MB = 100  # PyPI's default upload limit per file (raised only on request)
 
 
 def _readme_commands() -> list[str]:
@@ -51,6 +52,14 @@ def test_wheel_ships_the_checkpoints(tmp_path):
         assert ckpt + f in names
     assert not any(n.endswith("training_state.pt") for n in names)
     assert any(n.startswith("algorithms/") for n in names)
+    shipped = sorted(p.parent.name for p in (ROOT / "lpds_envs/backbones/checkpoints").glob("*/model.safetensors"))
+    missing = [d for d in shipped if f"lpds_envs/backbones/checkpoints/{d}/model.safetensors" not in names]
+    assert not missing, f"checkpoints left out of the wheel: {missing}"
+    size_mb = wheel.stat().st_size / 1e6
+    assert size_mb < PYPI_FILE_LIMIT_MB, (
+        f"the wheel is {size_mb:.1f} MB, over PyPI's default {PYPI_FILE_LIMIT_MB} MB file limit: ship fewer or "
+        "smaller backbones in the package (e.g. a separate data package, or hub repos loaded with from_pretrained)"
+    )
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "lpds = lpds_envs.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
