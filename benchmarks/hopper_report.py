@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from lpds_envs.plotting import find_runs, group_runs, plot_runs
 
-    if not args.max_steps:
-        plot_runs([args.runs], out=out)  # the curves show every evaluation; the table below can stop earlier
+    max_steps = args.max_steps or None
+    plot_runs([args.runs], out=out, max_steps=max_steps)
 
     backbone_path = out / "backbone.json"
     backbone = json.loads(backbone_path.read_text()) if backbone_path.is_file() else {}
@@ -85,18 +85,11 @@ def main(argv: list[str] | None = None) -> None:
         b = backbone[kind]
         rows.append(f"| frozen {kind} backbone (prior latents, {b['episodes']} episodes) | - | - | "
                     f"{b['return_mean']:.1f} ± {b['return_std']:.1f} | - | - | - |")
-    for label, runs in sorted(group_runs(find_runs([args.runs])).get(ENV_ID, {}).items()):
-        finals, final_steps, bests, gains = [], [], [], []
-        for run in runs:
-            keep = run.steps <= args.max_steps if args.max_steps else np.ones(len(run.steps), bool)
-            steps, returns = run.steps[keep], run.returns[keep]
-            if len(returns):
-                finals.append(returns[-1])
-                final_steps.append(int(steps[-1]))
-                bests.append(returns.max())
-                gains.append(returns[-1] - returns[0])
-        if not finals:
-            continue
+    for label, runs in sorted(group_runs(find_runs([args.runs], max_steps)).get(ENV_ID, {}).items()):
+        finals = [run.returns[-1] for run in runs]
+        final_steps = [int(run.steps[-1]) for run in runs]
+        bests = [run.returns.max() for run in runs]
+        gains = [run.returns[-1] - run.returns[0] for run in runs]
         kind = runs[0].cfg.hyperparams.get("env_kwargs", {}).get("backbone", "diffusion")
         ret = np.array(finals)
         rows.append(

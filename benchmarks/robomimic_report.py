@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     from lpds_envs.backbones.shipped import CHECKPOINT_DIR
     from lpds_envs.plotting import find_runs, group_runs, plot_runs
 
-    groups = group_runs(find_runs([args.runs])).get(env_id, {})
+    max_steps = args.max_steps or None
+    groups = group_runs(find_runs([args.runs], max_steps)).get(env_id, {})
     if not groups:
         raise SystemExit(f"no runs of {env_id} under {args.runs}; run benchmarks/robomimic_study.sh first")
-    if not args.max_steps:
-        plot_runs([args.runs], out=out)
+    plot_runs([args.runs], out=out, max_steps=max_steps)
     header = ["policy", "seeds", "final raw env steps", "final success (mean ± std)", "best success along the curve",
               "final return (mean ± std)", "final − step-0 success, per seed"]
     rows: list[list[str]] = []
@@ -61,17 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     for label, runs in sorted(groups.items()):
         finals, steps_at, bests, rets, gains = [], [], [], [], []
         for run in runs:
-            keep = run.steps <= args.max_steps if args.max_steps else np.ones(len(run.steps), bool)
-            if not keep.any():
-                continue
-            suc, ret = run.success[keep], run.returns[keep]
+            suc, ret = run.success, run.returns
             finals.append(suc[-1])
-            steps_at.append(int(run.steps[keep][-1]))
+            steps_at.append(int(run.steps[-1]))
             bests.append(suc.max())
             rets.append(ret[-1])
             gains.append(suc[-1] - suc[0])
-        if not finals:
-            continue
         kind = runs[0].cfg.hyperparams.get("env_kwargs", {}).get("backbone", "diffusion")
         rows.append([
             f"{label} ({kind})", str(len(finals)), ", ".join(map(str, sorted(set(steps_at)))),

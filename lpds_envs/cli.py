@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("dirs", nargs="+", metavar="DIR", help="output folders of `lpds train` / `lpds sweep`")
     plot.add_argument("--out", default=None, help="where to write the figures and table (default: the first DIR)")
     plot.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    plot.add_argument(
+        "--max-steps", type=int, default=None, help="use evaluations up to this many raw env steps (a common budget)"
+    )
     return parser
 
 
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             from .plotting import plot_runs
 
-            plot_runs(args.dirs, args.out, args.bootstrap)
+            plot_runs(args.dirs, args.out, args.bootstrap, args.max_steps)
             code = 0
     except UsageError as exc:
         print(f"lpds {args.command}: error: {exc}", file=sys.stderr)

@@ -28,8 +28,9 @@ class RunCurve:
     success: np.ndarray
 
 
-def find_runs(dirs: list[str | Path]) -> list[RunCurve]:
-    """Every run folder under ``dirs`` that has at least one evaluation."""
+def find_runs(dirs: list[str | Path], max_steps: int | None = None) -> list[RunCurve]:
+    """Every run folder under ``dirs`` that has at least one evaluation (up to ``max_steps`` raw env steps if given:
+    runs extended past a common budget are then compared at that budget)."""
     from .runs import read_csv_rows
 
     runs = []
@@ -39,11 +40,14 @@ def find_runs(dirs: list[str | Path]) -> list[RunCurve]:
             raise UsageError(f"{d} is not a folder; pass folders written by `lpds train` or `lpds sweep` (their --out)")
         for config in sorted(d.rglob(CONFIG_FILE)):
             rows = read_csv_rows(config.parent / "evaluations.csv")
+            cfg = RunConfig.read(config)
+            if max_steps is not None:
+                rows = _rows_up_to(rows, max_steps, cfg.eval_freq)
             if not rows:
                 continue
             runs.append(
                 RunCurve(
-                    RunConfig.read(config),
+                    cfg,
                     config.parent,
                     np.array([float(r["raw_env_steps"]) for r in rows]),
                     np.array([float(r["mean_return"]) for r in rows]),
@@ -54,6 +58,20 @@ def find_runs(dirs: list[str | Path]) -> list[RunCurve]:
         shown = " ".join(str(d) for d in dirs)
         raise UsageError(f"no evaluated runs under {shown}; pass the --out folder of `lpds train` or `lpds sweep`")
     return runs
+
+
+def _rows_up_to(rows: list[dict[str, str]], max_steps: int, eval_freq: int) -> list[dict[str, str]]:
+    """The evaluations up to ``max_steps`` raw env steps.
+
+    An evaluation runs at the first update boundary at or after the step it is due at (a multiple of ``eval_freq``,
+    or the budget), a few raw steps late, so the first row past ``max_steps`` is kept too when it was due at or
+    before ``max_steps`` (e.g. the 40,010-step row of an evaluation due at 40,000).
+    """
+    kept = [r for r in rows if float(r["raw_env_steps"]) <= max_steps]
+    late = rows[len(kept) : len(kept) + 1]
+    if late and int(float(late[0]["raw_env_steps"])) // eval_freq * eval_freq <= max_steps:
+        kept += late
+    return kept
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -126,14 +144,19 @@ def final_table(groups: dict[str, dict[str, list[RunCurve]]], n_boot: int = 2000
     return "\n".join(lines) + "\n"
 
 
-def plot_runs(dirs: list[str | Path], out: str | Path | None = None, n_boot: int = 2000) -> list[Path]:
-    """Write ``learning_curves_<env>.png/.pdf`` and ``final_performance.md`` to ``out`` (default: the first dir)."""
+def plot_runs(
+    dirs: list[str | Path], out: str | Path | None = None, n_boot: int = 2000, max_steps: int | None = None
+) -> list[Path]:
+    """Write ``learning_curves_<env>.png/.pdf`` and ``final_performance.md`` to ``out`` (default: the first dir).
+
+    :param max_steps: use each run's evaluations up to this many raw env steps only (default: all)
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = group_runs(find_runs(dirs))
+    groups = group_runs(find_runs(dirs, max_steps))
     out = Path(out) if out is not None else Path(dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -167,6 +167,12 @@ def test_plot_writes_figures_and_table(trained, tmp_path, capsys):
     table = (tmp_path / "final_performance.md").read_text()
     assert f"| {ENV} | lpds | 2 | 100 |" in table
     assert table in capsys.readouterr().out
+    # --max-steps compares runs at a common budget: the final evaluation is then the one at 50 raw env steps
+    cli.main(["plot", str(trained), "--out", str(tmp_path / "at50"), "--bootstrap", "200", "--max-steps", "50"])
+    returns = {int(r["raw_env_steps"]): float(r["mean_return"]) for r in eval_rows(run_dir(trained, seed=0))}
+    returns1 = {int(r["raw_env_steps"]): float(r["mean_return"]) for r in eval_rows(run_dir(trained, seed=1))}
+    at50 = (tmp_path / "at50" / "final_performance.md").read_text()
+    assert f"| {ENV} | lpds | 2 | 50 | {(returns[50] + returns1[50]) / 2:.2f} [" in at50
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray Tune not installed: pip install "lpds[sweep]"')
@@ -233,3 +239,12 @@ def test_set_and_grid_parsing():
 def test_demo_options_unchanged():
     args = cli.build_parser().parse_args(["demo"])
     assert (args.steps, args.rollouts, args.seed, args.out) == (4000, 1000, 0, "lpds_demo")
+
+
+def test_max_steps_keeps_the_evaluation_due_at_the_budget_that_ran_a_few_steps_late():
+    from lpds_envs.plotting import _rows_up_to
+
+    rows = [{"raw_env_steps": str(s)} for s in (0, 2510, 5019, 7531, 8010)]  # due every 2500; 8010: end of run
+    steps = {m: [int(r["raw_env_steps"]) for r in _rows_up_to(rows, m, 2500)] for m in (5000, 7500, 8000, 10_000)}
+    assert steps[5000] == [0, 2510, 5019] and steps[7500] == [0, 2510, 5019, 7531]
+    assert steps[8000] == steps[10_000] == [0, 2510, 5019, 7531, 8010]
