@@ -2,13 +2,15 @@
 
 - :class:`LagrangianSAC`: LP-DS (paper Algorithm 1).
 - :class:`DSRLNA`: DSRL with noise aliasing.
-- DSRL-SAC is plain ``stable_baselines3.SAC("MlpPolicy", latent_env)``.
+- DSRL-SAC is plain ``stable_baselines3.SAC("MlpPolicy", latent_env)``; :class:`DSRLSAC` is the same learner with
+  the reference code's warm-up on the backbone's prior latents (what ``lpds train --algo dsrl`` runs).
 
 ``"MultiInputPolicy"`` (SB3's ``CombinedExtractor``) takes Dict observations such as camera images + state.
 """
 
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
 from .dsrl_na import DSRLNA
+from .dsrl_sac import DSRLSAC
 from .lagrangian_sac import LagrangianSAC
 from .policies import (
     DSRLNAPolicy,
@@ -24,6 +26,7 @@ from .steering import SteeredPolicy, SteeringAlgorithm
 __all__ = [
     "DSRLNA",
     "DSRLNAPolicy",
+    "DSRLSAC",
     "LagrangianSAC",
     "ResidualActionSAC",
     "ResidualActionWrapper",

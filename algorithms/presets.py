@@ -32,8 +32,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1}); "
-                    "merge the two entries into one", key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1}); "
+                    "merge the two entries into one",
+                    key_node.start_mark,
+                )
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
 
@@ -72,18 +76,17 @@ def make_algorithm(
 ):
     """Build the latent VecEnv and the learner of ``algo`` for ``env_id`` from its preset.
 
-    ``algo``: ``lpds`` (:class:`~algorithms.LagrangianSAC`), ``dsrl`` (SB3 ``SAC`` on the latent env = DSRL-SAC)
-    or ``dsrl-na`` (:class:`~algorithms.DSRLNA`). ``overrides`` update the preset; ``kwargs`` go to the learner.
+    ``algo``: ``lpds`` (:class:`~algorithms.LagrangianSAC`), ``dsrl`` (:class:`~algorithms.DSRLSAC`: SB3 ``SAC`` on
+    the latent env with the DSRL code's warm-up on prior latents) or ``dsrl-na`` (:class:`~algorithms.DSRLNA`). ``overrides`` update the preset; ``kwargs`` go to the learner.
     ``n_envs`` defaults to the preset's (1 when it has none); a preset's ``policy`` (default ``"MlpPolicy"``) is used.
     """
-    from stable_baselines3 import SAC
-
     from lpds_envs.wrappers import make_latent_vec_env
 
     from .dsrl_na import DSRLNA
+    from .dsrl_sac import DSRLSAC
     from .lagrangian_sac import LagrangianSAC
 
-    algos = {"lpds": LagrangianSAC, "dsrl": SAC, "dsrl-na": DSRLNA}
+    algos = {"lpds": LagrangianSAC, "dsrl": DSRLSAC, "dsrl-na": DSRLNA}
     if algo not in algos:
         raise ValueError(f"algo must be one of {sorted(algos)}, got {algo!r}")
     preset = get_preset(algo, env_id, overrides)

@@ -57,19 +57,15 @@ def probe_states(n_states: int, seed: int) -> np.ndarray:
 
 
 def load_model(run_dir: Path):
-    """The final model of a finished run (``model.zip``) with its algorithm class."""
-    from stable_baselines3 import SAC
-
-    from algorithms import DSRLNA, LagrangianSAC
+    """The final model of a finished run (``model.zip``) with its algorithm's class."""
     from lpds_envs import make_latent_vec_env
+    from lpds_envs.policy_eval import load_trained
+    from lpds_envs.run_config import RunConfig
 
-    cfg = (run_dir / "config.yaml").read_text()
-    algo = next(line.split(":", 1)[1].strip() for line in cfg.splitlines() if line.startswith("algo:"))
-    cls = {"dsrl": SAC, "dsrl-na": DSRLNA}.get(algo, LagrangianSAC)
+    algo = RunConfig.read(run_dir / "config.yaml").algo
     bound = None if algo == "lpds-no-lagrangian-no-bound" else 2.5
     env = make_latent_vec_env(ENV_ID, seed=0, latent_bound=bound)
-    kwargs = {} if cls is SAC else {"decoder": env.decoder}
-    return cls.load(run_dir / "model.zip", env=env, device="cpu", **kwargs)
+    return load_trained(run_dir / "model.zip", algo, env, device="cpu")
 
 
 def evaluate_backbone(episodes: int, seed: int) -> dict:

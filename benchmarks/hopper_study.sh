@@ -12,7 +12,9 @@
 # Usage: OMP_NUM_THREADS=1 bash benchmarks/hopper_study.sh [STEPS] [VARIANTS...]   (variants: lpds dsrl lpds-flow)
 # Environment: GRADIENT_STEPS (default 4; DSRL's UTD is 20), PRIOR_CACHE (default 0; LP-DS only: prior samples
 # decoded once per stored transition, 1.4x more LP-DS gradient steps/s), SEEDS (default "0 1 2").
-# Runs are named <variant>-utd<gradient steps per chunk>[-pc<k>], so settings never share a folder.
+# Runs are named <variant>-utd<gradient steps per chunk>[-pc<k>], so settings never share a folder. DSRL-SAC runs are
+# dsrl-pw-utd<k>: algorithms.DSRLSAC, warmed up on prior latents and evaluated stochastically as the DSRL code does
+# (since 2026-12-02); the older dsrl-utd<k> folders used SB3's uniform warm-up and a deterministic evaluation.
 # Report: python benchmarks/hopper_report.py
 set -euo pipefail
 STEPS=${1:-30000}
@@ -33,7 +35,7 @@ for seed in $SEEDS; do
         # alpha_lr 0.05 at 4 gradient steps per update: the dual's progress per chunk of the default 0.01 at 20
         extra=("alpha_lr=$(python -c "print(0.01 * 20 / $GRADIENT_STEPS)")" "env_kwargs.backbone=$backbone")
         if [ "$PRIOR_CACHE" != 0 ]; then extra+=("prior_cache=$PRIOR_CACHE"); name="$name-pc$PRIOR_CACHE"; fi ;;
-      dsrl) algo=dsrl; extra=(env_kwargs.backbone=diffusion) ;;
+      dsrl) algo=dsrl; extra=(env_kwargs.backbone=diffusion); name="dsrl-pw-utd$UTD" ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     python -m lpds_envs.cli train --algo "$algo" --env LPDS-Hopper-v0 --steps "$STEPS" --seeds "$seed" \

@@ -15,7 +15,8 @@
 # Usage: OMP_NUM_THREADS=1 TASK=Lift bash benchmarks/robomimic_study.sh [STEPS] [VARIANTS...]  (variants: lpds dsrl)
 # Environment: TASK (Lift, Can), GRADIENT_STEPS, NET, SEEDS (default "0 1 2"), PYTHON (default python), PRIOR_CACHE
 # (default 0; LP-DS only: prior samples decoded once per stored transition, as in benchmarks/hopper_study.sh).
-# Runs are named <variant>-utd<gradient steps per chunk>-w<width>[-pc<k>], so settings never share a folder.
+# Runs are named <variant>-utd<gradient steps per chunk>-w<width>[-pc<k>], so settings never share a folder; DSRL-SAC
+# runs are dsrl-pw-...: algorithms.DSRLSAC (prior warm-up, stochastic evaluation, as the DSRL code; since 2026-12-02).
 # Report: python benchmarks/robomimic_report.py --task Lift
 set -euo pipefail
 STEPS=${1:-30000}
@@ -39,7 +40,7 @@ for seed in $SEEDS; do
       lpds)
         extra=("alpha_lr=$($PYTHON -c "print(0.01 * $DSRL_UTD / $GRADIENT_STEPS)")")
         if [ "$PRIOR_CACHE" != 0 ]; then extra+=("prior_cache=$PRIOR_CACHE"); name="$name-pc$PRIOR_CACHE"; fi ;;
-      dsrl) extra=() ;;
+      dsrl) extra=(); name="dsrl-pw-utd$UTD-w$WIDTH" ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     $PYTHON -m lpds_envs.cli train --algo "$variant" --env "LPDS-$TASK-v0" --steps "$STEPS" --seeds "$seed" \

@@ -37,7 +37,9 @@ class AlgoSpec:
     :param fixed: settings forced on top of the preset (ablations); ``--set`` can still change them
     :param env_type: ``"latent"`` (the action is the decoder's noise) or ``"residual"`` (LP-DS-A, the action is a
         residual on the decoded chunk)
-    :param eval_deterministic: evaluate with the deterministic policy (False: LP-DS's ``eps + Delta(s)``)
+    :param eval_deterministic: evaluate with the deterministic policy (default False, as the DSRL reference code's
+        ``deterministic_eval: False`` that the paper's protocol follows: LP-DS acts with ``eps + Delta(s)``, DSRL with
+        a sampled latent)
     :param summary: one line for ``--help``
     """
 
@@ -55,8 +57,11 @@ class AlgoSpec:
 
     @property
     def is_steering(self) -> bool:
-        """Whether the learner counts raw env steps itself (``model.raw_env_steps``)."""
-        return not self.class_path.startswith("stable_baselines3")
+        """Whether the learner counts raw env steps itself (``model.raw_env_steps``): the steering learners do, SB3's
+        SAC and :class:`~algorithms.DSRLSAC` do not (the run counts them)."""
+        from algorithms.steering import SteeringAlgorithm
+
+        return issubclass(self.load_class(), SteeringAlgorithm)
 
 
 _NO_LAGRANGIAN = {"use_lagrangian": False, "alpha_init": 0.0}
@@ -66,12 +71,11 @@ ALGOS: dict[str, AlgoSpec] = {
         AlgoSpec("lpds", "algorithms.lagrangian_sac:LagrangianSAC", "lpds", summary="LP-DS (LagrangianSAC)"),
         AlgoSpec(
             "dsrl",
-            "stable_baselines3:SAC",
+            "algorithms.dsrl_sac:DSRLSAC",
             "dsrl",
-            eval_deterministic=True,
-            summary="DSRL-SAC (SB3 SAC on the latent env)",
+            summary="DSRL-SAC (SB3 SAC on the latent env, warmed up on the prior as the DSRL code does)",
         ),
-        AlgoSpec("dsrl-na", "algorithms.dsrl_na:DSRLNA", "dsrl-na", eval_deterministic=True, summary="DSRL-NA"),
+        AlgoSpec("dsrl-na", "algorithms.dsrl_na:DSRLNA", "dsrl-na", summary="DSRL-NA"),
         AlgoSpec(
             "lpds-a",
             "algorithms.residual_action:ResidualActionSAC",
@@ -277,7 +281,7 @@ class RunConfig:
     learner_defaults: dict[str, Any] = field(default_factory=dict)
 
     #: settings that must match for a re-run to resume an existing run folder
-    IDENTITY = ("algo", "env_id", "seed", "hyperparams")
+    IDENTITY = ("algo", "env_id", "seed", "hyperparams", "eval_deterministic")  # one evaluation policy per curve
 
     def __post_init__(self) -> None:
         self.hyperparams = copy.deepcopy(self.hyperparams)  # SB3 writes into policy_kwargs; runs share none

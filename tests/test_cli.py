@@ -248,3 +248,15 @@ def test_max_steps_keeps_the_evaluation_due_at_the_budget_that_ran_a_few_steps_l
     steps = {m: [int(r["raw_env_steps"]) for r in _rows_up_to(rows, m, 2500)] for m in (5000, 7500, 8000, 10_000)}
     assert steps[5000] == [0, 2510, 5019] and steps[7500] == [0, 2510, 5019, 7531]
     assert steps[8000] == steps[10_000] == [0, 2510, 5019, 7531, 8010]
+
+
+def test_a_run_evaluated_with_another_policy_is_not_extended(tmp_path, capsys):
+    # e.g. a DSRL-SAC folder from before its evaluation became stochastic: one curve keeps one evaluation policy
+    cli.main(train_argv(tmp_path, "dsrl", steps=50))
+    path = run_dir(tmp_path, "dsrl") / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["eval_deterministic"] is False
+    path.write_text(yaml.safe_dump({**cfg, "eval_deterministic": True}))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(train_argv(tmp_path, "dsrl", steps=100))
+    assert exc.value.code == 2 and "eval_deterministic: True -> False" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 import pytest
-from stable_baselines3 import SAC
 
-from algorithms import DSRLNA, LagrangianSAC
+from algorithms import DSRLNA, DSRLSAC, LagrangianSAC
 from algorithms.presets import available_algos, get_preset, make_algorithm
 
 TABLE_2 = {
@@ -43,7 +42,7 @@ def test_overrides_merge_nested_and_unknowns_fail():
         get_preset("ppo", "LPDS-AdroitPen-v0")
 
 
-@pytest.mark.parametrize("algo,cls", [("lpds", LagrangianSAC), ("dsrl", SAC), ("dsrl-na", DSRLNA)])
+@pytest.mark.parametrize("algo,cls", [("lpds", LagrangianSAC), ("dsrl", DSRLSAC), ("dsrl-na", DSRLNA)])
 def test_make_algorithm_builds_from_the_preset(algo, cls):
     model = make_algorithm(algo, "LPDS-MultiGoal-v0", seed=0, overrides={"policy_kwargs": {"net_arch": [8]}})
     assert isinstance(model, cls)
