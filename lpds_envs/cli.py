@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--entropy-samples", type=int, default=64, help="policy samples per probe state (default 64)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    ev.add_argument(
+        "--vs-backbone",
+        action="store_true",
+        help="also run the frozen backbone (prior latents) on the same episodes and print the gain",
+    )
 
     sw = sub.add_parser("sweep", help="grid over hyperparameters x seeds as Ray Tune trials (pip install lpds[sweep])")
     _add_run_options(sw)
@@ -219,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.entropy_samples,
                 args.device,
                 args.json,
+                args.vs_backbone,
             )
             code = 0
         else:

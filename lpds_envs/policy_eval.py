@@ -73,6 +73,44 @@ def evaluate_model(
     }
 
 
+class PriorPolicy:
+    """The frozen backbone as a learner for :func:`evaluate_model`: ``predict`` draws prior latents ``w ~ N(0, I)``
+    (the latent env clips them to its box), under its own RNG.
+
+    :param latent_dim: the latent env's action dimension
+    :param seed: seed of the latent draws
+    """
+
+    def __init__(self, latent_dim: int, seed: int | None = None) -> None:
+        self.latent_dim, self.rng = latent_dim, np.random.default_rng(seed)
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False):
+        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+        return self.rng.standard_normal((n, self.latent_dim)).astype(np.float32), None
+
+
+def compare_with_backbone(
+    model: Any, venv: Any, deterministic: bool, seed: int = 0, episodes: int | None = None
+) -> dict[str, Any]:
+    """:func:`evaluate_model` of ``model`` and of the frozen backbone (:class:`PriorPolicy`) on the same episodes
+    (the same reset seeds), with the gain in mean return and its standard error (independent episodes' variances).
+
+    :return: ``steered`` and ``backbone`` (:func:`evaluate_model`'s results; the backbone's without paths),
+        ``gain``, ``gain_se``, ``success_gain``
+    """
+    steered = evaluate_model(model, venv, deterministic, seed, episodes)
+    backbone = evaluate_model(PriorPolicy(int(np.prod(venv.action_space.shape)), seed), venv, False, seed, episodes)
+    backbone.pop("paths")
+    n = steered["episodes"]
+    return {
+        "steered": steered,
+        "backbone": backbone,
+        "gain": steered["mean_return"] - backbone["mean_return"],
+        "gain_se": float(np.sqrt((steered["std_return"] ** 2 + backbone["std_return"] ** 2) / n)),
+        "success_gain": steered["success_rate"] - backbone["success_rate"],
+    }
+
+
 def policy_action_entropy(
     model: Any, decoder: Any, observations: np.ndarray, n_samples: int = 64, seed: int = 0
 ) -> float:
@@ -154,6 +192,7 @@ def evaluate_saved(
     entropy_samples: int = 64,
     device: str = "auto",
     json_path: str | Path | None = None,
+    vs_backbone: bool = False,
 ) -> dict[str, Any]:
     """The ``lpds evaluate`` command: load a trained model, run ``episodes`` episodes, print and return the metrics.
 
@@ -163,6 +202,8 @@ def evaluate_saved(
     :param deterministic: evaluation policy (default: the algorithm's)
     :param video: write videos of the first ``video_episodes`` episodes to this folder (``MUJOCO_GL=egl``)
     :param entropy_states: probe states for the action entropy (0 skips it)
+    :param vs_backbone: also run the frozen backbone (prior latents) on the same episodes and report the gain in
+        return with its standard error (:func:`compare_with_backbone`)
     """
     from stable_baselines3.common.utils import get_device
 
@@ -180,6 +221,8 @@ def evaluate_saved(
     check_env_id(env_id)
     if episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {episodes}")
+    if vs_backbone and spec.env_type != "latent":
+        raise UsageError(f"--vs-backbone compares latent learners with prior latents; {algo} acts in action space")
     env_kwargs = cfg.env_kwargs if cfg is not None else {}
     if video is not None:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
@@ -190,7 +233,11 @@ def evaluate_saved(
     venv = make_run_env(spec, env_id, env_kwargs, n_envs, None, dev, video_dir=video, video_envs=video_episodes)
     learner = load_trained(model_path, algo, venv, dev)
     det = spec.eval_deterministic if deterministic is None else deterministic
-    result = evaluate_model(learner, venv, det, seed, episodes)
+    if vs_backbone:
+        comparison = compare_with_backbone(learner, venv, det, seed, episodes)
+        result = {**comparison.pop("steered"), **comparison}
+    else:
+        result = evaluate_model(learner, venv, det, seed, episodes)
     paths = result.pop("paths")
     venv.close()  # flushes the videos
     result.update({"model": str(model_path), "algo": algo, "env_id": env_id, "deterministic": det, "seed": seed})
@@ -216,5 +263,13 @@ def _print_result(r: dict[str, Any]) -> None:
     print(f"  mean executed steps {r['mean_episode_steps']:.1f}")
     ent = r["action_entropy"]
     print(f"  action entropy      {'n/a' if ent is None else f'{ent:.3f}'}")
+    if "backbone" in r:
+        b = r["backbone"]
+        print(
+            f"  frozen backbone     return {b['mean_return']:.3f} +- {b['std_return']:.3f}, success {b['success_rate']:.3f}"
+        )
+        print(
+            f"  gain over backbone  return {r['gain']:+.3f} (standard error {r['gain_se']:.3f}), success {r['success_gain']:+.3f}"
+        )
     for v in r.get("videos", []):
         print(f"  video               {v}")

@@ -149,6 +149,28 @@ def test_evaluate(trained, tmp_path, capsys):
     assert again["mean_return"] == result["mean_return"] and again["action_entropy"] == result["action_entropy"]
 
 
+def test_evaluate_vs_backbone_runs_both_on_the_same_episodes(trained, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    base = ["evaluate", "--model", str(run_dir(trained)), "--episodes", "4", "--entropy-states", "0", "--json", str(out)]
+    cli.main(base)
+    alone = json.loads(out.read_text())
+    cli.main([*base, "--vs-backbone"])
+    r = json.loads(out.read_text())
+    assert r["mean_return"] == alone["mean_return"]  # the learner's episodes are unchanged by the comparison
+    assert r["backbone"]["episodes"] == 4 and r["gain"] == r["mean_return"] - r["backbone"]["mean_return"]
+    assert r["gain_se"] > 0 and "gain over backbone" in capsys.readouterr().out
+
+
+def test_the_backbone_compared_with_itself_gains_exactly_nothing():
+    from lpds_envs import make_latent_vec_env
+    from lpds_envs.policy_eval import PriorPolicy, compare_with_backbone
+
+    venv = make_latent_vec_env(ENV, n_envs=3)
+    cmp = compare_with_backbone(PriorPolicy(venv.action_space.shape[0], seed=7), venv, False, seed=7, episodes=5)
+    assert cmp["gain"] == 0.0 and cmp["success_gain"] == 0.0  # same reset seeds, same latents: same episodes
+    assert cmp["steered"]["episodes"] == cmp["backbone"]["episodes"] == 5
+
+
 def test_evaluate_video(trained, tmp_path, capsys):
     argv = ["evaluate", "--model", str(run_dir(trained)), "--episodes", "1", "--video", str(tmp_path / "videos")]
     if importlib.util.find_spec("moviepy") is None:

@@ -53,29 +53,16 @@ HOPPER_STEPS, HOPPER_EVAL, HOPPER_Z = 40_000, 50, 3.0
 HOPPER_OVERRIDES = {"gradient_steps": 20, "alpha_lr": 0.01, "prior_cache": 8, "env_kwargs": {"backbone": "diffusion"}}
 
 
-class _PriorLatents:
-    """The frozen backbone as a learner: ``w ~ N(0, I)``, clipped to the latent box by the wrapper."""
-
-    def __init__(self, shape: tuple[int, ...], seed: int) -> None:
-        self.shape, self.rng = shape, np.random.default_rng(seed)
-
-    def predict(self, obs, deterministic=False):
-        return self.rng.standard_normal((len(obs), *self.shape)).astype(np.float32), None
-
-
-def hopper_gain(model, cfg, episodes: int = HOPPER_EVAL) -> tuple[float, float, dict, dict]:
-    """Steered minus backbone mean return on the same ``episodes`` reset seeds, and its standard error."""
-    from lpds_envs.policy_eval import evaluate_model
+def hopper_gain(model, cfg, episodes: int = HOPPER_EVAL) -> dict:
+    """The steered policy and the frozen backbone on the same ``episodes`` reset seeds (gain and its SE)."""
+    from lpds_envs.policy_eval import compare_with_backbone
     from lpds_envs.run_config import make_run_env
 
     venv = make_run_env(cfg.spec, cfg.env_id, cfg.env_kwargs, 10, None, "cpu")
     try:
-        steered = evaluate_model(model, venv, False, 20_000, episodes)
-        backbone = evaluate_model(_PriorLatents(venv.action_space.shape, 0), venv, False, 20_000, episodes)
+        return compare_with_backbone(model, venv, cfg.eval_deterministic, 20_000, episodes)
     finally:
         venv.close()
-    se = float(np.sqrt((steered["std_return"] ** 2 + backbone["std_return"] ** 2) / episodes))
-    return steered["mean_return"] - backbone["mean_return"], se, steered, backbone
 
 
 @pytest.mark.slow
@@ -92,5 +79,5 @@ def test_lagrangian_sac_improves_the_hopper_backbone(tmp_path):
     )  # fmt: skip
     run = TrainingRun(cfg, progress=False)
     run.run()
-    gain, se, steered, backbone = hopper_gain(run.model, cfg)
-    assert gain > HOPPER_Z * se, (steered["mean_return"], backbone["mean_return"], gain, se)
+    r = hopper_gain(run.model, cfg)
+    assert r["gain"] > HOPPER_Z * r["gain_se"], (r["steered"]["mean_return"], r["backbone"]["mean_return"], r["gain_se"])
