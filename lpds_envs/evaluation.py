@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,12 @@ LatentFn = Callable[[np.ndarray], np.ndarray]
 def prior_latents(decoder_latent_dim: int, seed: int | None = None) -> LatentFn:
     """A latent policy that draws ``w ~ N(0, I)`` (the frozen backbone itself)."""
     rng = np.random.default_rng(seed)
-    return lambda obs: rng.standard_normal((len(obs), decoder_latent_dim)).astype(np.float32)
+
+    def draw(obs: Any) -> np.ndarray:
+        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)  # Dict observations: one per env
+        return rng.standard_normal((n, decoder_latent_dim)).astype(np.float32)
+
+    return draw
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .evaluation import run_episodes
+from .evaluation import prior_latents, run_episodes
 from .run_config import ALGOS, CONFIG_FILE, RunConfig, UsageError, get_algo, make_run_env
 
 
@@ -82,11 +82,10 @@ class PriorPolicy:
     """
 
     def __init__(self, latent_dim: int, seed: int | None = None) -> None:
-        self.latent_dim, self.rng = latent_dim, np.random.default_rng(seed)
+        self.latent_dim, self._draw = latent_dim, prior_latents(latent_dim, seed)
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False):
-        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
-        return self.rng.standard_normal((n, self.latent_dim)).astype(np.float32), None
+        return self._draw(obs), None
 
 
 def compare_with_backbone(

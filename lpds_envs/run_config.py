@@ -11,6 +11,7 @@ constructor arguments a preset may hold ``policy`` (default ``MlpPolicy``), ``n_
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import inspect
 import sys
@@ -55,7 +56,7 @@ class AlgoSpec:
         module, _, cls = self.class_path.partition(":")
         return getattr(importlib.import_module(module), cls)
 
-    @property
+    @functools.cached_property  # read once per env step by a training run: import and check once
     def is_steering(self) -> bool:
         """Whether the learner counts raw env steps itself (``model.raw_env_steps``): the steering learners do, SB3's
         SAC and :class:`~algorithms.DSRLSAC` do not (the run counts them)."""
