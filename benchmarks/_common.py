@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import statistics
@@ -98,3 +99,54 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def final_vs_backbone(
+    runs: Path,
+    out: Path,
+    env_id: str,
+    episodes: int,
+    max_steps: int | None = None,
+    variants: list[str] | None = None,
+    success: bool = False,
+    seed: int = 20_000,
+) -> str:
+    """Each finished run's final model against the frozen backbone on the same ``episodes`` reset seeds
+    (``lpds evaluate --vs-backbone``), as a markdown table; results are cached in ``out/final_vs_backbone.json`` so a
+    re-run evaluates only new runs. Runs whose budget exceeds ``max_steps`` are left out (their model is a later one).
+
+    :param success: also report the success rates and their paired difference (tasks with ``info["success"]``)
+    """
+    from lpds_envs.policy_eval import evaluate_saved
+    from lpds_envs.run_config import RunConfig
+
+    cache_path = out / "final_vs_backbone.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    header = ["run", "raw env steps", "steered return", "backbone return", "gain ± SE", "gain / SE"]
+    if success:
+        header += ["steered success", "backbone success", "success gain ± SE"]
+    rows: list[list[Any]] = []
+    for config in sorted(runs.glob(f"{env_id}/*/seed_*/config.yaml")):
+        run_dir, cfg = config.parent, RunConfig.read(config)
+        if not (run_dir / "model.zip").is_file() or (max_steps and cfg.steps > max_steps):
+            continue
+        if variants is not None and run_dir.parent.name not in variants:
+            continue
+        key = f"{run_dir.parent.name}/{run_dir.name}@{cfg.steps}x{episodes}"
+        if key not in cache or (success and "success_rate" not in cache[key]):
+            r = evaluate_saved(run_dir, episodes=episodes, seed=seed, entropy_states=0, device="cpu", vs_backbone=True)
+            cache[key] = {k: r[k] for k in ("mean_return", "gain", "gain_se", "success_rate")} | {
+                "backbone_return": r["backbone"]["mean_return"],
+                "backbone_success": r["backbone"]["success_rate"],
+            }
+            cache_path.write_text(json.dumps(cache, indent=1))
+        c = cache[key]
+        row = [f"{run_dir.parent.name}/{run_dir.name}", cfg.steps, f"{c['mean_return']:.1f}",
+               f"{c['backbone_return']:.1f}", f"{c['gain']:+.1f} ± {c['gain_se']:.1f}", f"{c['gain'] / c['gain_se']:+.1f}"]
+        if success:
+            p, q = c["success_rate"], c["backbone_success"]
+            se = ((p * (1 - p) + q * (1 - q)) / episodes) ** 0.5  # independent-episode SE of a difference of rates
+            row += [f"{p:.2f}", f"{q:.2f}", f"{p - q:+.2f} ± {se:.2f}"]
+        rows.append(row)
+    title = f"Final models against the frozen backbone, {episodes} episodes each on the same reset seeds ({seed}+):"
+    return f"{title}\n\n{markdown_table(header, rows)}\n"

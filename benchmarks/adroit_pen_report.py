@@ -7,11 +7,14 @@ Reads the ``lpds train`` run folders under ``--runs`` and writes into ``--out``:
 - ``backbone.json``: the frozen backbone (prior latents) under the runs' evaluation protocol;
 - ``entropy.json``: the action entropy of eq. 11 (paper Fig. 5/6) of every finished run's final policy and of the
   backbone, at the same probe states (visited by the backbone from seeded resets), chunks flattened to 8 x 24;
-- ``summary.md``: one table with everything above, per variant (mean ± std over seeds).
+- ``summary.md``: one table with everything above, per variant (mean ± std over seeds), and with
+  ``--final-episodes N`` each finished run's final model against the frozen backbone on the same N episodes (paired
+  reset seeds: return and success gains with their standard errors, cached in ``final_vs_backbone.json``).
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/adroit_pen_report.py [--runs DIR] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/adroit_pen_report.py [--runs DIR] [--out DIR] [--max-steps N]
+        [--final-episodes N]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_repo_to_path  # noqa: E402
+from _common import add_repo_to_path, final_vs_backbone  # noqa: E402
 
 add_repo_to_path()
 
@@ -93,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--probe-states", type=int, default=32)
     p.add_argument("--samples", type=int, default=256, help="decoded samples per probe state")
     p.add_argument("--backbone-episodes", type=int, default=100)
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="report each run's evaluations up to this many raw env steps (0: all)")
+    p.add_argument("--final-episodes", type=int, default=0,
+                   help="also evaluate each finished run's final model and the frozen backbone on the same N "
+                        "episodes (lpds evaluate --vs-backbone); 0: skip")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -103,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     from lpds_envs.plotting import plot_runs
     from lpds_envs.registration import TASKS
 
-    plot_runs([args.runs], out=out)
+    max_steps = args.max_steps or None
+    plot_runs([args.runs], out=out, max_steps=max_steps)
 
     backbone_path = out / "backbone.json"
     if not backbone_path.is_file():
@@ -118,10 +127,15 @@ def main(argv: list[str] | None = None) -> None:
         gen = torch.Generator().manual_seed(0)
         dim = int(np.prod(decoder.latent_shape))
         entropy["backbone"] = action_entropy(decoder, probes, prior_sampler(dim, 2.5, gen), n_samples=args.samples)
+    from lpds_envs.run_config import RunConfig
+
     for run_dir in sorted(Path(args.runs).glob(f"{ENV_ID}/*/seed_*")):
-        key = f"{run_dir.parent.name}/{run_dir.name}"
-        if key in entropy or not (run_dir / "model.zip").is_file():
-            continue  # done already, or not finished
+        if not (run_dir / "model.zip").is_file():
+            continue  # not finished
+        budget = RunConfig.read(run_dir / "config.yaml").steps
+        key = f"{run_dir.parent.name}/{run_dir.name}@{budget}"  # the budget too: a run may be extended later
+        if key in entropy or (max_steps and budget > max_steps):
+            continue  # done already, or a model past the reported budget
         torch.manual_seed(0)
         model = load_model(run_dir)
         entropy[key] = action_entropy(decoder, probes, model_sampler(model), n_samples=args.samples)
@@ -129,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         entropy_path.write_text(json.dumps(entropy, indent=1))
     entropy_path.write_text(json.dumps(entropy, indent=1))
 
-    # one summary table per variant: final evaluation (last row of each run) and final entropy
-    from lpds_envs.runs import read_csv_rows
+    # one summary table per variant: final evaluation (last row of each run, up to --max-steps) and final entropy
+    from lpds_envs.plotting import find_runs
 
     rows = [
         "| policy | seeds | final env steps | return (mean ± std) | success (mean ± std) | action entropy |",
@@ -138,26 +152,25 @@ def main(argv: list[str] | None = None) -> None:
         f"| frozen backbone (prior latents, {backbone['episodes']} episodes) | - | - | {backbone['return_mean']:.1f} | "
         f"{backbone['success_rate']:.2f} | {entropy['backbone']:.2f} |",
     ]
-    for variant_dir in sorted(Path(args.runs).glob(f"{ENV_ID}/*")):
-        finals, ents = [], []
-        for run_dir in sorted(variant_dir.glob("seed_*")):
-            evals = read_csv_rows(run_dir / "evaluations.csv") if (run_dir / "evaluations.csv").is_file() else []
-            if evals:
-                finals.append(evals[-1])
-            key = f"{variant_dir.name}/{run_dir.name}"
-            if key in entropy:
-                ents.append(entropy[key])
-        if not finals:
-            continue
-        steps = sorted({int(float(f["raw_env_steps"])) for f in finals})
-        ret = np.array([float(f["mean_return"]) for f in finals])
-        suc = np.array([float(f["success_rate"]) for f in finals])
+    variants: dict[str, list] = {}
+    for run in find_runs([args.runs], max_steps):
+        if run.cfg.env_id == ENV_ID:
+            variants.setdefault(run.folder.parent.name, []).append(run)
+    for name, runs in sorted(variants.items()):
+        steps = sorted({int(run.steps[-1]) for run in runs})
+        ret = np.array([run.returns[-1] for run in runs])
+        suc = np.array([run.success[-1] for run in runs])
+        # a run's entropy is of its model.zip, i.e. at its own budget: only when that is within --max-steps
+        ents = [entropy[k] for run in runs if (k := f"{name}/{run.folder.name}@{run.cfg.steps}") in entropy
+                and (max_steps is None or run.cfg.steps <= max_steps)]
         ent = f"{np.mean(ents):.2f} ± {np.std(ents):.2f} ({len(ents)})" if ents else "-"
         rows.append(
-            f"| {variant_dir.name} | {len(finals)} | {', '.join(map(str, steps))} | {ret.mean():.1f} ± {ret.std():.1f} | "
+            f"| {name} | {len(runs)} | {', '.join(map(str, steps))} | {ret.mean():.1f} ± {ret.std():.1f} | "
             f"{suc.mean():.2f} ± {suc.std():.2f} | {ent} |"
         )
     table = "\n".join(rows) + "\n"
+    if args.final_episodes:
+        table += "\n" + final_vs_backbone(Path(args.runs), out, ENV_ID, args.final_episodes, max_steps, success=True)
     (out / "summary.md").write_text(table)
     print(table)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_repo_to_path  # noqa: E402
+from _common import add_repo_to_path, final_vs_backbone  # noqa: E402
 
 add_repo_to_path()
 
@@ -104,45 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     table = "\n".join(rows) + "\n"
     if args.final_episodes:
-        table += "\n" + final_vs_backbone(Path(args.runs), out, args.final_episodes, max_steps, args.final_variants)
+        table += "\n" + final_vs_backbone(
+            Path(args.runs), out, ENV_ID, args.final_episodes, max_steps, args.final_variants
+        )
     (out / "summary.md").write_text(table)
     print(table)
-
-
-def final_vs_backbone(
-    runs: Path, out: Path, episodes: int, max_steps: int | None, variants: list[str] | None = None
-) -> str:
-    """Each finished run's final model against the frozen backbone on the same ``episodes`` reset seeds (cached in
-    ``final_vs_backbone.json``); runs whose budget exceeds ``max_steps`` are left out (their model is a later one)."""
-    from lpds_envs.policy_eval import evaluate_saved
-    from lpds_envs.run_config import RunConfig
-
-    cache_path = out / "final_vs_backbone.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    lines = [
-        f"Final models against the frozen backbone, {episodes} episodes each on the same reset seeds (20000+):",
-        "",
-        "| run | raw env steps | steered return | backbone return | gain ± SE | gain / SE |",
-        "|---|---|---|---|---|---|",
-    ]
-    for config in sorted(runs.glob(f"{ENV_ID}/*/seed_*/config.yaml")):
-        run_dir, cfg = config.parent, RunConfig.read(config)
-        if not (run_dir / "model.zip").is_file() or (max_steps and cfg.steps > max_steps):
-            continue
-        if variants is not None and run_dir.parent.name not in variants:
-            continue
-        key = f"{run_dir.parent.name}/{run_dir.name}@{cfg.steps}x{episodes}"
-        if key not in cache:
-            r = evaluate_saved(run_dir, episodes=episodes, seed=20_000, entropy_states=0, device="cpu",
-                               vs_backbone=True)
-            cache[key] = {k: r[k] for k in ("mean_return", "gain", "gain_se")} | {
-                "backbone_return": r["backbone"]["mean_return"]}
-            cache_path.write_text(json.dumps(cache, indent=1))
-        c = cache[key]
-        lines.append(f"| {run_dir.parent.name}/{run_dir.name} | {cfg.steps} | {c['mean_return']:.1f} | "
-                     f"{c['backbone_return']:.1f} | {c['gain']:+.1f} ± {c['gain_se']:.1f} | "
-                     f"{c['gain'] / c['gain_se']:+.1f} |")
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
