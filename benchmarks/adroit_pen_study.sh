@@ -13,7 +13,8 @@
 # PRIOR_CACHE (default 0; steering learners: prior samples decoded once per stored transition), COMPILE (default 0;
 # 1: compile_decoder=true for the steering learners, ~1.6x faster decoding on an AMD EPYC core, RESULTS §9, after a
 # one-off compile), SEEDS (default "0 1 2"). Runs are named <variant>-utd<k>[-pc<k>][-c], so settings never share a
-# folder. DSRL-SAC is algorithms.DSRLSAC (the DSRL code's prior warm-up; stochastic evaluation for DSRL-SAC/-NA).
+# folder. Every evaluation also logs the action entropy (eq. 11) at 32 of its states (--eval-entropy-states; Fig. 5/6
+# curves). DSRL-SAC is algorithms.DSRLSAC (the DSRL code's prior warm-up; stochastic evaluation for DSRL-SAC/-NA).
 set -euo pipefail
 STEPS=${1:-30000}
 shift || true
@@ -36,7 +37,7 @@ for seed in $SEEDS; do
       if [ "$COMPILE" != 0 ]; then extra+=("compile_decoder=true"); name="$name-c"; fi
     fi
     python -m lpds_envs.cli train --algo "$algo" --env LPDS-AdroitPen-v0 --steps "$STEPS" --seeds "$seed" \
-      --set "gradient_steps=$GRADIENT_STEPS" "${extra[@]}" --eval-freq 2500 --eval-episodes 20 --device cpu \
+      --set "gradient_steps=$GRADIENT_STEPS" "${extra[@]}" --eval-freq 2500 --eval-episodes 20 --eval-entropy-states 32 --device cpu \
       --out "$OUT" --name "$name" --no-progress
   done
 done

@@ -39,7 +39,7 @@ for seed in $SEEDS; do
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     python -m lpds_envs.cli train --algo "$algo" --env LPDS-Hopper-v0 --steps "$STEPS" --seeds "$seed" \
-      --set "gradient_steps=$GRADIENT_STEPS" "${extra[@]}" --eval-freq 2500 --eval-episodes 10 --device cpu \
+      --set "gradient_steps=$GRADIENT_STEPS" "${extra[@]}" --eval-freq 2500 --eval-episodes 10 --eval-entropy-states 32 --device cpu \
       --out "$OUT" --name "$name" --no-progress
   done
 done

@@ -48,6 +48,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--eval-freq", type=_count, default=0, help="evaluate every N env steps (default steps/20)")
     p.add_argument("--eval-episodes", type=_count, default=10, help="episodes per evaluation (default 10)")
+    p.add_argument(
+        "--eval-entropy-states",
+        type=_count,
+        default=0,
+        help="also log the action entropy (eq. 11) at N states of each evaluation's episodes (default 0: off)",
+    )
+    p.add_argument(
+        "--eval-entropy-samples", type=_count, default=64, help="policy samples per entropy probe state (default 64)"
+    )
     p.add_argument("--checkpoint-freq", type=_count, default=0, help="checkpoint every N env steps (default eval freq)")
     p.add_argument("--no-replay-buffer", action="store_true", help="leave the replay buffer out of checkpoints")
     p.add_argument("--device", default="auto", help="torch device of learner and decoder (default auto)")
@@ -114,6 +123,8 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "eval_freq": args.eval_freq,
         "eval_episodes": args.eval_episodes,
+        "eval_entropy_states": args.eval_entropy_states,
+        "eval_entropy_samples": args.eval_entropy_samples,
         "checkpoint_freq": args.checkpoint_freq,
         "save_replay_buffer": not args.no_replay_buffer,
         "device": args.device,
@@ -156,7 +167,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         return [
             "train", "--algo", args.algo, "--env", args.env, "--steps", str(args.steps), "--seeds", str(cfg.seed),
             "--out", args.out, "--name", args.name, "--eval-freq", str(args.eval_freq), "--eval-episodes",
-            str(args.eval_episodes), "--checkpoint-freq", str(args.checkpoint_freq), "--device", args.device,
+            str(args.eval_episodes), "--eval-entropy-states", str(args.eval_entropy_states), "--eval-entropy-samples",
+            str(args.eval_entropy_samples), "--checkpoint-freq", str(args.checkpoint_freq), "--device", args.device,
             "--no-progress", *(["--no-replay-buffer"] if args.no_replay_buffer else []), *extra,
         ]  # fmt: skip
 

@@ -26,6 +26,7 @@ class RunCurve:
     steps: np.ndarray  # raw env steps of each evaluation
     returns: np.ndarray
     success: np.ndarray
+    entropy: np.ndarray  # action entropy (eq. 11) where the run measured it (--eval-entropy-states), else NaN
 
 
 def find_runs(dirs: list[str | Path], max_steps: int | None = None) -> list[RunCurve]:
@@ -52,6 +53,7 @@ def find_runs(dirs: list[str | Path], max_steps: int | None = None) -> list[RunC
                     np.array([float(r["raw_env_steps"]) for r in rows]),
                     np.array([float(r["mean_return"]) for r in rows]),
                     np.array([float(r["success_rate"]) for r in rows]),
+                    np.array([float(r.get("action_entropy") or "nan") for r in rows]),
                 )
             )
     if not runs:
@@ -126,10 +128,13 @@ def aggregate(curves: list[tuple[np.ndarray, np.ndarray]], n_points: int = 100, 
 
 
 def final_table(groups: dict[str, dict[str, list[RunCurve]]], n_boot: int = 2000) -> str:
-    """Markdown: per env and variant, the final evaluation's mean over seeds with its 95% bootstrap interval."""
+    """Markdown: per env and variant, the final evaluation's mean over seeds with its 95% bootstrap interval (and
+    the final action entropy's when any run measured it)."""
+    with_entropy = any(np.isfinite(r.entropy[-1]) for v in groups.values() for runs in v.values() for r in runs)
     lines = [
-        "| env | variant | seeds | env steps | final return [95% CI] | final success [95% CI] |",
-        "|---|---|---|---|---|---|",
+        "| env | variant | seeds | env steps | final return [95% CI] | final success [95% CI] |"
+        + (" final action entropy [95% CI] |" if with_entropy else ""),
+        "|---|---|---|---|---|---|" + ("---|" if with_entropy else ""),
     ]
     for env_id, variants in groups.items():
         for label, runs in variants.items():
@@ -137,10 +142,18 @@ def final_table(groups: dict[str, dict[str, list[RunCurve]]], n_boot: int = 2000
             suc = np.array([r.success[-1] for r in runs])
             steps = int(min(r.steps[-1] for r in runs))
             (rl, rh), (sl, sh) = bootstrap_mean_ci(ret, n_boot), bootstrap_mean_ci(suc, n_boot)
-            lines.append(
+            line = (
                 f"| {env_id} | {label} | {len(runs)} | {steps} | {ret.mean():.2f} [{rl:.2f}, {rh:.2f}] | "
                 f"{suc.mean():.2f} [{sl:.2f}, {sh:.2f}] |"
             )
+            if with_entropy:
+                ent = np.array([r.entropy[-1] for r in runs if np.isfinite(r.entropy[-1])])
+                if len(ent):
+                    el, eh = bootstrap_mean_ci(ent, n_boot)
+                    line += f" {ent.mean():.2f} [{el:.2f}, {eh:.2f}] ({len(ent)} seeds) |"
+                else:
+                    line += " - |"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -162,13 +175,19 @@ def plot_runs(
     written = []
     for env_id, variants in groups.items():
         with_success = any(np.any(r.success > 0) for runs in variants.values() for r in runs)
+        with_entropy = any(np.any(np.isfinite(r.entropy)) for runs in variants.values() for r in runs)
         metrics = [("returns", "evaluation return")] + ([("success", "success rate")] if with_success else [])
+        metrics += [("entropy", "action entropy (eq. 11)")] if with_entropy else []
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
         for ax, (attr, ylabel) in zip(axes[0], metrics):
             for i, (label, runs) in enumerate(sorted(variants.items())):
-                grid, mean, lo, hi = aggregate([(r.steps, getattr(r, attr)) for r in runs], n_boot=n_boot)
+                # each seed's measured points (the entropy may be missing: runs without --eval-entropy-states)
+                curves = [(r.steps[ok], y[ok]) for r in runs if (ok := np.isfinite(y := getattr(r, attr))).any()]
+                if not curves:
+                    continue
+                grid, mean, lo, hi = aggregate(curves, n_boot=n_boot)
                 color = f"C{i % 10}"
-                ax.plot(grid, mean, color=color, label=f"{label} ({len(runs)} seeds)")
+                ax.plot(grid, mean, color=color, label=f"{label} ({len(curves)} seeds)")
                 ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
             ax.set(xlabel="env steps", ylabel=ylabel, title=env_id)
             ax.grid(alpha=0.3)

@@ -124,6 +124,19 @@ def policy_action_entropy(
         return action_entropy(decoder, observations, model_sampler(model, deterministic=False), n_samples, k=3)
 
 
+def entropy_at_visited(
+    model: Any, decoder: Any, paths: list[np.ndarray], n_states: int, n_samples: int = 64, seed: int = 0
+) -> float:
+    """:func:`policy_action_entropy` at ``n_states`` states drawn (with ``seed``) from evaluation episodes.
+
+    :param paths: each episode's observations (:func:`evaluate_model`'s ``paths``: ``T + 1`` per episode); the
+        states the policy acted in (all but the last of each) are the candidates
+    """
+    states = np.concatenate([p[:-1] for p in paths])
+    pick = np.random.default_rng(seed).choice(len(states), size=min(n_states, len(states)), replace=False)
+    return policy_action_entropy(model, decoder, states[pick], n_samples, seed)
+
+
 # ---------------------------------------------------------------------------------------------- saved models
 
 
@@ -242,10 +255,9 @@ def evaluate_saved(
     result.update({"model": str(model_path), "algo": algo, "env_id": env_id, "deterministic": det, "seed": seed})
     result["action_entropy"] = None
     if entropy_states > 0 and spec.env_type == "latent":
-        states = np.concatenate([p[:-1] for p in paths])
-        pick = np.random.default_rng(seed).choice(len(states), size=min(entropy_states, len(states)), replace=False)
-        decoder = _env_decoder(venv)
-        result["action_entropy"] = policy_action_entropy(learner, decoder, states[pick], entropy_samples, seed)
+        result["action_entropy"] = entropy_at_visited(
+            learner, _env_decoder(venv), paths, entropy_states, entropy_samples, seed
+        )
     if video is not None:
         result["videos"] = sorted(str(p) for p in Path(video).glob("*.mp4"))
     _print_result(result)

@@ -256,6 +256,10 @@ class RunConfig:
     :param eval_freq: evaluate every this many raw env steps (and at 0 and at the end)
     :param eval_episodes: episodes per evaluation (one batched sub-env each)
     :param eval_deterministic: evaluation policy (default: the algorithm's, see :class:`AlgoSpec`)
+    :param eval_entropy_states: also measure the steered policy's action entropy (paper eq. 11) at each evaluation,
+        at this many states drawn from the evaluation's episodes (0: off; latent learners only), for Fig. 5/6-style
+        entropy curves; it runs under its own RNG streams, so it never changes what is learned
+    :param eval_entropy_samples: policy samples per probe state for that entropy
     :param checkpoint_freq: checkpoint every this many raw env steps (and at the end)
     :param save_replay_buffer: include the replay buffer in checkpoints (needed for an exact resume)
     :param device: torch device of the learner and the decoder
@@ -272,6 +276,8 @@ class RunConfig:
     eval_freq: int = 0
     eval_episodes: int = 10
     eval_deterministic: bool | None = None
+    eval_entropy_states: int = 0
+    eval_entropy_samples: int = 64
     checkpoint_freq: int = 0
     save_replay_buffer: bool = True
     device: str = "auto"
@@ -291,6 +297,16 @@ class RunConfig:
             raise UsageError(f"--steps must be >= 1, got {self.steps}")
         self.eval_freq = self.eval_freq or max(1, self.steps // 20)
         self.checkpoint_freq = self.checkpoint_freq or self.eval_freq
+        if self.eval_entropy_states < 0 or self.eval_entropy_samples < 2:
+            raise UsageError(
+                f"--eval-entropy-states must be >= 0 and --eval-entropy-samples >= 2, got "
+                f"{self.eval_entropy_states} and {self.eval_entropy_samples}"
+            )
+        if self.eval_entropy_states and ALGOS[self.algo].env_type != "latent":
+            raise UsageError(
+                f"--eval-entropy-states measures a latent learner's steered action entropy; {self.algo} acts in "
+                "action space: drop the option for it"
+            )
         if self.eval_deterministic is None:
             self.eval_deterministic = ALGOS[self.algo].eval_deterministic
         self.versions = self.versions or _versions()

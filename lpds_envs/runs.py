@@ -4,7 +4,8 @@ A run folder ``<out>/<env_id>/<name>/seed_<k>/`` holds::
 
     config.yaml        everything the run uses (RunConfig)
     progress.csv       SB3's training log (plus TensorBoard event files when tensorboard is installed)
-    evaluations.csv    periodic evaluation: raw_env_steps, latent_steps, mean_return, std_return, success_rate, ...
+    evaluations.csv    periodic evaluation: raw_env_steps, latent_steps, mean_return, std_return, success_rate, ...,
+                       action_entropy (with --eval-entropy-states; empty otherwise)
     checkpoint/        the latest complete checkpoint (see lpds_envs.checkpoint)
     model.zip          the final model, written when the step budget is reached
 
@@ -33,7 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger
 
 from .checkpoint import atomic_copy, find_checkpoint, load_checkpoint, save_checkpoint
-from .policy_eval import MAX_EVAL_ENVS, evaluate_model
+from .policy_eval import MAX_EVAL_ENVS, entropy_at_visited, evaluate_model
 from .run_config import CONFIG_FILE, RunConfig, UsageError, make_run_env
 
 EVAL_COLUMNS = (
@@ -45,6 +46,7 @@ EVAL_COLUMNS = (
     "mean_episode_steps",
     "episodes",
     "time_s",
+    "action_entropy",
 )
 
 
@@ -162,6 +164,7 @@ class TrainingRun:
         cfg, spec = self.cfg, self.cfg.spec
         device = str(get_device(cfg.device))
         _, decoder, _ = resolve_lpds_id(cfg.env_id, backbone=cfg.env_kwargs.get("backbone"), device=device)
+        self.decoder = decoder
         self.venv = make_run_env(spec, cfg.env_id, cfg.env_kwargs, cfg.n_envs, cfg.seed, device, decoder)
         n_eval = min(cfg.eval_episodes, MAX_EVAL_ENVS)
         self.eval_env = make_run_env(spec, cfg.env_id, cfg.env_kwargs, n_eval, None, device, decoder)
@@ -241,11 +244,19 @@ class TrainingRun:
         cfg = self.cfg
         det = bool(cfg.eval_deterministic)
         result = evaluate_model(self.model, self.eval_env, det, 10_000 + cfg.seed, cfg.eval_episodes)
+        entropy: float | str = ""
+        if cfg.eval_entropy_states:  # of the stochastic steered policy, at states of these episodes (own RNG)
+            entropy = entropy_at_visited(
+                self.model, self.decoder, result["paths"], cfg.eval_entropy_states, cfg.eval_entropy_samples,
+                seed=10_000 + cfg.seed,
+            )  # fmt: skip
+            self.model.logger.record("eval/action_entropy", entropy)
         row = {
             "raw_env_steps": self.raw,
             "latent_steps": self.model.num_timesteps,
             **{k: result[k] for k in ("mean_return", "std_return", "success_rate", "mean_episode_steps", "episodes")},
             "time_s": round(time.time() - self.state["started"], 2),
+            "action_entropy": entropy,
         }
         with open(self.run_dir / "evaluations.csv", "a", newline="") as f:
             csv.DictWriter(f, fieldnames=EVAL_COLUMNS).writerow(row)

@@ -197,6 +197,42 @@ def test_plot_writes_figures_and_table(trained, tmp_path, capsys):
     assert f"| {ENV} | lpds | 2 | 50 | {(returns[50] + returns1[50]) / 2:.2f} [" in at50
 
 
+def test_eval_entropy_is_logged_and_changes_nothing_learned(tmp_path, capsys):
+    from lpds_envs import make_latent_vec_env
+    from lpds_envs.policy_eval import entropy_at_visited, evaluate_model, load_trained
+    from lpds_envs.registration import resolve_lpds_id
+
+    plain, measured = tmp_path / "plain", tmp_path / "measured"
+    cli.main(train_argv(plain, steps=100))
+    cli.main(train_argv(measured, steps=100, extra=["--eval-entropy-states", "6", "--eval-entropy-samples", "16"]))
+    rows_plain, rows = eval_rows(run_dir(plain)), eval_rows(run_dir(measured))
+    assert [r["action_entropy"] for r in rows_plain] == ["", "", ""]  # off by default
+    entropies = [float(r["action_entropy"]) for r in rows]
+    assert len(entropies) == 3 and np.all(np.isfinite(entropies))
+    # the entropy runs under its own RNG streams: the same training, the same evaluations, the same model
+    drop = ("time_s", "action_entropy")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rows_plain
+    ]
+    _, params_a, _ = load_from_zip_file(run_dir(plain) / "model.zip")
+    _, params_b, _ = load_from_zip_file(run_dir(measured) / "model.zip")
+    for name in params_a:
+        for key, tensor in params_a[name].items():
+            if isinstance(tensor, torch.Tensor):
+                assert torch.equal(tensor, params_b[name][key]), (name, key)
+    # the last value is eq. 11 of the final model at 6 states of the final evaluation's episodes (seed 10000 + 0)
+    venv = make_latent_vec_env(ENV, n_envs=2, latent_bound=2.5)
+    model = load_trained(run_dir(measured) / "model.zip", "lpds", venv, device="cpu")
+    paths = evaluate_model(model, venv, False, seed=10_000, episodes=2)["paths"]
+    decoder = resolve_lpds_id(ENV)[1]
+    assert entropy_at_visited(model, decoder, paths, 6, 16, seed=10_000) == pytest.approx(entropies[-1], rel=1e-5)
+    # lpds plot draws an entropy panel and reports the final entropy where runs measured it
+    capsys.readouterr()
+    cli.main(["plot", str(measured), str(plain), "--out", str(tmp_path / "fig"), "--bootstrap", "100"])
+    table = (tmp_path / "fig" / "final_performance.md").read_text()
+    assert "final action entropy" in table and f"{entropies[-1]:.2f} [" in table
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray Tune not installed: pip install "lpds[sweep]"')
 def test_sweep_two_point_grid_with_ray(tmp_path):
     argv = ["sweep", "--algo", "lpds", "--env", ENV, "--grid", "delta=0.01,0.1", "--seeds", "1", "--steps", "60"]
@@ -223,6 +259,7 @@ def test_sweep_two_point_grid_with_ray(tmp_path):
         (["plot", "no/such/dir"], "pass folders written by `lpds train`"),
         (["sweep", "--algo", "lpds", "--env", ENV, "--steps", "10", "--grid", "delta"], "use --grid key=v1,v2"),
         (["train", "--algo", "lpds", "--steps", "10"], "required: --env"),
+        (["train", "--algo", "lpds-a", "--env", ENV, "--steps", "10", "--eval-entropy-states", "4"], "action space"),
     ],
 )
 def test_bad_input_exits_with_one_line(argv, hint, capsys):
