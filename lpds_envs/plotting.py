@@ -105,6 +105,16 @@ def group_runs(runs: list[RunCurve]) -> dict[str, dict[str, list[RunCurve]]]:
     return out
 
 
+def _spans_decades(ax: Any) -> bool:
+    """Whether the curves drawn on ``ax`` differ by more than 5x in magnitude (then a log-like axis reads better)."""
+    mags = [np.abs(line.get_ydata()) for line in ax.get_lines()]
+    mags = [m[np.isfinite(m)] for m in mags if len(m)]
+    if not mags:
+        return False
+    lo, hi = min(float(m.min()) for m in mags if len(m)), max(float(m.max()) for m in mags if len(m))
+    return hi > 5 * max(lo, 1.0)
+
+
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, axis: int = 0) -> tuple[Any, Any]:
     """95% percentile-bootstrap interval of the mean over ``axis`` (the seeds); the mean itself when only one."""
     values = np.asarray(values, dtype=float)
@@ -190,6 +200,8 @@ def plot_runs(
                 ax.plot(grid, mean, color=color, label=f"{label} ({len(curves)} seeds)")
                 ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
             ax.set(xlabel="env steps", ylabel=ylabel, title=env_id)
+            if attr == "entropy" and _spans_decades(ax):
+                ax.set_yscale("symlog", linthresh=1.0)  # a collapsed policy sits at the estimator's floor (~ -4600)
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=8)
         fig.tight_layout()

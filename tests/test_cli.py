@@ -233,6 +233,23 @@ def test_eval_entropy_is_logged_and_changes_nothing_learned(tmp_path, capsys):
     assert "final action entropy" in table and f"{entropies[-1]:.2f} [" in table
 
 
+def test_entropy_axis_is_log_like_only_when_curves_span_decades():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lpds_envs.plotting import _spans_decades
+
+    _, ax = plt.subplots()
+    ax.plot([0, 1], [-433.0, -432.0])
+    ax.plot([0, 1], [-260.0, -250.0])
+    assert not _spans_decades(ax)  # backbone-like and DSRL-like entropies: a linear axis
+    ax.plot([0, 1], [-4652.0, -4652.0])  # a collapsed policy at the estimator's floor
+    assert _spans_decades(ax)
+    plt.close("all")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray Tune not installed: pip install "lpds[sweep]"')
 def test_sweep_two_point_grid_with_ray(tmp_path):
     argv = ["sweep", "--algo", "lpds", "--env", ENV, "--grid", "delta=0.01,0.1", "--seeds", "1", "--steps", "60"]
