@@ -107,12 +107,9 @@ def group_runs(runs: list[RunCurve]) -> dict[str, dict[str, list[RunCurve]]]:
 
 def _spans_decades(ax: Any) -> bool:
     """Whether the curves drawn on ``ax`` differ by more than 5x in magnitude (then a log-like axis reads better)."""
-    mags = [np.abs(line.get_ydata()) for line in ax.get_lines()]
-    mags = [m[np.isfinite(m)] for m in mags if len(m)]
-    if not mags:
-        return False
-    lo, hi = min(float(m.min()) for m in mags if len(m)), max(float(m.max()) for m in mags if len(m))
-    return hi > 5 * max(lo, 1.0)
+    mags = np.abs(np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()] or [[]]))
+    mags = mags[np.isfinite(mags)]
+    return bool(len(mags)) and float(mags.max()) > 5 * max(float(mags.min()), 1.0)
 
 
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, axis: int = 0) -> tuple[Any, Any]:
