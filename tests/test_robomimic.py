@@ -274,9 +274,12 @@ def test_backbone_pipeline_tiny_budget(tmp_path):
     from lpds_envs.decoders import load_decoder
 
     rm.record_demos("lift", tmp_path, episodes=3, progress=False, model_file=False)
-    folders = rm.train_backbones("lift", tmp_path, steps=20, batch_size=16)
+    folders = rm.train_backbones("lift", tmp_path, steps=20, batch_size=16, hidden_dim=32)
     assert set(folders) == {"diffusion", "flow"}
     dec = {k: load_decoder(p) for k, p in folders.items()}
+    assert dec["flow"].get_config()["hidden_dim"] == 32
+    with pytest.raises(ValueError, match="different settings"):  # the task's default width is another run
+        rm.train_backbones("lift", tmp_path, steps=20, batch_size=16, kinds=("flow",))
     assert dec["diffusion"].sampler.num_inference_steps == TASKS["lift"].ddim_steps and dec["flow"].chunk_size == 4
     results = rm.evaluate_backbones("lift", tmp_path, episodes=2, n_envs=2)
     for r in results.values():
@@ -286,6 +289,7 @@ def test_backbone_pipeline_tiny_budget(tmp_path):
     assert [p.name for p in shipped] == ["robomimic-lift-diffusion", "robomimic-lift-flow"]
     card = (shipped[0] / "README.md").read_text()
     assert "LPDS-Lift-v0" in card and "robomimic all --task lift" in card
+    assert "--hidden-dim 32" in card and "hidden 32 x 3 blocks" in card  # the card's command rebuilds this width
     reloaded = load_decoder(shipped[1])
     obs, w = torch.randn(2, reloaded.obs_dim), torch.randn(2, *reloaded.latent_shape)
     assert torch.equal(reloaded(obs, w), dec["flow"](obs, w))

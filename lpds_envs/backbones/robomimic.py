@@ -52,8 +52,12 @@ KINDS = ("diffusion", "flow")
 #: DPPO's robomimic Lift/Can backbone (``DiffusionMLP`` of ajwagen/dsrl ``cfg/robomimic/dsrl_lift.yaml``): chunk Ta = 4,
 #: residual MLP 3 x 512, time embedding 16, x0 clipped to [-1, 1], min-max observation scaling; DDIM with ``ddim_steps``
 #: (8) deterministic steps of the task's training schedule (``denoising_steps``: 20; Square 100). DPPO's Square backbone
-#: is larger (3 x 1024, time 32, an observation MLP); ours keeps 3 x 512 for every task (a few MB per checkpoint).
+#: is larger (3 x 1024, time 32, an observation MLP); ours is 3 x 512 (Square: see :data:`HIDDEN_DIM`).
 BACKBONE_DEFAULTS: dict[str, Any] = {"chunk_size": 4, "hidden_dim": 512, "n_blocks": 3, "time_embed_dim": 16}
+#: per-task hidden width (``--hidden-dim`` overrides it). Square's backbones are 3 x 256 (~1.8 MB each instead of
+#: ~6.3 MB): the wheel carries every shipped checkpoint and must stay under PyPI's 100 MB file limit
+#: (tests/test_package.py), which two more 3 x 512 checkpoints would cross.
+HIDDEN_DIM: dict[str, int] = {"lift": 512, "can": 512, "square": 256}
 #: DSRL's latent box for the robomimic tasks (``train.action_magnitude`` of its robomimic configs)
 LATENT_BOUND = 1.5
 
@@ -190,12 +194,13 @@ def _sampler_kwargs(task: str, kind: str) -> dict[str, Any]:
 
 def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, seed: int = 0,
                     kinds: tuple[str, ...] = KINDS, successful_only: bool = True,
-                    max_demos: int | None = None) -> dict[str, Path]:
+                    max_demos: int | None = None, hidden_dim: int | None = None) -> dict[str, Path]:
     """Stage 2 (resumable through ``train_backbone``): diffusion and flow backbones on the same chunks of
     ``out/<task>/demos.hdf5`` (``kinds`` picks some, e.g. to train the two in parallel processes).
 
     :param max_demos: train on the first ``max_demos`` (successful) demos only, in the file's order; fewer demos give
         a weaker backbone (robomimic's low-data regime), which leaves steering room on an easy task such as Lift
+    :param hidden_dim: width of the residual MLP (default: the task's :data:`HIDDEN_DIM`)
     """
     from .robomimic_hdf5 import load_robomimic_chunks
     from .train import train_backbone
@@ -206,7 +211,10 @@ def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, see
                                 f"(python -m lpds_envs.backbones.robomimic demos --task {task} --out {out})")
     data = load_robomimic_chunks(path, BACKBONE_DEFAULTS["chunk_size"],
                                  filter_key="successful" if successful_only else None, max_demos=max_demos)
-    common = {k: BACKBONE_DEFAULTS[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim")}
+    common = {k: BACKBONE_DEFAULTS[k] for k in ("n_blocks", "time_embed_dim")}
+    common["hidden_dim"] = HIDDEN_DIM[task] if hidden_dim is None else int(hidden_dim)
+    if common["hidden_dim"] < 1:
+        raise ValueError(f"hidden_dim must be >= 1, got {hidden_dim}")
     outs = {}
     for kind in kinds:
         folder = Path(out) / task / kind
@@ -263,7 +271,7 @@ Sec. 5.1, App. A.1). Needs the `robomimic` extra (robosuite 1.5.2 on mujoco 3.3.
   {episodes} episodes of the scripted controller `{controller}` (privileged object and gripper poses, waypoints,
   per-episode approach styles, OU action noise {noise}); controller success {script_success:.0%} ({styles}).
   Trained on the {pairs:,} `(obs, chunk)` pairs of {subset}, in robomimic's HDF5 layout. Regenerated (resumable) by
-  `python -m lpds_envs.backbones.robomimic all --task {task} --episodes {episodes} --noise {noise} --bc-steps {steps}{demos_flag}`,
+  `python -m lpds_envs.backbones.robomimic all --task {task} --episodes {episodes} --noise {noise} --bc-steps {steps}{demos_flag}{width_flag}`,
   then `... ship --task {task}`.
 - **Model**: {model} residual MLP ({params:,} parameters, hidden {hidden_dim} x {n_blocks} blocks, time embedding
   {time_embed_dim}), action chunk Ta = {chunk_size}, {sampler}; observations min-max scaled to [-1, 1] and actions to
@@ -317,6 +325,7 @@ def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[
                     f"the first {notes_max} of its successful episodes (`mask/successful`; few demos, robomimic's "
                     "low-data regime, give a backbone that fails sometimes)"),
             demos_flag="" if notes_max is None else f" --max-demos {notes_max}",
+            width_flag="" if cfg["hidden_dim"] == HIDDEN_DIM[task] else f" --hidden-dim {cfg['hidden_dim']}",
             model=model, params=params, sampler=sampler, steps=training["steps"], batch_size=training["batch_size"],
             ema_decay=training["ema_decay"], bc_loss=training["final_bc_loss"], eval_episodes=ev["episodes"],
             max_steps=TASKS[task].max_episode_steps, eval_seed=ev["seed"], latent_bound=ev["latent_bound"],
@@ -343,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bc-steps", type=int, default=20_000)
     p.add_argument("--max-demos", type=int, default=None,
                    help="backbone stage: train on the first N successful demos only (default: all)")
+    p.add_argument("--hidden-dim", type=int, default=None,
+                   help="backbone stage: residual MLP width (default: per task, HIDDEN_DIM: 512; Square 256)")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
                    help="backbones of the backbone/evaluate stages (one per process runs them in parallel)")
     p.add_argument("--eval-episodes", type=int, default=50)
@@ -360,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
               f"success {meta['success_rate']:.2f} {meta['success_rate_by_style']}")
     if args.stage in ("backbone", "all"):
         train_backbones(args.task, out, args.bc_steps, seed=args.seed, kinds=tuple(args.kinds),
-                        max_demos=args.max_demos)
+                        max_demos=args.max_demos, hidden_dim=args.hidden_dim)
     if args.stage in ("evaluate", "all"):
         evaluate_backbones(args.task, out, episodes=args.eval_episodes, kinds=tuple(args.kinds))
     if args.stage == "ship":
