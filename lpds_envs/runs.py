@@ -7,7 +7,10 @@ A run folder ``<out>/<env_id>/<name>/seed_<k>/`` holds::
     evaluations.csv    periodic evaluation: raw_env_steps, latent_steps, mean_return, std_return, success_rate, ...,
                        action_entropy (with --eval-entropy-states; empty otherwise)
     checkpoint/        the latest complete checkpoint (see lpds_envs.checkpoint)
-    model.zip          the final model, written when the step budget is reached
+    model.zip          the final model, written when the step budget is reached; it exists only while the folder
+                       is complete, so a reader that finds it can trust ``config.yaml``'s budget
+    model_<k>.zip      the final model of an earlier, smaller budget of ``k`` raw env steps, kept when the run is
+                       extended (re-run with a larger ``--steps``)
 
 The budget counts raw env steps (one executed action = one step, paper App. A.4). Evaluations and checkpoints
 happen between a gradient update and the next env step, at the first such point after every ``eval_freq`` /
@@ -291,6 +294,13 @@ class TrainingRun:
         self._build()
         if self.state["last_checkpoint"] is not None:
             print(f"{self.run_dir}: resuming at {self.raw} env steps")
+        final = self.run_dir / "model.zip"
+        if final.is_file() and self.raw < cfg.steps:
+            # extending a finished run: its model.zip belongs to the earlier budget, while config.yaml already holds
+            # the new one; keep it under its own name so nothing reads it as this budget's final model
+            kept = self.run_dir / f"model_{self.raw}.zip"
+            os.replace(final, kept)
+            print(f"{self.run_dir}: extending to {cfg.steps} env steps; the final model at {self.raw} is now {kept.name}")
         if self.progress:
             from tqdm import tqdm
 

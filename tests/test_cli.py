@@ -326,6 +326,27 @@ def test_max_steps_keeps_the_evaluation_due_at_the_budget_that_ran_a_few_steps_l
     assert steps[8000] == steps[10_000] == [0, 2510, 5019, 7531, 8010]
 
 
+def test_extending_a_finished_run_keeps_its_earlier_final_model_aside(tmp_path, monkeypatch, capsys):
+    # while an extended run trains, model.zip must not pair the earlier budget's model with the new config.yaml
+    cli.main(train_argv(tmp_path, "dsrl", steps=50))
+    folder = run_dir(tmp_path, "dsrl")
+    first = (folder / "model.zip").read_bytes()
+    seen = []
+    original = runs_module.TrainingRun.after_step
+
+    def record(self, infos):
+        original(self, infos)
+        seen.append((folder / "model.zip").exists())
+
+    monkeypatch.setattr(runs_module.TrainingRun, "after_step", record)
+    cli.main(train_argv(tmp_path, "dsrl", steps=100))
+    assert seen and not any(seen)  # no model.zip while the new budget is being trained
+    assert "the final model at 50 is now model_50.zip" in capsys.readouterr().out
+    assert (folder / "model_50.zip").read_bytes() == first
+    data, _, _ = load_from_zip_file(folder / "model.zip")
+    assert data["raw_env_steps"] == 100
+
+
 def test_a_run_evaluated_with_another_policy_is_not_extended(tmp_path, capsys):
     # e.g. a DSRL-SAC folder from before its evaluation became stochastic: one curve keeps one evaluation policy
     cli.main(train_argv(tmp_path, "dsrl", steps=50))
