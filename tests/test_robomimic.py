@@ -234,10 +234,16 @@ def _shipped_robomimic_ids() -> list[str]:
     return [t for t in ("Lift", "Can", "Square") if f"robomimic-{t.lower()}-diffusion" in names]
 
 
-def test_lift_and_can_backbones_are_shipped():
-    from lpds_envs.backbones.shipped import shipped_backbones
+def test_lift_can_and_square_backbones_are_shipped():
+    from lpds_envs.backbones.robomimic import HIDDEN_DIM
+    from lpds_envs.backbones.shipped import backbone_path, shipped_backbones
 
-    assert {f"robomimic-{t}-{k}" for t in ("lift", "can") for k in ("diffusion", "flow")} <= set(shipped_backbones())
+    tasks = ("lift", "can", "square")
+    assert {f"robomimic-{t}-{k}" for t in tasks for k in ("diffusion", "flow")} <= set(shipped_backbones())
+    for t in tasks:  # the width the zoo's command rebuilds (Square is narrower: the wheel's size limit)
+        for k in ("diffusion", "flow"):
+            cfg = json.loads((backbone_path(f"robomimic-{t}-{k}") / "config.json").read_text())
+            assert cfg["hidden_dim"] == HIDDEN_DIM[t], (t, k)
 
 
 @needs_robosuite

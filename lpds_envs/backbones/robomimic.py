@@ -290,7 +290,8 @@ def _range_note(success: float) -> str:
     if low <= success <= high:
         return ""
     room = (f"only {1 - success:.0%} of episodes fail, less room for steering to raise success"
-            if success > high else "too few successes to learn from")
+            if success > high else f"it succeeds in {success:.0%} of episodes, so sparse-reward steering sees few "
+                                   "successes early on")
     return (f"\n- **Outside the {low:.0%}-{high:.0%} band** the zoo aims for: {room}. With DSRL's reward "
             "(-1 per raw step until the task is done, episodes to the time limit) the return still measures how "
             "fast and how steadily the task is done, which steering can improve.")
