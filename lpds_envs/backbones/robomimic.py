@@ -53,8 +53,8 @@ KINDS = ("diffusion", "flow")
 #: residual MLP 3 x 512, time embedding 16, x0 clipped to [-1, 1], min-max observation scaling; DDIM with ``ddim_steps``
 #: (8) deterministic steps of the task's training schedule (``denoising_steps``: 20; Square 100). DPPO's Square backbone
 #: is larger (3 x 1024, time 32, an observation MLP); ours is 3 x 512 (Square: see :data:`HIDDEN_DIM`).
-BACKBONE_DEFAULTS: dict[str, Any] = {"chunk_size": 4, "hidden_dim": 512, "n_blocks": 3, "time_embed_dim": 16}
-#: per-task hidden width (``--hidden-dim`` overrides it). Square's backbones are 3 x 256 (~1.8 MB each instead of
+BACKBONE_DEFAULTS: dict[str, Any] = {"chunk_size": 4, "n_blocks": 3, "time_embed_dim": 16}
+#: per-task hidden width (``--hidden-dim`` overrides it). Square's backbones are 3 x 256 (1.7 MB each instead of
 #: ~6.3 MB): the wheel carries every shipped checkpoint and must stay under PyPI's 100 MB file limit
 #: (tests/test_package.py), which two more 3 x 512 checkpoints would cross.
 HIDDEN_DIM: dict[str, int] = {"lift": 512, "can": 512, "square": 256}
@@ -211,10 +211,11 @@ def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, see
                                 f"(python -m lpds_envs.backbones.robomimic demos --task {task} --out {out})")
     data = load_robomimic_chunks(path, BACKBONE_DEFAULTS["chunk_size"],
                                  filter_key="successful" if successful_only else None, max_demos=max_demos)
-    common = {k: BACKBONE_DEFAULTS[k] for k in ("n_blocks", "time_embed_dim")}
-    common["hidden_dim"] = HIDDEN_DIM[task] if hidden_dim is None else int(hidden_dim)
-    if common["hidden_dim"] < 1:
+    width = HIDDEN_DIM[task] if hidden_dim is None else int(hidden_dim)
+    if width < 1:
         raise ValueError(f"hidden_dim must be >= 1, got {hidden_dim}")
+    common = {"hidden_dim": width, "n_blocks": BACKBONE_DEFAULTS["n_blocks"],
+              "time_embed_dim": BACKBONE_DEFAULTS["time_embed_dim"]}
     outs = {}
     for kind in kinds:
         folder = Path(out) / task / kind
