@@ -6,11 +6,13 @@ Reads the ``lpds train`` run folders of ``LPDS-<task>-v0`` under ``--runs`` and 
   and success rate against raw env steps, mean and 95% bootstrap band over seeds);
 - ``summary.md``: per variant, the final success rate and return (mean ± std over seeds), the best success along the
   curve, each run's change from its own step-0 evaluation (the untrained policy, i.e. close to the frozen backbone, on
-  the same evaluation episode seeds), against the shipped backbone's 50-episode success from its card (``eval.json``).
+  the same evaluation episode seeds), against the shipped backbone's 50-episode success from its card (``eval.json``);
+  with ``--final-episodes N`` also each finished run's final model against the frozen backbone on the same N episodes
+  (paired reset seeds: success and return gains with standard errors, cached in ``final_vs_backbone.json``).
 
-Run it in the robomimic environment (it reads the runs only, no simulation)::
+Run it in the robomimic environment (without ``--final-episodes`` it reads the runs only)::
 
-    python benchmarks/robomimic_report.py --task Lift [--runs DIR] [--out DIR] [--max-steps N]
+    python benchmarks/robomimic_report.py --task Lift [--runs DIR] [--out DIR] [--max-steps N] [--final-episodes N]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_repo_to_path, markdown_table  # noqa: E402
+from _common import add_repo_to_path, final_vs_backbone, markdown_table  # noqa: E402
 
 add_repo_to_path()
 
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="default: benchmarks/results/robomimic_<task>")
     p.add_argument("--max-steps", type=int, default=0,
                    help="report each run's evaluations up to this many raw env steps (0: all)")
+    p.add_argument("--final-episodes", type=int, default=0,
+                   help="also evaluate each finished run's final model and the frozen backbone on the same N "
+                        "episodes (lpds evaluate --vs-backbone); 0: skip")
     args = p.parse_args(argv)
     env_id = f"LPDS-{args.task}-v0"
     out = Path(args.out or f"benchmarks/results/robomimic_{args.task.lower()}")
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{np.mean(rets):.1f} ± {np.std(rets):.1f}", ", ".join(f"{g:+.2f}" for g in gains),
         ])
     table = markdown_table(header, rows) + "\n"
+    if args.final_episodes:
+        table += "\n" + final_vs_backbone(Path(args.runs), out, env_id, args.final_episodes, max_steps, success=True)
     (out / "summary.md").write_text(table)
     print(table)
 

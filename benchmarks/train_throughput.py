@@ -1,7 +1,8 @@
 """Gradient steps per second of LagrangianSAC, DSRLNA and SB3 SAC (DSRL-SAC) on the same latent env, side by side.
 
-All learners use the same latent env (``LPDS-MultiGoal-v0``: the shipped toy diffusion backbone, 10 DDIM steps),
-the same network sizes (``net_arch``), 2 critics and the same batch size. Each buffer is first filled by
+All learners use the same latent env (by default ``LPDS-MultiGoal-v0``: the shipped toy diffusion backbone, 10 DDIM
+steps; ``--env`` takes any LPDS id, e.g. ``LPDS-Lift-v0`` in the robomimic environment), the same network sizes
+(``--net``), 2 critics and the same batch size. Each buffer is first filled by
 ``learn(learning_starts)``; then blocks of ``train(gradient_steps=G)`` alternate between the learners
 (round-robin) and the median per-block rate is reported, with the ratio to SB3 SAC measured block by block.
 ``LagrangianSAC (compile_decoder)`` decodes its training batches through a ``torch.compile``d copy of the decoder
@@ -13,6 +14,8 @@ taken by timing the shared-machinery calls.
 Usage::
 
     python benchmarks/train_throughput.py [--quick] [--out results.json]
+    python benchmarks/train_throughput.py --env LPDS-Lift-v0 --net 256,256,256 --layer-norm --prior-cache 8 \
+        --learning-starts 400 --learners LagrangianSAC "SB3 SAC (DSRL-SAC)"
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class Timed:
     def __init__(self, model) -> None:
         self.t = {"decode": 0.0, "q_a": 0.0, "q_w": 0.0}
         for name, key in (
-            ("decode_batches", "decode"),
+            ("decode", "decode"),  # both decode paths (with and without prior_cache) go through it
             ("action_critic_step", "q_a"),
             ("latent_critic_distill", "q_w"),
         ):
@@ -62,50 +65,36 @@ class Timed:
             self.t[k] = 0.0
 
 
-def build(net_arch: list[int], batch: int, learning_starts: int):
+def build(
+    env_id: str,
+    net_arch: list[int],
+    batch: int,
+    learning_starts: int,
+    layer_norm: bool,
+    prior_cache: int,
+    learners: list[str] | None,
+):
     common = dict(learning_starts=learning_starts, batch_size=batch, seed=0, verbose=0)
-    models = {
-        "LagrangianSAC": LagrangianSAC(
-            "MlpPolicy",
-            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0),
-            delta=0.05,
-            policy_kwargs={"net_arch": net_arch, "n_critics": 2},
-            **common,
-        ),
-        "LagrangianSAC (compile_decoder)": LagrangianSAC(
-            "MlpPolicy",
-            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0),
-            delta=0.05,
-            compile_decoder=True,
-            policy_kwargs={"net_arch": net_arch, "n_critics": 2},
-            **common,
-        ),
-        "LagrangianSAC (PyTorch-default Adam)": LagrangianSAC(
-            "MlpPolicy",
-            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0),
-            delta=0.05,
-            policy_kwargs={"net_arch": net_arch, "n_critics": 2, "optimizer_kwargs": {}},
-            **common,
-        ),
-        "DSRLNA": DSRLNA(
-            "MlpPolicy",
-            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0, latent_bound=1.5),
-            policy_kwargs={"net_arch": net_arch, "n_critics": 2},
-            **common,
-        ),
-        "SB3 SAC (DSRL-SAC)": SAC(
-            "MlpPolicy",
-            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0, latent_bound=1.5),
-            policy_kwargs={"net_arch": net_arch, "n_critics": 2},
-            **common,
-        ),
-        "SB3 SAC (fused Adam)": SAC(
-            "MlpPolicy",
-            make_latent_vec_env("LPDS-MultiGoal-v0", seed=0, latent_bound=1.5),
-            policy_kwargs={"net_arch": net_arch, "n_critics": 2, "optimizer_kwargs": {"fused": True}},
-            **common,
-        ),
-    }
+    kw = {"net_arch": net_arch, "n_critics": 2}
+    if layer_norm:
+        kw["layer_norm"] = True
+    steer = dict(delta=0.05, prior_cache=prior_cache)
+    specs = {
+        "LagrangianSAC": (LagrangianSAC, None, dict(steer, policy_kwargs=kw)),
+        "LagrangianSAC (compile_decoder)": (LagrangianSAC, None, dict(steer, compile_decoder=True, policy_kwargs=kw)),
+        "LagrangianSAC (PyTorch-default Adam)": (
+            LagrangianSAC, None, dict(steer, policy_kwargs={**kw, "optimizer_kwargs": {}})),
+        "DSRLNA": (DSRLNA, 1.5, dict(policy_kwargs=kw)),
+        "SB3 SAC (DSRL-SAC)": (SAC, 1.5, dict(policy_kwargs={"net_arch": net_arch, "n_critics": 2})),
+        "SB3 SAC (fused Adam)": (
+            SAC, 1.5, dict(policy_kwargs={"net_arch": net_arch, "n_critics": 2, "optimizer_kwargs": {"fused": True}})),
+    }  # fmt: skip
+    names = [n for n in specs if learners is None or n in learners or n == "SB3 SAC (DSRL-SAC)"]  # the reference
+    models = {}
+    for name in names:
+        cls, bound, kwargs = specs[name]
+        venv = make_latent_vec_env(env_id, seed=0, **({} if bound is None else {"latent_bound": bound}))
+        models[name] = cls("MlpPolicy", venv, **kwargs, **common)
     for m in models.values():
         m.learn(learning_starts)  # fill the buffer with prior rollouts; no gradient step yet
     return models
@@ -115,11 +104,18 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
+    p.add_argument("--env", default="LPDS-MultiGoal-v0", help="any LPDS id")
+    p.add_argument("--net", default="256,256", help="hidden widths, comma-separated")
+    p.add_argument("--layer-norm", action="store_true", help="LayerNorm MLPs (the robomimic presets)")
+    p.add_argument("--prior-cache", type=int, default=0, help="LagrangianSAC's prior_cache")
+    p.add_argument("--learning-starts", type=int, default=2000, help="latent steps of prior rollouts first")
+    p.add_argument("--learners", nargs="+", default=None, help="a subset (SB3 SAC (DSRL-SAC) is always run)")
+    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
-    net_arch, batch = [256, 256], 256
+    torch.set_num_threads(args.threads)
+    net_arch, batch = [int(x) for x in args.net.split(",")], 256
     blocks, steps = (3, 20) if args.quick else (8, 100)
-    models = build(net_arch, batch, learning_starts=2000)
+    models = build(args.env, net_arch, batch, args.learning_starts, args.layer_norm, args.prior_cache, args.learners)
     timers = {k: Timed(m) for k, m in models.items() if not k.startswith("SB3 SAC")}
     for m in models.values():  # warm-up
         m.train(gradient_steps=5, batch_size=batch)
@@ -156,15 +152,27 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(
         ["learner", "grad steps/s", "vs SB3 SAC", "decode", "Q^A", "Q^W", "actor+dual+targets"], rows
     )
-    print(f"LPDS-MultiGoal-v0, net_arch {net_arch}, 2 critics, batch {batch}, {blocks} blocks x {steps} steps")
+    print(
+        f"{args.env}, net_arch {net_arch}, layer_norm {args.layer_norm}, prior_cache {args.prior_cache}, 2 critics, "
+        f"batch {batch}, {blocks} blocks x {steps} steps"
+    )
     print(table)
     for name in ("LagrangianSAC", "LagrangianSAC (compile_decoder)"):
+        if name not in ratios:
+            continue
         ratio = median(ratios[name])
         print(f"target {name} >= 0.5x SB3 SAC: {'met' if ratio >= 0.5 else 'NOT met'} ({ratio:.2f}x)")
     if args.out:
         Path(args.out).write_text(
             json.dumps(
-                {"machine": machine_info(), "rates": rates, "ratios": ratios, "breakdown": breakdown, "table": table},
+                {
+                    "machine": machine_info(),
+                    "args": vars(args),
+                    "rates": rates,
+                    "ratios": ratios,
+                    "breakdown": breakdown,
+                    "table": table,
+                },
                 indent=1,
             )
         )
