@@ -65,6 +65,16 @@ class Timed:
             self.t[k] = 0.0
 
 
+LEARNERS = (
+    "LagrangianSAC",
+    "LagrangianSAC (compile_decoder)",
+    "LagrangianSAC (PyTorch-default Adam)",
+    "DSRLNA",
+    "SB3 SAC (DSRL-SAC)",
+    "SB3 SAC (fused Adam)",
+)
+
+
 def build(
     env_id: str,
     net_arch: list[int],
@@ -89,6 +99,7 @@ def build(
         "SB3 SAC (fused Adam)": (
             SAC, 1.5, dict(policy_kwargs={"net_arch": net_arch, "n_critics": 2, "optimizer_kwargs": {"fused": True}})),
     }  # fmt: skip
+    assert tuple(specs) == LEARNERS
     names = [n for n in specs if learners is None or n in learners or n == "SB3 SAC (DSRL-SAC)"]  # the reference
     models = {}
     for name in names:
@@ -109,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layer-norm", action="store_true", help="LayerNorm MLPs (the robomimic presets)")
     p.add_argument("--prior-cache", type=int, default=0, help="LagrangianSAC's prior_cache")
     p.add_argument("--learning-starts", type=int, default=2000, help="latent steps of prior rollouts first")
-    p.add_argument("--learners", nargs="+", default=None, help="a subset (SB3 SAC (DSRL-SAC) is always run)")
+    p.add_argument("--learners", nargs="+", default=None, choices=LEARNERS,
+                   help="a subset (SB3 SAC (DSRL-SAC) is always run)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
