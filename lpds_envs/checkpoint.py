@@ -207,20 +207,23 @@ def save_checkpoint(
 def load_checkpoint(ckpt: str | Path, algo_cls: type, venv: VecEnv, device: str = "auto") -> tuple[Any, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` onto the freshly built ``venv``.
 
-    Returns the model (replay buffer, RNG streams and env state restored) and the caller's ``run_state``; the
-    ``exact`` entry of the latter is False when the env state could not be restored (the envs are then reset).
+    Returns the model (replay buffer, RNG streams and env state restored) and the caller's ``run_state`` with two
+    added entries: ``missing``, the parts the checkpoint does not hold (``"env state"``: the envs are reset instead;
+    ``"replay buffer"``: it starts empty), and ``exact``, True when nothing is missing.
     """
     ckpt = Path(ckpt)
     with open(ckpt / "state.pkl", "rb") as f:
         state = pickle.load(f)
-    exact = state["env"] is not None
-    if exact:
+    missing = []
+    if state["env"] is not None:
         restore_env_state(venv, state["env"])
-    model = algo_cls.load(ckpt / "model.zip", env=venv, device=device, force_reset=not exact)
+    else:
+        missing.append("env state")
+    model = algo_cls.load(ckpt / "model.zip", env=venv, device=device, force_reset=state["env"] is None)
     buffer_file = ckpt / "replay_buffer.npz"
     if buffer_file.is_file():
         load_buffer(model.replay_buffer, buffer_file)
-    else:
-        exact = False
+    elif getattr(model, "replay_buffer", None) is not None:
+        missing.append("replay buffer")
     restore_rng(state["rng"], model)
-    return model, {**state["run"], "exact": exact}
+    return model, {**state["run"], "missing": missing, "exact": not missing}

@@ -182,8 +182,17 @@ class TrainingRun:
                     f"cannot resume {self.run_dir}: its checkpoint does not load ({reason}); "
                     "delete that folder or pass another --out to start over"
                 ) from None
-            if not self.state.pop("exact"):
-                print(f"note: {self.run_dir}: the env state or replay buffer was not saved; resuming approximately")
+            missing = self.state.pop("missing")
+            self.state.pop("exact")
+            if missing:
+                what = {
+                    "env state": "the envs start from a reset (the env could not be pickled)",
+                    "replay buffer": "the replay buffer starts empty and is refilled before the next update",
+                }
+                print(
+                    f"note: {self.run_dir}: the checkpoint holds no {' and no '.join(missing)}, so the resumed run is "
+                    f"not identical to an uninterrupted one: {'; '.join(what[m] for m in missing)}"
+                )
             if self.model.replay_buffer.size() == 0:  # checkpointed without it: refill before updating again
                 self.model.learning_starts = self.model.num_timesteps + self.model.batch_size
             keep = self.state["raw_env_steps"]

@@ -119,6 +119,28 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, a
     assert log_a == log_b
 
 
+def test_resume_without_a_saved_replay_buffer_says_so_and_refills_it(tmp_path, monkeypatch, capsys):
+    extra = ["--checkpoint-freq", "100", "--no-replay-buffer"]
+    original = runs_module.TrainingRun.after_step
+
+    def interrupt(self, infos):
+        original(self, infos)
+        if self.raw >= 160:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module.TrainingRun, "after_step", interrupt)
+    with pytest.raises(SystemExit):
+        cli.main(train_argv(tmp_path, steps=200, extra=extra))
+    assert not (run_dir(tmp_path) / "checkpoint" / "replay_buffer.npz").exists()
+    monkeypatch.setattr(runs_module.TrainingRun, "after_step", original)
+    capsys.readouterr()
+    cli.main(train_argv(tmp_path, steps=200, extra=extra))
+    out = capsys.readouterr().out
+    # the toy env pickles, so only the buffer is missing, and the note names it and nothing else
+    assert "holds no replay buffer" in out and "env state" not in out and "refilled" in out
+    assert int(eval_rows(run_dir(tmp_path))[-1]["raw_env_steps"]) == 200
+
+
 def test_seeds_share_one_config(tmp_path):
     # SB3's SAC writes use_sde into the policy_kwargs it gets; no seed may see another's
     cli.main(train_argv(tmp_path, "dsrl", steps=20, seeds=(0, 1)))
