@@ -50,10 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     from lpds_envs.plotting import find_runs, group_runs, plot_runs
 
     max_steps = args.max_steps or None
-    groups = group_runs(find_runs([args.runs], max_steps)).get(env_id, {})
-    if not groups:
+    runs = Path(args.runs) / env_id  # the study writes <runs>/<env id>/<variant>/seed_<n>: plot this task only
+    if not runs.is_dir():
         raise SystemExit(f"no runs of {env_id} under {args.runs}; run benchmarks/robomimic_study.sh first")
-    plot_runs([args.runs], out=out, max_steps=max_steps)
+    groups = group_runs(find_runs([runs], max_steps)).get(env_id, {})
+    if not groups:
+        raise SystemExit(f"no evaluated runs of {env_id} under {args.runs}; run benchmarks/robomimic_study.sh first")
+    plot_runs([runs], out=out, max_steps=max_steps)
     header = ["policy", "seeds", "final raw env steps", "final success (mean ± std)", "best success along the curve",
               "final return (mean ± std)", "final − step-0 success, per seed"]
     rows: list[list[str]] = []
