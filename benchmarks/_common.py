@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -126,6 +128,7 @@ def final_vs_backbone(
     if success:
         header += ["steered success", "backbone success", "success gain ± SE"]
     rows: list[list[Any]] = []
+    per_variant: dict[str, list[dict[str, float]]] = {}
     for config in sorted(runs.glob(f"{env_id}/*/seed_*/config.yaml")):
         run_dir, cfg = config.parent, RunConfig.read(config)
         if not (run_dir / "model.zip").is_file() or (max_steps and cfg.steps > max_steps):
@@ -141,6 +144,7 @@ def final_vs_backbone(
             }
             cache_path.write_text(json.dumps(cache, indent=1))
         c = cache[key]
+        per_variant.setdefault(f"{run_dir.parent.name}@{cfg.steps}", []).append(c)
         row = [f"{run_dir.parent.name}/{run_dir.name}", cfg.steps, f"{c['mean_return']:.1f}",
                f"{c['backbone_return']:.1f}", f"{c['gain']:+.1f} ± {c['gain_se']:.1f}", f"{c['gain'] / c['gain_se']:+.1f}"]
         if success:
@@ -149,4 +153,45 @@ def final_vs_backbone(
             row += [f"{p:.2f}", f"{q:.2f}", f"{p - q:+.2f} ± {se:.2f}"]
         rows.append(row)
     title = f"Final models against the frozen backbone, {episodes} episodes each on the same reset seeds ({seed}+):"
-    return f"{title}\n\n{markdown_table(header, rows)}\n"
+    return f"{title}\n\n{markdown_table(header, rows)}\n" + seed_level_comparison(per_variant, success)
+
+
+def seed_level_comparison(per_variant: dict[str, list[dict[str, float]]], success: bool = False) -> str:
+    """Variants compared with each seed as one number (its final model's gain over the backbone): the mean gain
+    with its across-seed SE, and for each pair of variants Welch's t-test on the per-seed return gains. Empty when
+    fewer than two variants have two seeds or more."""
+    from scipy import stats
+
+    groups = {k: v for k, v in per_variant.items() if len(v) >= 2}
+    if not groups:
+        return ""
+    header = ["variant@steps", "seeds", "mean return gain ± SE over seeds"] + (["mean success gain"] if success else [])
+    rows: list[list[Any]] = []
+    for name, cs in groups.items():
+        g = np.array([c["gain"] for c in cs])
+        row = [name, len(g), f"{g.mean():+.1f} ± {g.std(ddof=1) / len(g) ** 0.5:.1f}"]
+        if success:
+            row.append(f"{np.mean([c['success_rate'] - c['backbone_success'] for c in cs]):+.3f}")
+        rows.append(row)
+    text = (
+        "\nPer variant, each seed one number (its gain above). The SE is the seed-to-seed spread only: every seed is"
+        " compared with the same backbone episodes, whose own noise (in each run's SE above) it leaves out, so it is"
+        " not a test against the backbone; across variants that shared noise cancels.\n\n"
+        + markdown_table(header, rows)
+        + "\n"
+    )
+    names = sorted(groups)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    if pairs:
+        rows = []
+        for a, b in pairs:
+            ga, gb = (np.array([c["gain"] for c in groups[n]]) for n in (a, b))
+            va, vb = ga.var(ddof=1) / len(ga), gb.var(ddof=1) / len(gb)
+            test = stats.ttest_ind(ga, gb, equal_var=False)
+            dof = (va + vb) ** 2 / (va**2 / (len(ga) - 1) + vb**2 / (len(gb) - 1)) if va + vb > 0 else float("nan")
+            rows.append([f"{a} − {b}", f"{ga.mean() - gb.mean():+.1f} ± {(va + vb) ** 0.5:.1f}",
+                         f"{test.statistic:+.2f}", f"{dof:.1f}", f"{test.pvalue:.3f}"])
+        header = ["variants", "difference of mean return gains ± SE", "Welch t", "dof", "two-sided p"]
+        text += "\nPairwise, Welch's t-test on the per-seed return gains (few seeds: read p as a rough guide):\n\n"
+        text += markdown_table(header, rows) + "\n"
+    return text
