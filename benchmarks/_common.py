@@ -188,9 +188,8 @@ def seed_level_comparison(per_variant: dict[str, list[dict[str, float]]], succes
             ga, gb = (np.array([c["gain"] for c in groups[n]]) for n in (a, b))
             va, vb = ga.var(ddof=1) / len(ga), gb.var(ddof=1) / len(gb)
             test = stats.ttest_ind(ga, gb, equal_var=False)
-            dof = (va + vb) ** 2 / (va**2 / (len(ga) - 1) + vb**2 / (len(gb) - 1)) if va + vb > 0 else float("nan")
             rows.append([f"{a} − {b}", f"{ga.mean() - gb.mean():+.1f} ± {(va + vb) ** 0.5:.1f}",
-                         f"{test.statistic:+.2f}", f"{dof:.1f}", f"{test.pvalue:.3f}"])
+                         f"{test.statistic:+.2f}", f"{test.df:.1f}", f"{test.pvalue:.3f}"])
         header = ["variants", "difference of mean return gains ± SE", "Welch t", "dof", "two-sided p"]
         text += "\nPairwise, Welch's t-test on the per-seed return gains (few seeds: read p as a rough guide):\n\n"
         text += markdown_table(header, rows) + "\n"

@@ -207,9 +207,9 @@ def save_checkpoint(
 def load_checkpoint(ckpt: str | Path, algo_cls: type, venv: VecEnv, device: str = "auto") -> tuple[Any, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` onto the freshly built ``venv``.
 
-    Returns the model (replay buffer, RNG streams and env state restored) and the caller's ``run_state`` with two
-    added entries: ``missing``, the parts the checkpoint does not hold (``"env state"``: the envs are reset instead;
-    ``"replay buffer"``: it starts empty), and ``exact``, True when nothing is missing.
+    Returns the model (replay buffer, RNG streams and env state restored) and the caller's ``run_state`` with one
+    added entry, ``missing``: the parts the checkpoint does not hold (``"env state"``: the envs are reset instead;
+    ``"replay buffer"``: it starts empty); the resume is exact when it is empty.
     """
     ckpt = Path(ckpt)
     with open(ckpt / "state.pkl", "rb") as f:
@@ -226,4 +226,4 @@ def load_checkpoint(ckpt: str | Path, algo_cls: type, venv: VecEnv, device: str 
     elif getattr(model, "replay_buffer", None) is not None:
         missing.append("replay buffer")
     restore_rng(state["rng"], model)
-    return model, {**state["run"], "missing": missing, "exact": not missing}
+    return model, {**state["run"], "missing": missing}

@@ -183,7 +183,6 @@ class TrainingRun:
                     "delete that folder or pass another --out to start over"
                 ) from None
             missing = self.state.pop("missing")
-            self.state.pop("exact")
             if missing:
                 what = {
                     "env state": "the envs start from a reset (the env could not be pickled)",

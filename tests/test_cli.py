@@ -77,6 +77,19 @@ def _final_state(folder):
     return data, params, buffer, rows, logged
 
 
+def _interrupt_at(monkeypatch, raw_steps):
+    """Make training stop with a KeyboardInterrupt (what Ctrl-C or a kill does between two checkpoints) once it has
+    taken ``raw_steps`` raw env steps."""
+    original = runs_module.TrainingRun.after_step
+
+    def interrupt(self, infos):
+        original(self, infos)
+        if self.raw >= raw_steps:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module.TrainingRun, "after_step", interrupt)
+
+
 @pytest.mark.parametrize("algo", ["lpds", "dsrl"])
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, algo):
     # evaluations every 50 env steps, checkpoints every 100, interrupted at 160: the run restarts from 100, and the
@@ -85,20 +98,13 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, a
     full, cut = tmp_path / "full", tmp_path / "cut"
     cli.main(train_argv(full, algo, steps=200, extra=extra))
 
-    original = runs_module.TrainingRun.after_step
-
-    def interrupt(self, infos):
-        original(self, infos)
-        if self.raw >= 160:
-            raise KeyboardInterrupt  # what Ctrl-C or a kill does between two checkpoints
-
-    monkeypatch.setattr(runs_module.TrainingRun, "after_step", interrupt)
-    with pytest.raises(SystemExit) as exc:
-        cli.main(train_argv(cut, algo, steps=200, extra=extra))
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 160)
+        with pytest.raises(SystemExit) as exc:
+            cli.main(train_argv(cut, algo, steps=200, extra=extra))
     assert exc.value.code == 130
     assert not (run_dir(cut, algo) / "model.zip").exists()
     assert int(eval_rows(run_dir(cut, algo))[-1]["raw_env_steps"]) == 150
-    monkeypatch.setattr(runs_module.TrainingRun, "after_step", original)
     cli.main(train_argv(cut, algo, steps=200, extra=extra))  # the same command resumes
 
     # Bit-exact: the checkpoint restores the torch/numpy/python RNG streams, the action space's RNG (SAC warm-up),
@@ -121,18 +127,11 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch, a
 
 def test_resume_without_a_saved_replay_buffer_says_so_and_refills_it(tmp_path, monkeypatch, capsys):
     extra = ["--checkpoint-freq", "100", "--no-replay-buffer"]
-    original = runs_module.TrainingRun.after_step
-
-    def interrupt(self, infos):
-        original(self, infos)
-        if self.raw >= 160:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module.TrainingRun, "after_step", interrupt)
-    with pytest.raises(SystemExit):
-        cli.main(train_argv(tmp_path, steps=200, extra=extra))
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 160)
+        with pytest.raises(SystemExit):
+            cli.main(train_argv(tmp_path, steps=200, extra=extra))
     assert not (run_dir(tmp_path) / "checkpoint" / "replay_buffer.npz").exists()
-    monkeypatch.setattr(runs_module.TrainingRun, "after_step", original)
     capsys.readouterr()
     cli.main(train_argv(tmp_path, steps=200, extra=extra))
     out = capsys.readouterr().out
