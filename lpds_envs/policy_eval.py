@@ -95,18 +95,21 @@ def compare_with_backbone(
     (the same reset seeds), with the gain in mean return and its standard error (independent episodes' variances).
 
     :return: ``steered`` and ``backbone`` (:func:`evaluate_model`'s results; the backbone's without paths),
-        ``gain``, ``gain_se``, ``success_gain``
+        ``gain``, ``gain_se``, ``success_gain`` and ``success_gain_se`` (the binomial standard error of a difference
+        of two rates over independent episodes)
     """
     steered = evaluate_model(model, venv, deterministic, seed, episodes)
     backbone = evaluate_model(PriorPolicy(int(np.prod(venv.action_space.shape)), seed), venv, False, seed, episodes)
     backbone.pop("paths")
     n = steered["episodes"]
+    p, q = steered["success_rate"], backbone["success_rate"]
     return {
         "steered": steered,
         "backbone": backbone,
         "gain": steered["mean_return"] - backbone["mean_return"],
         "gain_se": float(np.sqrt((steered["std_return"] ** 2 + backbone["std_return"] ** 2) / n)),
-        "success_gain": steered["success_rate"] - backbone["success_rate"],
+        "success_gain": p - q,
+        "success_gain_se": float(np.sqrt((p * (1 - p) + q * (1 - q)) / n)),
     }
 
 
@@ -280,7 +283,8 @@ def _print_result(r: dict[str, Any]) -> None:
             f"  frozen backbone     return {b['mean_return']:.3f} +- {b['std_return']:.3f}, success {b['success_rate']:.3f}"
         )
         print(
-            f"  gain over backbone  return {r['gain']:+.3f} (standard error {r['gain_se']:.3f}), success {r['success_gain']:+.3f}"
+            f"  gain over backbone  return {r['gain']:+.3f} (standard error {r['gain_se']:.3f}), "
+            f"success {r['success_gain']:+.3f} (standard error {r['success_gain_se']:.3f})"
         )
     for v in r.get("videos", []):
         print(f"  video               {v}")

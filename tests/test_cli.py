@@ -189,6 +189,8 @@ def test_the_backbone_compared_with_itself_gains_exactly_nothing():
     venv = make_latent_vec_env(ENV, n_envs=3)
     cmp = compare_with_backbone(PriorPolicy(venv.action_space.shape[0], seed=7), venv, False, seed=7, episodes=5)
     assert cmp["gain"] == 0.0 and cmp["success_gain"] == 0.0  # same reset seeds, same latents: same episodes
+    p = cmp["steered"]["success_rate"]
+    assert cmp["success_gain_se"] == pytest.approx(np.sqrt(2 * p * (1 - p) / 5))  # binomial SE of a difference of two rates
     assert cmp["steered"]["episodes"] == cmp["backbone"]["episodes"] == 5
 
 

@@ -322,3 +322,4 @@ def test_vec_envs_and_lpds_train_envs_build_the_same_task_as_gym_make():
     assert run_env.get_attr("reward_offset") == [1.0]
     run_env.close()
 
+
