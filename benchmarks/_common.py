@@ -119,7 +119,7 @@ def final_vs_backbone(
 
     :param success: also report the success rates and their paired difference (tasks with ``info["success"]``)
     """
-    from lpds_envs.policy_eval import evaluate_saved
+    from lpds_envs.policy_eval import evaluate_saved, success_gain_se
     from lpds_envs.run_config import RunConfig
 
     cache_path = out / "final_vs_backbone.json"
@@ -149,8 +149,7 @@ def final_vs_backbone(
                f"{c['backbone_return']:.1f}", f"{c['gain']:+.1f} ± {c['gain_se']:.1f}", f"{c['gain'] / c['gain_se']:+.1f}"]
         if success:
             p, q = c["success_rate"], c["backbone_success"]
-            se = ((p * (1 - p) + q * (1 - q)) / episodes) ** 0.5  # independent-episode SE of a difference of rates
-            row += [f"{p:.2f}", f"{q:.2f}", f"{p - q:+.2f} ± {se:.2f}"]
+            row += [f"{p:.2f}", f"{q:.2f}", f"{p - q:+.2f} ± {success_gain_se(p, q, episodes):.2f}"]
         rows.append(row)
     title = f"Final models against the frozen backbone, {episodes} episodes each on the same reset seeds ({seed}+):"
     return f"{title}\n\n{markdown_table(header, rows)}\n" + seed_level_comparison(per_variant, success)

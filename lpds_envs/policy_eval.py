@@ -88,6 +88,12 @@ class PriorPolicy:
         return self._draw(obs), None
 
 
+def success_gain_se(p: float, q: float, n: int) -> float:
+    """Standard error of the difference ``p - q`` of two success rates, each over ``n`` independent episodes
+    (binomial variances; conservative where the episodes are paired by reset seed)."""
+    return float(np.sqrt((p * (1 - p) + q * (1 - q)) / n))
+
+
 def compare_with_backbone(
     model: Any, venv: Any, deterministic: bool, seed: int = 0, episodes: int | None = None
 ) -> dict[str, Any]:
@@ -109,7 +115,7 @@ def compare_with_backbone(
         "gain": steered["mean_return"] - backbone["mean_return"],
         "gain_se": float(np.sqrt((steered["std_return"] ** 2 + backbone["std_return"] ** 2) / n)),
         "success_gain": p - q,
-        "success_gain_se": float(np.sqrt((p * (1 - p) + q * (1 - q)) / n)),
+        "success_gain_se": success_gain_se(p, q, n),
     }
 
 
