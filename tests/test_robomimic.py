@@ -342,12 +342,12 @@ LIFT_OVERRIDES = {
 
 
 def lift_gain(model, cfg, episodes: int = LIFT_EVAL) -> dict:
-    """The steered policy and the frozen backbone on the same ``episodes`` reset seeds (as ``lpds evaluate
-    --vs-backbone --seed 20000``: 50 sub-envs)."""
-    from lpds_envs.policy_eval import compare_with_backbone
+    """The steered policy and the frozen backbone on the same ``episodes`` reset seeds, exactly as ``lpds evaluate
+    --vs-backbone --seed 20000`` (the same number of sub-envs, so the same rounds of latent draws)."""
+    from lpds_envs.policy_eval import MAX_EVAL_ENVS, compare_with_backbone
     from lpds_envs.run_config import make_run_env
 
-    venv = make_run_env(cfg.spec, cfg.env_id, cfg.env_kwargs, min(episodes, 50), None, "cpu")
+    venv = make_run_env(cfg.spec, cfg.env_id, cfg.env_kwargs, min(episodes, MAX_EVAL_ENVS), None, "cpu")
     try:
         return compare_with_backbone(model, venv, cfg.eval_deterministic, 20_000, episodes)
     finally:
