@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -12,6 +12,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 
 class LatentReplayBufferSamples(NamedTuple):
+    """A sampled minibatch: SB3's ``ReplayBufferSamples`` fields plus the decoded chunks (and cached prior samples)."""
+
     observations: torch.Tensor | dict[str, torch.Tensor]
     actions: torch.Tensor  # latent w (clipped as executed)
     next_observations: torch.Tensor | dict[str, torch.Tensor]
@@ -49,10 +51,16 @@ class _DecodedStorage:
             self.prior_chunks = np.zeros((self.buffer_size, self.n_envs, k, self.decoded_action_dim), dtype=np.float32)
 
     def stage_prior(self, latents: np.ndarray, chunks: np.ndarray) -> None:
-        """Hand over the prior samples ``(n_envs, prior_samples, d)`` and their decodes of the next ``add``."""
+        """Hand over the prior samples and their decodes of the next ``add``.
+
+        :param latents: prior latents ``(n_envs, prior_samples, d)``
+        :param chunks: their decoded chunks ``(n_envs, prior_samples, Ta * act_dim)``
+        """
         want = (self.n_envs, self.prior_samples)
         if latents.shape[:2] != want or chunks.shape[:2] != want:
-            raise ValueError(f"staged prior samples have shapes {latents.shape} / {chunks.shape}, expected {want} + ...")
+            raise ValueError(
+                f"staged prior samples have shapes {latents.shape} / {chunks.shape}, expected {want} + ..."
+            )
         self._staged_prior = (latents, chunks)
 
     def _store_decoded(self, infos: list[dict[str, Any]]) -> None:
@@ -76,7 +84,14 @@ class _DecodedStorage:
 class LatentReplayBuffer(_DecodedStorage, ReplayBuffer):
     """SB3 ``ReplayBuffer`` plus the decoded chunk (read from ``info["decoded_action"]`` of the latent env).
 
-    :param decoded_action_dim: ``Ta * act_dim`` of the decoder's chunks
+    :param buffer_size: capacity (transitions per sub-env)
+    :param observation_space: the observation space
+    :param action_space: the latent box
+    :param device: torch device of the sampled tensors
+    :param n_envs: sub-envs per step
+    :param optimize_memory_usage: must be ``False`` (not supported)
+    :param handle_timeout_termination: treat time-limit truncations as non-terminal (SB3's ``TimeLimit.truncated``)
+    :param decoded_action: ``Ta * act_dim`` of the decoder's chunks
     :param prior_samples: prior latents cached per stored state with their decoded chunks (0: none)
     """
 
@@ -84,7 +99,7 @@ class LatentReplayBuffer(_DecodedStorage, ReplayBuffer):
         self,
         buffer_size: int,
         observation_space: spaces.Space,
-        action_space: spaces.Space,
+        action_space: spaces.Box,
         device: torch.device | str = "auto",
         n_envs: int = 1,
         optimize_memory_usage: bool = False,
@@ -106,10 +121,22 @@ class LatentReplayBuffer(_DecodedStorage, ReplayBuffer):
         self._init_decoded(decoded_action_dim, prior_samples, int(np.prod(action_space.shape)))
 
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
+        """Store one vec-env step, its decoded chunks (``info["decoded_action"]``) and any staged prior samples.
+
+        :param obs: observations
+        :param next_obs: next observations
+        :param action: latents
+        :param reward: rewards
+        :param done: dones
+        :param infos: the infos of the step (each with ``decoded_action``)
+        """
         self._store_decoded(infos)
         super().add(obs, next_obs, action, reward, done, infos)
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> LatentReplayBufferSamples:
+    # LatentReplayBufferSamples is SB3's ReplayBufferSamples plus the decoded chunks (a NamedTuple cannot extend it)
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> LatentReplayBufferSamples:
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         data = (
             self._normalize_obs(self.observations[batch_inds, env_indices, :], env),
@@ -131,6 +158,13 @@ class LatentDictReplayBuffer(_DecodedStorage, DictReplayBuffer):
 
     Samples are :class:`LatentReplayBufferSamples` whose observations are dicts of tensors (images stay uint8).
 
+    :param buffer_size: capacity (transitions per sub-env)
+    :param observation_space: the Dict observation space
+    :param action_space: the latent box
+    :param device: torch device of the sampled tensors
+    :param n_envs: sub-envs per step
+    :param optimize_memory_usage: must be ``False`` (not supported)
+    :param handle_timeout_termination: treat time-limit truncations as non-terminal (SB3's ``TimeLimit.truncated``)
     :param decoded_action_dim: ``Ta * act_dim`` of the decoder's chunks
     :param prior_samples: prior latents cached per stored state with their decoded chunks (0: none)
     """
@@ -139,7 +173,7 @@ class LatentDictReplayBuffer(_DecodedStorage, DictReplayBuffer):
         self,
         buffer_size: int,
         observation_space: spaces.Dict,
-        action_space: spaces.Space,
+        action_space: spaces.Box,
         device: torch.device | str = "auto",
         n_envs: int = 1,
         optimize_memory_usage: bool = False,
@@ -159,7 +193,16 @@ class LatentDictReplayBuffer(_DecodedStorage, DictReplayBuffer):
         )
         self._init_decoded(decoded_action_dim, prior_samples, int(np.prod(action_space.shape)))
 
-    def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:  # type: ignore[override]
+    def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
+        """Store one vec-env step, its decoded chunks (``info["decoded_action"]``) and any staged prior samples.
+
+        :param obs: observations
+        :param next_obs: next observations
+        :param action: latents
+        :param reward: rewards
+        :param done: dones
+        :param infos: the infos of the step (each with ``decoded_action``)
+        """
         self._store_decoded(infos)
         super().add(obs, next_obs, action, reward, done, infos)
 
@@ -167,8 +210,13 @@ class LatentDictReplayBuffer(_DecodedStorage, DictReplayBuffer):
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
     ) -> LatentReplayBufferSamples:
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        obs = self._normalize_obs({k: o[batch_inds, env_indices] for k, o in self.observations.items()}, env)
-        next_obs = self._normalize_obs({k: o[batch_inds, env_indices] for k, o in self.next_observations.items()}, env)
+        # _normalize_obs returns a dict for a dict
+        obs = cast(
+            dict, self._normalize_obs({k: o[batch_inds, env_indices] for k, o in self.observations.items()}, env)
+        )
+        next_obs = cast(
+            dict, self._normalize_obs({k: o[batch_inds, env_indices] for k, o in self.next_observations.items()}, env)
+        )
         dones = self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
         rewards = self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env)
         prior = self._prior_of(batch_inds, env_indices)

@@ -10,7 +10,7 @@ import torch
 
 from lpds_envs.decoders.base import Decoder
 
-from .policies import DSRLNAPolicy, MultiInputDSRLNAPolicy
+from .policies import DSRLNAPolicy, MultiInputDSRLNAPolicy, SquashedGaussianActor
 from .steering import SteeringAlgorithm
 
 
@@ -32,14 +32,35 @@ class DSRLNA(SteeringAlgorithm):
     the latent actor here spans the env's latent box ``[-latent_bound, latent_bound]`` (a finite bound is required),
     and log-probabilities are those of the scaled latent.
 
+    :param policy: ``"MlpPolicy"``, ``"MultiInputPolicy"`` or a :class:`~algorithms.policies.DSRLNAPolicy` subclass
+    :param env: a latent env with a finite latent bound, or its id
     :param ent_coef: ``"auto"`` (learned, initial value 1) or ``"auto_<init>"`` or a fixed float
     :param target_entropy: entropy target of the temperature (0 in the DSRL reference configs and the paper's Adroit runs)
     :param latent_critic_steps: Q^W distillation steps per gradient step
-
-    The remaining parameters are those of :class:`~algorithms.LagrangianSAC`.
+    :param decoder: the frozen decoder, when the env does not expose one (or to override it)
+    :param learning_rate: Adam learning rate of actor, both critics and the temperature (float or schedule)
+    :param buffer_size: replay capacity (transitions)
+    :param learning_starts: latent steps with ``w ~ N(0, I)`` before learning starts
+    :param batch_size: minibatch size
+    :param tau: Polyak coefficient of the Q^A target
+    :param gamma: discount per latent step
+    :param train_freq: update the model every ``train_freq`` steps
+    :param gradient_steps: gradient steps per update (the UTD ratio)
+    :param target_update_interval: Polyak-update the target every this many gradient steps
+    :param policy_kwargs: ``net_arch``, ``n_critics``, ``layer_norm``, ``activation_fn``, ...
+    :param stats_window_size: episodes averaged in the rollout logs
+    :param tensorboard_log: TensorBoard log directory (``None``: none)
+    :param verbose: 0 silent, 1 info, 2 debug
+    :param seed: seed of the pseudo-random generators
+    :param device: torch device of the networks
+    :param compile_decoder: as :class:`~algorithms.LagrangianSAC`
+    :param prior_cache: as :class:`~algorithms.LagrangianSAC` (the cached prior samples are unclipped here)
+    :param _init_setup_model: build the networks now (SB3's convention; ``load`` passes ``False``)
     """
 
     policy_aliases = {"MlpPolicy": DSRLNAPolicy, "MultiInputPolicy": MultiInputDSRLNAPolicy}  # noqa: RUF012
+    policy: DSRLNAPolicy
+    actor: SquashedGaussianActor
     clip_prior_samples = False  # noise aliasing distills Q^W on unclipped prior samples
 
     def __init__(
@@ -72,27 +93,27 @@ class DSRLNA(SteeringAlgorithm):
         self.ent_coef = ent_coef
         self.target_entropy = float(target_entropy)
         super().__init__(
-            policy,
-            env,
-            learning_rate,
-            buffer_size,
-            learning_starts,
-            batch_size,
-            tau,
-            gamma,
-            train_freq,
-            gradient_steps,
-            latent_critic_steps,
-            decoder,
-            target_update_interval,
-            policy_kwargs,
-            stats_window_size,
-            tensorboard_log,
-            verbose,
-            seed,
-            device,
-            compile_decoder,
-            prior_cache,
+            policy=policy,
+            env=env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            latent_critic_steps=latent_critic_steps,
+            decoder=decoder,
+            target_update_interval=target_update_interval,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            compile_decoder=compile_decoder,
+            prior_cache=prior_cache,
         )
         if _init_setup_model:
             self._setup_model()
@@ -121,19 +142,31 @@ class DSRLNA(SteeringAlgorithm):
         return [*super()._excluded_save_params(), "log_ent_coef", "ent_coef_optimizer"]
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        """``gradient_steps`` DSRL-NA updates (see the class doc), then their mean losses and values logged.
+
+        Logs ``train/critic_loss``, ``train/latent_critic_loss``, ``train/actor_loss``, ``train/q_w`` (mean
+        ``min_j Q^W_j(s, w)`` of the actor's latents), ``train/ent_coef``, ``train/entropy`` (the estimate
+        ``-mean log pi^W(w|s)``), ``train/ent_coef_loss`` (when the temperature is learned), ``train/n_updates`` and
+        ``time/raw_env_steps``.
+
+        :param gradient_steps: gradient steps to take
+        :param batch_size: minibatch size of each step
+        """
         self.policy.set_training_mode(True)
-        optimizers = [self.actor.optimizer, self.action_critic.optimizer, self.latent_critic.optimizer]
+        optimizers = [self.actor.optimizer, self.action_critic.optimizer, self._require_latent_critic().optimizer]
         if self.ent_coef_optimizer is not None:
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)
-        logs: dict[str, list[float]] = {
-            k: [] for k in ("critic_loss", "latent_critic_loss", "actor_loss", "ent_coef", "entropy")
-        }
+        keys = ["critic_loss", "latent_critic_loss", "actor_loss", "q_w", "ent_coef", "entropy"]
+        if self.ent_coef_optimizer is not None:
+            keys.append("ent_coef_loss")
+        logs: dict[str, list[float]] = {k: [] for k in keys}
         for step in range(gradient_steps):
             replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             obs, next_obs = replay.observations, replay.next_observations
             ent_coef = self.log_ent_coef.detach().exp()
 
+            # next latents of the current policy and the prior samples, decoded in one call; soft TD target
             with torch.no_grad():
                 next_w, next_log_prob = self.actor.action_log_prob(next_obs)
                 next_chunks, eps, eps_chunks = self.decode_next_and_prior(replay, next_w)  # unclipped eps (aliasing)
@@ -141,27 +174,33 @@ class DSRLNA(SteeringAlgorithm):
                 next_q = next_q - ent_coef * next_log_prob.reshape(-1, 1)
                 target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q
 
+            # action critic on the stored decoded chunks; latent critic aliased to it on the prior
             logs["critic_loss"].append(self.action_critic_step(replay, target_q))
             logs["latent_critic_loss"].append(self.latent_critic_distill(obs, eps, eps_chunks))
 
+            # latent actor: minimise ent_coef log pi^W(w|s) - min_j Q^W_j(s, w)
             w, log_prob = self.actor.action_log_prob(obs)
             q_w = self.latent_value(obs, w)
             actor_loss = (ent_coef * log_prob - q_w).mean()
             self.actor.optimizer.zero_grad()
             actor_loss.backward()
             self.actor.optimizer.step()
+            logs["actor_loss"].append(float(actor_loss.item()))
+            logs["q_w"].append(float(q_w.mean().item()))
+            logs["ent_coef"].append(float(ent_coef.item()))
+            logs["entropy"].append(float(-log_prob.mean().item()))
 
+            # temperature step towards target_entropy
             if self.ent_coef_optimizer is not None:
                 ent_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
                 self.ent_coef_optimizer.zero_grad()
                 ent_loss.backward()
                 self.ent_coef_optimizer.step()
+                logs["ent_coef_loss"].append(float(ent_loss.item()))
 
+            # target network
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
-            logs["actor_loss"].append(float(actor_loss.item()))
-            logs["ent_coef"].append(float(ent_coef.item()))
-            logs["entropy"].append(float(-log_prob.mean().item()))
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from stable_baselines3 import SAC
 
+from .progress import RawStepProgressMixin
 
-class DSRLSAC(SAC):
+
+class DSRLSAC(RawStepProgressMixin, SAC):
     """SB3 :class:`~stable_baselines3.SAC` on a latent-steering env, with DSRL's warm-up.
 
     Plain ``SAC("MlpPolicy", latent_env)`` is already DSRL-SAC; the one difference is what fills the replay buffer
@@ -28,6 +31,8 @@ class DSRLSAC(SAC):
     :param args: as :class:`~stable_baselines3.SAC`
     :param kwargs: as :class:`~stable_baselines3.SAC`
     """
+
+    action_space: spaces.Box  # SAC supports Box action spaces only
 
     def _sample_action(
         self, learning_starts: int, action_noise: Any = None, n_envs: int = 1

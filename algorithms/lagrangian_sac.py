@@ -15,7 +15,7 @@ from .steering import LagrangianTrustRegion, SteeringAlgorithm
 
 
 class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
-    """LP-DS: learn a residual ``Delta(s)`` on the frozen decoder's input noise under ``E||Delta||^2 <= delta``.
+    """LP-DS: learn a perturbation ``Delta(s)`` of the frozen decoder's input noise under ``E||Delta(s)||^2 <= delta``.
 
     Each gradient step (Algorithm 1, lines 7-20)::
 
@@ -28,10 +28,11 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         alpha <- max(0, alpha + alpha_lr mean(||Delta(s)||^2 - delta))     # dual step (if use_lagrangian)
         Q^A_targ <- Polyak(Q^A, tau)
 
-    ``||Delta||^2`` is summed over all latent dimensions, so ``delta`` is the paper's Table 2 value and
-    ``delta / 2`` is a KL budget (``KL(N(Delta, I) || N(0, I)) = ||Delta||^2 / 2``). The discount applies once per
-    latent step, i.e. per executed chunk (as DSRL). ``learning_starts`` and ``total_timesteps`` count latent
-    steps (SB3's convention); raw env steps are logged as ``time/raw_env_steps``.
+    ``delta`` is the trust-region target (the budget); ``Delta(s)`` is the learned perturbation (the actor's output,
+    ``perturbation`` in the code). ``||Delta(s)||^2`` is summed over all latent dimensions, so ``delta`` is the
+    paper's Table 2 value and ``delta / 2`` is a KL budget (``KL(N(Delta, I) || N(0, I)) = ||Delta||^2 / 2``).
+    The discount applies once per latent step, i.e. per executed chunk (as DSRL). ``learning_starts`` and
+    ``total_timesteps`` count latent steps (SB3's convention); raw env steps are logged as ``time/raw_env_steps``.
 
     :param policy: ``"MlpPolicy"`` or a :class:`~algorithms.policies.SteeringPolicy` subclass
     :param env: a latent env (``LatentSteeringWrapper``, ``make_latent_vec_env``, ``gym.make("LPDS-...")``) or its id
@@ -51,7 +52,12 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
     :param gradient_steps: gradient steps per update (the UTD ratio)
     :param target_update_interval: Polyak-update the target every this many gradient steps
     :param policy_kwargs: ``net_arch``, ``n_critics``, ``layer_norm``, ``activation_fn``, ``actor_init_scale``, ...
-    :param compile_decoder: decode the training batches through a ``torch.compile``d copy of the decoder (same
+    :param stats_window_size: episodes averaged in the rollout logs
+    :param tensorboard_log: TensorBoard log directory (``None``: none)
+    :param verbose: 0 silent, 1 info, 2 debug
+    :param seed: seed of the pseudo-random generators
+    :param device: torch device of the networks (``"auto"``: CUDA if available)
+    :param compile_decoder: decode the training batches through a ``torch.compile`` copy of the decoder (same
         weights and outputs to float tolerance; ~1.3x faster decoding on CPU, a one-off compile on the first update).
         The env keeps its own decoder; needs a :class:`~lpds_envs.decoders.PretrainedDecoder`.
     :param prior_cache: ``k > 0`` decodes ``k`` prior samples ``eps`` per transition once, when it is stored, and
@@ -60,6 +66,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         gradient step (the TD target's ``Phi(eps' + Delta(s'); s')`` must still be decoded) at the price of a finite
         set of prior samples per stored state and ``k * (d + Ta * act_dim)`` floats per transition of memory.
         0 (default) is Algorithm 1 as written.
+    :param _init_setup_model: build the networks now (SB3's convention; ``load`` passes ``False``)
 
     Example::
 
@@ -102,35 +109,46 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
     ) -> None:
         self._init_trust_region(delta, alpha_init, alpha_lr, use_lagrangian)
         super().__init__(
-            policy,
-            env,
-            learning_rate,
-            buffer_size,
-            learning_starts,
-            batch_size,
-            tau,
-            gamma,
-            train_freq,
-            gradient_steps,
-            latent_critic_steps,
-            decoder,
-            target_update_interval,
-            policy_kwargs,
-            stats_window_size,
-            tensorboard_log,
-            verbose,
-            seed,
-            device,
-            compile_decoder,
-            prior_cache,
+            policy=policy,
+            env=env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            latent_critic_steps=latent_critic_steps,
+            decoder=decoder,
+            target_update_interval=target_update_interval,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            compile_decoder=compile_decoder,
+            prior_cache=prior_cache,
         )
         if _init_setup_model:
             self._setup_model()
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        """``gradient_steps`` updates of Algorithm 1 (lines 7-20), then their mean losses and values logged.
+
+        Logs ``train/critic_loss``, ``train/latent_critic_loss``, ``train/actor_loss``, ``train/perturbation_sq``
+        (mean ``||Delta(s)||^2``), ``train/q_w`` (mean ``min_j Q^W_j(s, eps + Delta(s))``), ``train/alpha``,
+        ``train/delta`` (the target), ``train/n_updates`` and ``time/raw_env_steps``.
+
+        :param gradient_steps: gradient steps to take
+        :param batch_size: minibatch size of each step
+        """
         self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer, self.action_critic.optimizer, self.latent_critic.optimizer])
-        delta = self.delta
+        self._update_learning_rate(
+            [self.actor.optimizer, self.action_critic.optimizer, self._require_latent_critic().optimizer]
+        )
+        delta = self.delta  # the trust-region target of this update (a schedule moves it between updates)
         logs: dict[str, list[float]] = {
             k: [] for k in ("critic_loss", "latent_critic_loss", "actor_loss", "perturbation_sq", "q_w")
         }
@@ -154,24 +172,23 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             logs["latent_critic_loss"].append(self.latent_critic_distill(obs, eps, eps_chunks))
 
             # actor: maximise Q^W(s, eps + Delta(s)) - alpha (||Delta(s)||^2 - delta) (lines 17-18)
-            delta_s = self.actor(obs)
-            pert_sq = delta_s.pow(2).sum(dim=1)
-            q_w = self.latent_value(obs, torch.randn_like(delta_s) + delta_s)
-            actor_loss = (-q_w + self.alpha * (pert_sq - delta)).mean()
+            perturbation = self.actor(obs)
+            perturbation_sq = perturbation.pow(2).sum(dim=1)
+            q_w = self.latent_value(obs, torch.randn_like(perturbation) + perturbation)
+            actor_loss = (-q_w + self.alpha * (perturbation_sq - delta)).mean()
             self.actor.optimizer.zero_grad()
             actor_loss.backward()
             self.actor.optimizer.step()
+            logs["actor_loss"].append(float(actor_loss.item()))
+            logs["perturbation_sq"].append(float(perturbation_sq.mean().item()))
+            logs["q_w"].append(float(q_w.mean().item()))
 
             # projected dual ascent on alpha (line 19)
-            self.dual_step(pert_sq, delta)
+            self.dual_step(perturbation_sq, delta)
 
             # target networks (line 20)
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
-
-            logs["actor_loss"].append(float(actor_loss.item()))
-            logs["perturbation_sq"].append(float(pert_sq.mean().item()))
-            logs["q_w"].append(float(q_w.mean().item()))
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

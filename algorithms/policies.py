@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,16 @@ from torch import nn
 
 
 def mlp(input_dim: int, output_dim: int, net_arch: list[int], activation_fn: type[nn.Module], layer_norm: bool):
-    """``create_mlp`` with optional LayerNorm after each hidden linear layer (as the DSRL reference MLPs)."""
-    post = [nn.LayerNorm] if layer_norm else None
+    """``create_mlp`` with optional LayerNorm after each hidden linear layer (as the DSRL reference MLPs).
+
+    :param input_dim: input size
+    :param output_dim: output size (0: no output layer, the last hidden layer is the output)
+    :param net_arch: hidden layer sizes
+    :param activation_fn: activation after each hidden layer
+    :param layer_norm: LayerNorm after each hidden linear layer
+    :return: the ``nn.Sequential``
+    """
+    post: list[type[nn.Module]] | None = [nn.LayerNorm] if layer_norm else None
     return nn.Sequential(*create_mlp(input_dim, output_dim, net_arch, activation_fn, post_linear_modules=post))
 
 
@@ -36,7 +45,12 @@ def _as_float(obs: Any) -> Any:
 
 class EnsembleLinear(nn.Module):
     """``n`` independent linear layers applied at once: ``(n, B, in) -> (n, B, out)`` with one batched matmul.
-    Each member is initialised as ``nn.Linear`` would (uniform in ``+-1/sqrt(in)``)."""
+    Each member is initialised as ``nn.Linear`` would (uniform in ``+-1/sqrt(in)``).
+
+    :param n: ensemble members
+    :param in_features: input size
+    :param out_features: output size
+    """
 
     def __init__(self, n: int, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -45,11 +59,18 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:param x: ``(n, B, in)``
+        :return: ``(n, B, out)``
+        """
         return torch.baddbmm(self.bias, x, self.weight)
 
 
 class EnsembleLayerNorm(nn.Module):
-    """LayerNorm over the last dimension with a separate affine transform per ensemble member."""
+    """LayerNorm over the last dimension with a separate affine transform per ensemble member.
+
+    :param n: ensemble members
+    :param dim: size of the normalised (last) dimension
+    """
 
     def __init__(self, n: int, dim: int) -> None:
         super().__init__()
@@ -57,6 +78,9 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n, 1, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:param x: ``(n, B, dim)``
+        :return: ``(n, B, dim)``
+        """
         return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
 
 
@@ -66,7 +90,16 @@ class QEnsemble(nn.Module):
 
     Each member is the MLP SB3 would build (``net_arch`` hidden layers, ``activation_fn``, optional LayerNorm after
     each hidden linear layer as in the DSRL reference critics), initialised like ``nn.Linear``.
+
+    :param features_extractor: the observation features extractor (shared by the members)
+    :param input_dim: size of the second input ``x`` (a flat decoded chunk for Q^A, a flat latent for Q^W)
+    :param net_arch: hidden layer sizes of each member
+    :param activation_fn: activation after each hidden layer
+    :param n_critics: ensemble members
+    :param layer_norm: LayerNorm after each hidden linear layer
     """
+
+    optimizer: torch.optim.Optimizer  # set by SteeringPolicy
 
     def __init__(
         self,
@@ -91,12 +124,26 @@ class QEnsemble(nn.Module):
         self.q_nets = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:param obs: a batch of observations
+        :param x: the matching actions (chunks or latents), flattened from the second dimension on
+        :return: ``Q_j(s, x)`` of every member, ``(B, n_critics)``
+        """
         h = torch.cat([self.features_extractor(_as_float(obs)), x.flatten(1).float()], dim=1)
         return self.q_nets(h.unsqueeze(0).expand(self.n_critics, *h.shape)).squeeze(-1).t()
 
 
 class PerturbationActor(nn.Module):
-    """``Delta_theta(s)``: an MLP whose last layer starts near zero, so the first steered policy is the backbone."""
+    """``Delta_theta(s)``: an MLP whose last layer starts near zero, so the first steered policy is the backbone.
+
+    :param features_extractor: the observation features extractor
+    :param latent_dim: size of the flat latent (the output)
+    :param net_arch: hidden layer sizes
+    :param activation_fn: activation after each hidden layer
+    :param layer_norm: LayerNorm after each hidden linear layer
+    :param init_scale: factor on the last layer's initial weights (its bias starts at 0)
+    """
+
+    optimizer: torch.optim.Optimizer  # set by SteeringPolicy
 
     def __init__(
         self,
@@ -117,6 +164,9 @@ class PerturbationActor(nn.Module):
             last.bias.zero_()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """:param obs: a batch of observations
+        :return: the perturbations ``Delta(s)``, ``(B, latent_dim)``
+        """
         return self.net(self.features_extractor(_as_float(obs)))
 
 
@@ -125,9 +175,17 @@ class SquashedGaussianActor(nn.Module):
 
     ``action_log_prob`` returns the latent and its log-density *as a latent* (tanh and scale corrections included),
     so an entropy target refers to the distribution the decoder actually sees.
+
+    :param features_extractor: the observation features extractor
+    :param latent_dim: size of the flat latent
+    :param net_arch: hidden layer sizes of the shared trunk
+    :param activation_fn: activation after each hidden layer
+    :param layer_norm: LayerNorm after each hidden linear layer
+    :param bound: the latent box's bound (the scale of the tanh)
     """
 
     LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+    optimizer: torch.optim.Optimizer  # set by SteeringPolicy
 
     def __init__(
         self,
@@ -151,11 +209,20 @@ class SquashedGaussianActor(nn.Module):
         return self.mu(h), self.log_std(h).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """:param obs: a batch of observations
+        :param deterministic: return ``bound * tanh(mu(s))`` instead of a sample
+        :return: latents ``(B, latent_dim)``
+        """
         mu, log_std = self._dist(obs)
         u = mu if deterministic else mu + log_std.exp() * torch.randn_like(mu)
         return self.bound * torch.tanh(u)
 
     def action_log_prob(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sampled latent and its log-density as a latent.
+
+        :param obs: a batch of observations
+        :return: ``(w, log_prob)`` of shapes ``(B, latent_dim)`` and ``(B,)``
+        """
         mu, log_std = self._dist(obs)
         u = mu + log_std.exp() * torch.randn_like(mu)
         log_prob = torch.distributions.Normal(mu, log_std.exp()).log_prob(u).sum(dim=1)
@@ -171,15 +238,28 @@ class SteeringPolicy(BasePolicy):
     ``predict(obs, deterministic=True)`` returns ``Delta(s)``; stochastic returns ``eps + Delta(s)``,
     ``eps ~ N(0, I)`` (then clipped to the latent box by SB3).
 
+    :param observation_space: the observation space
+    :param action_space: the latent box (the actor's output space)
+    :param lr_schedule: learning-rate schedule (its value at progress 1 initialises the optimizers)
     :param decoded_action_dim: size of a flattened decoded chunk (Q^A's action input)
     :param net_arch: hidden layers of every network (default ``[256, 256]``; the paper's Adroit runs use 3 x 256)
+    :param activation_fn: activation of every network
     :param n_critics: members of each critic ensemble
     :param layer_norm: LayerNorm after each hidden layer of every network
     :param actor_init_scale: scale of the actor's last-layer weights at initialisation (bias 0)
+    :param features_extractor_class: features extractor of each network (one instance per network)
+    :param features_extractor_kwargs: its keyword arguments
+    :param normalize_images: divide image observations by 255
+    :param optimizer_class: optimizer of actor and critics
     :param optimizer_kwargs: passed to ``optimizer_class``; ``None`` means ``{"fused": True}`` for Adam and AdamW
         (one fused kernel per step instead of a loop over tensors: about 3x faster on CPU for these network sizes,
         the same update up to float rounding; see benchmarks/RESULTS.md). Pass ``{}`` for PyTorch's default.
+    :param with_latent_critic: ``False`` leaves out Q^W (``latent_critic`` is ``None``, no optimizer), for learners
+        that train Q^A only (LP-DS-A). The random draws of its initialisation are still made, so that a seed gives
+        the same actor and action critic, and the same training, with or without it.
     """
+
+    actor: PerturbationActor | SquashedGaussianActor
 
     def __init__(
         self,
@@ -197,6 +277,7 @@ class SteeringPolicy(BasePolicy):
         normalize_images: bool = True,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        with_latent_critic: bool = True,
     ) -> None:
         if optimizer_kwargs is None and optimizer_class in (torch.optim.Adam, torch.optim.AdamW):
             optimizer_kwargs = {"fused": True}
@@ -215,6 +296,7 @@ class SteeringPolicy(BasePolicy):
         self.net_arch = list(net_arch) if net_arch is not None else [256, 256]
         self.activation_fn, self.n_critics, self.layer_norm = activation_fn, n_critics, layer_norm
         self.decoded_action_dim, self.actor_init_scale = int(decoded_action_dim), actor_init_scale
+        self.with_latent_critic = bool(with_latent_critic)
         latent_dim = int(action_space.shape[0])
         args = (self.net_arch, activation_fn)
         self.actor = self.make_actor(latent_dim)
@@ -222,14 +304,26 @@ class SteeringPolicy(BasePolicy):
             self.make_features_extractor(), self.decoded_action_dim, *args, n_critics, layer_norm
         )
         self.action_critic_target = copy.deepcopy(self.action_critic).requires_grad_(False)
-        self.latent_critic = QEnsemble(self.make_features_extractor(), latent_dim, *args, n_critics, layer_norm)
+        # Q^W is initialised last; without it, the same initialisation is run and discarded so that the random
+        # streams (torch's, and the observation space's for image extractors) end where they did with it
+        latent_critic = QEnsemble(self.make_features_extractor(), latent_dim, *args, n_critics, layer_norm)
+        self.latent_critic: QEnsemble | None = latent_critic if self.with_latent_critic else None
         lr = lr_schedule(1)
-        self.actor.optimizer = optimizer_class(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)
-        self.action_critic.optimizer = optimizer_class(self.action_critic.parameters(), lr=lr, **self.optimizer_kwargs)
-        self.latent_critic.optimizer = optimizer_class(self.latent_critic.parameters(), lr=lr, **self.optimizer_kwargs)
+        make_optimizer: Callable[..., torch.optim.Optimizer] = optimizer_class  # takes lr= (Optimizer's base doesn't)
+        self.actor.optimizer = make_optimizer(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)
+        self.action_critic.optimizer = make_optimizer(self.action_critic.parameters(), lr=lr, **self.optimizer_kwargs)
+        if self.latent_critic is not None:
+            self.latent_critic.optimizer = make_optimizer(
+                self.latent_critic.parameters(), lr=lr, **self.optimizer_kwargs
+            )
         self.action_critic_target.train(False)
 
-    def make_actor(self, latent_dim: int) -> nn.Module:
+    def make_actor(self, latent_dim: int) -> PerturbationActor | SquashedGaussianActor:
+        """The actor network (subclasses override it; e.g. :class:`DSRLNAPolicy`'s squashed Gaussian).
+
+        :param latent_dim: size of the flat latent
+        :return: a :class:`PerturbationActor` ``Delta(s)``
+        """
         return PerturbationActor(
             self.make_features_extractor(),
             latent_dim,
@@ -248,20 +342,34 @@ class SteeringPolicy(BasePolicy):
             n_critics=self.n_critics,
             layer_norm=self.layer_norm,
             actor_init_scale=self.actor_init_scale,
+            with_latent_critic=self.with_latent_critic,
         )
         return data
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """The policy's action (latent), as ``predict`` returns it before clipping.
+
+        :param obs: a batch of (preprocessed by SB3) observations
+        :param deterministic: return ``Delta(s)`` instead of ``eps + Delta(s)``
+        :return: latents ``(B, d)``
+        """
         return self._predict(obs, deterministic)
 
-    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        delta = self.actor(observation)
-        return delta if deterministic else delta + torch.randn_like(delta)
+    def _predict(
+        self, observation: torch.Tensor | dict[str, torch.Tensor], deterministic: bool = False
+    ) -> torch.Tensor:
+        perturbation = self.actor(observation)
+        return perturbation if deterministic else perturbation + torch.randn_like(perturbation)
 
     def set_training_mode(self, mode: bool) -> None:
+        """Put every network in training (``True``) or evaluation mode; the Q^A target stays in evaluation mode.
+
+        :param mode: training mode
+        """
         self.actor.train(mode)
         self.action_critic.train(mode)
-        self.latent_critic.train(mode)
+        if self.latent_critic is not None:
+            self.latent_critic.train(mode)
         self.training = mode
 
 
@@ -269,10 +377,16 @@ class DSRLNAPolicy(SteeringPolicy):
     """Steering policy whose actor is a tanh-squashed Gaussian scaled to the latent bound (DSRL-NA).
 
     ``predict(deterministic=True)`` returns ``bound * tanh(mu(s))``; stochastic samples the latent policy.
+    The parameters are those of :class:`SteeringPolicy`; the latent box must be bounded.
     """
 
-    def make_actor(self, latent_dim: int) -> nn.Module:
-        high = float(self.action_space.high.max())
+    actor: SquashedGaussianActor
+
+    def make_actor(self, latent_dim: int) -> SquashedGaussianActor:
+        """:param latent_dim: size of the flat latent
+        :return: a :class:`SquashedGaussianActor` scaled to the latent box
+        """
+        high = float(cast(spaces.Box, self.action_space).high.max())
         if not math.isfinite(high) or high >= 1e6:  # 1e6: SteeringAlgorithm's stand-in for an unbounded box
             raise ValueError(
                 "DSRL-NA squashes its latent actor into the latent box: give the env a finite latent_bound"
@@ -281,7 +395,9 @@ class DSRLNAPolicy(SteeringPolicy):
             self.make_features_extractor(), latent_dim, self.net_arch, self.activation_fn, self.layer_norm, high
         )
 
-    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def _predict(
+        self, observation: torch.Tensor | dict[str, torch.Tensor], deterministic: bool = False
+    ) -> torch.Tensor:
         return self.actor(observation, deterministic)
 
 
@@ -304,19 +420,36 @@ class PreprocessedExtractor(nn.Module):
         self.observation_space, self.normalize_images = observation_space, normalize_images
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """:param obs: raw observations as SB3 stores them (dict of tensors for Dict spaces)
+        :return: the features ``(B, features_dim)``
+        """
         return self.extractor(preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images))
 
 
-class _MultiInput:
+if TYPE_CHECKING:
+    _MultiInputBase = SteeringPolicy  # what the mixin is mixed into (checked as such)
+else:
+    _MultiInputBase = object
+
+
+class _MultiInput(_MultiInputBase):
     """Mixin turning a steering policy into SB3's ``MultiInputPolicy``: a ``CombinedExtractor`` (one CNN per image
-    key, flattened vectors) on preprocessed Dict observations, one extractor per network as the MLP policies."""
+    key, flattened vectors) on preprocessed Dict observations, one extractor per network as the MLP policies.
+
+    :param args: as the steering policy it is mixed into
+    :param features_extractor_class: default ``CombinedExtractor``
+    :param kw: as the steering policy it is mixed into
+    """
 
     def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kw):
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kw)
+        kw["features_extractor_class"] = features_extractor_class
+        super().__init__(*args, **kw)
 
-    def make_features_extractor(self) -> PreprocessedExtractor:
-        extractor = super().make_features_extractor()  # type: ignore[misc]
-        return PreprocessedExtractor(extractor, self.observation_space, self.normalize_images)  # type: ignore[attr-defined]
+    # PreprocessedExtractor is a duck-typed BaseFeaturesExtractor (features_dim + forward), not a subclass
+    def make_features_extractor(self) -> PreprocessedExtractor:  # type: ignore[override]
+        """:return: a new features extractor wrapped in :class:`PreprocessedExtractor`"""
+        extractor = super().make_features_extractor()
+        return PreprocessedExtractor(extractor, self.observation_space, self.normalize_images)
 
 
 class MultiInputSteeringPolicy(_MultiInput, SteeringPolicy):

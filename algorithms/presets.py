@@ -5,8 +5,11 @@ Example::
 
     >>> from algorithms.presets import get_preset
     >>> p = get_preset("lpds", "LPDS-AdroitHammer-v0")
-    >>> p["delta"], p["gradient_steps"], p["env_kwargs"]["latent_bound"]
-    (0.1, 10, 2.5)
+    >>> p["delta"], p["gradient_steps"]
+    (0.1, 10)
+
+The latent box of each task is not repeated here: it is the task's own (:data:`lpds_envs.registration.TASKS`); a
+preset sets ``env_kwargs.latent_bound`` only where it deliberately differs (DSRL's 1.5 on the toy).
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from stable_baselines3 import SAC
+
+from lpds_envs.vector import make_latent_vec_env
+
+from .registry import get_algorithm
+from .steering import SteeringAlgorithm
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
@@ -54,16 +63,21 @@ def load_presets(algo: str) -> dict[str, dict[str, Any]]:
     return yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
 
 
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``over``, dicts merged key by key at every depth (neither input is modified)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def get_preset(algo: str, env_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The preset of ``env_id`` for ``algo`` (empty when the env has none), with ``overrides`` merged on top
-    (nested dicts such as ``policy_kwargs`` and ``env_kwargs`` are merged key by key)."""
-    preset = copy.deepcopy(load_presets(algo).get(env_id, {}))
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(preset.get(key), dict):
-            preset[key] = {**preset[key], **value}
-        else:
-            preset[key] = value
-    return preset
+    (:func:`deep_merge`: nested dicts such as ``policy_kwargs`` and ``env_kwargs`` are merged key by key)."""
+    return deep_merge(load_presets(algo).get(env_id, {}), overrides or {})
 
 
 def make_algorithm(
@@ -73,25 +87,27 @@ def make_algorithm(
     seed: int | None = None,
     overrides: dict[str, Any] | None = None,
     **kwargs: Any,
-):
+) -> SteeringAlgorithm | SAC:
     """Build the latent VecEnv and the learner of ``algo`` for ``env_id`` from its preset.
 
-    ``algo``: ``lpds`` (:class:`~algorithms.LagrangianSAC`), ``dsrl`` (:class:`~algorithms.DSRLSAC`: SB3 ``SAC`` on
-    the latent env with the DSRL code's warm-up on prior latents) or ``dsrl-na`` (:class:`~algorithms.DSRLNA`). ``overrides`` update the preset; ``kwargs`` go to the learner.
-    ``n_envs`` defaults to the preset's (1 when it has none); a preset's ``policy`` (default ``"MlpPolicy"``) is used.
+    ``algo`` is a latent learner of :data:`algorithms.registry.ALGORITHMS`: ``lpds`` (:class:`~algorithms.LagrangianSAC`),
+    ``dsrl`` (:class:`~algorithms.DSRLSAC`: SB3 ``SAC`` on the latent env with the DSRL code's warm-up on prior
+    latents), ``dsrl-na`` (:class:`~algorithms.DSRLNA`) or an LP-DS ablation. Its preset, then the ablation's fixed
+    settings, then ``overrides`` (:func:`deep_merge`); ``kwargs`` go to the learner. ``n_envs`` defaults to the
+    preset's (1 when it has none); a preset's ``policy`` (default ``"MlpPolicy"``) is used.
     """
-    from lpds_envs.wrappers import make_latent_vec_env
-
-    from .dsrl_na import DSRLNA
-    from .dsrl_sac import DSRLSAC
-    from .lagrangian_sac import LagrangianSAC
-
-    algos = {"lpds": LagrangianSAC, "dsrl": DSRLSAC, "dsrl-na": DSRLNA}
-    if algo not in algos:
-        raise ValueError(f"algo must be one of {sorted(algos)}, got {algo!r}")
-    preset = get_preset(algo, env_id, overrides)
+    try:
+        spec = get_algorithm(algo)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (make_algorithm builds the latent learners)") from None
+    if spec.env_type != "latent":
+        raise ValueError(
+            f"make_algorithm builds learners on the latent env; {algo!r} acts in action space: build it with "
+            "`lpds train --algo lpds-a` or ResidualActionSAC on a ResidualActionWrapper env"
+        )
+    preset = deep_merge(deep_merge(get_preset(spec.preset, env_id), spec.fixed), overrides or {})
     env_kwargs = preset.pop("env_kwargs", {})
     preset_n_envs = preset.pop("n_envs", None)
     policy = preset.pop("policy", "MlpPolicy")
     venv = make_latent_vec_env(env_id, n_envs=n_envs or preset_n_envs or 1, seed=seed, **env_kwargs)
-    return algos[algo](policy, venv, seed=seed, **{**preset, **kwargs})
+    return spec.cls(policy, venv, seed=seed, **{**preset, **kwargs})

@@ -8,29 +8,44 @@ Q^A trained by TD on decoded chunks, and the latent critic Q^W distilled on prio
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
+from stable_baselines3.common.env_util import is_wrapped
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.preprocessing import maybe_transpose
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, obs_as_tensor
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from torch import nn
 
 from lpds_envs.decoders.base import Decoder, PretrainedDecoder
-from lpds_envs.wrappers import VecLatentSteeringWrapper
+from lpds_envs.vector import VecLatentSteeringWrapper
 
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
-from .policies import MultiInputSteeringPolicy, SteeringPolicy
+from .policies import (
+    MultiInputSteeringPolicy,
+    PerturbationActor,
+    QEnsemble,
+    SquashedGaussianActor,
+    SteeringPolicy,
+)
+from .progress import RawStepProgressMixin
 
 
 def resolve_decoder(env: VecEnv | None, decoder: Decoder | None) -> Decoder | None:
-    """The frozen decoder: ``decoder`` if given, else the one of the latent env (batched or per sub-env)."""
+    """The frozen decoder: ``decoder`` if given, else the one of the latent env (batched or per sub-env).
+
+    :param env: the learner's (vectorised) env, or ``None``
+    :param decoder: an explicit decoder, which takes precedence over the env's
+    :return: the decoder, or ``None`` when there is neither an env nor ``decoder``
+    """
     if decoder is not None:
         if not isinstance(decoder, Decoder):
             raise TypeError(f"decoder must be an lpds_envs.decoders.Decoder, got {type(decoder).__name__}")
@@ -59,10 +74,13 @@ UNBOUNDED_STANDIN = 1e6
 
 
 class _FiniteBoundsView(VecEnvWrapper):
-    """Presents an unbounded latent box as ``[-1e6, 1e6]`` so SB3 accepts it; latents pass through unchanged."""
+    """Presents an unbounded latent box as ``[-1e6, 1e6]`` so SB3 accepts it; latents pass through unchanged.
+
+    :param venv: the latent vec env with an unbounded action box
+    """
 
     def __init__(self, venv: VecEnv) -> None:
-        box = venv.action_space
+        box = cast(spaces.Box, venv.action_space)  # _accept_unbounded wraps Box action spaces only
         super().__init__(venv, action_space=spaces.Box(-UNBOUNDED_STANDIN, UNBOUNDED_STANDIN, box.shape, box.dtype))
 
     def reset(self):
@@ -73,22 +91,68 @@ class _FiniteBoundsView(VecEnvWrapper):
 
 
 def _accept_unbounded(env: Any, verbose: int) -> Any:
+    """``env`` itself or, when its latent box is unbounded, the env vectorised and seen through ``_FiniteBoundsView``."""
     if env is None or isinstance(env, str):
         return env
     box = env.action_space
     if isinstance(box, spaces.Box) and not np.all(np.isfinite(np.concatenate([box.low, box.high]))):
-        venv = env if isinstance(env, VecEnv) else OffPolicyAlgorithm._wrap_env(env, verbose)
-        return _FiniteBoundsView(venv)
+        return _FiniteBoundsView(env if isinstance(env, VecEnv) else _vectorize(env, verbose))
     return env
 
 
-class SteeringAlgorithm(OffPolicyAlgorithm):
-    """Base class; see :class:`algorithms.LagrangianSAC` for the parameters."""
+def _vectorize(env: Any, verbose: int) -> VecEnv:
+    """A single env as SB3 vectorises it (``Monitor`` unless already monitored, then ``DummyVecEnv``).
+
+    SB3 transposes channel-last images itself (``VecTransposeImage``) when the algorithm wraps the resulting VecEnv.
+    """
+    if not is_wrapped(env, Monitor):
+        if verbose >= 1:
+            print("Wrapping the env with a `Monitor` wrapper")
+        env = Monitor(env)
+    if verbose >= 1:
+        print("Wrapping the env in a DummyVecEnv.")
+    return DummyVecEnv([lambda: env])
+
+
+class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
+    """Base class of the latent-steering learners: frozen decoder, latent replay, Q^A and Q^W (see the module doc).
+
+    Subclasses set up their own extra state and write ``train()``; :class:`~algorithms.LagrangianSAC` documents the
+    parameters in full.
+
+    :param policy: ``"MlpPolicy"``, ``"MultiInputPolicy"`` or a :class:`~algorithms.policies.SteeringPolicy` subclass
+    :param env: a latent env (``LatentSteeringWrapper``, ``make_latent_vec_env``, ``gym.make("LPDS-...")``) or its id
+    :param learning_rate: Adam learning rate of actor and critics (float or schedule)
+    :param buffer_size: replay capacity (transitions)
+    :param learning_starts: latent steps with ``w ~ N(0, I)`` before learning starts
+    :param batch_size: minibatch size
+    :param tau: Polyak coefficient of the Q^A target
+    :param gamma: discount per latent step
+    :param train_freq: update the model every ``train_freq`` steps
+    :param gradient_steps: gradient steps per update (the UTD ratio)
+    :param latent_critic_steps: Q^W distillation steps per gradient step
+    :param decoder: the frozen decoder, when the env does not expose one (or to override it)
+    :param target_update_interval: Polyak-update the target every this many gradient steps
+    :param policy_kwargs: passed to the policy (``net_arch``, ``n_critics``, ``layer_norm``, ...)
+    :param stats_window_size: episodes averaged in the rollout logs
+    :param tensorboard_log: TensorBoard log directory (``None``: none)
+    :param verbose: 0 silent, 1 info, 2 debug
+    :param seed: seed of the pseudo-random generators
+    :param device: torch device of the networks
+    :param compile_decoder: decode the training batches through a ``torch.compile`` copy of the decoder
+    :param prior_cache: prior samples decoded and cached per stored transition (0: fresh prior samples every step)
+    """
 
     policy_aliases = {"MlpPolicy": SteeringPolicy, "MultiInputPolicy": MultiInputSteeringPolicy}  # noqa: RUF012
     policy: SteeringPolicy
+    actor: PerturbationActor | SquashedGaussianActor  # the policy's networks, set by _setup_model
+    action_critic: QEnsemble
+    action_critic_target: QEnsemble
+    latent_critic: QEnsemble | None
     replay_buffer: LatentReplayBuffer
+    action_space: spaces.Box  # supported_action_spaces=(spaces.Box,)
     clip_prior_samples = True  # Q^W is distilled on prior latents clipped to the latent box, as the env clips them
+    uses_latent_critic = True  # False: the policy gets no Q^W (a learner that trains Q^A only, as LP-DS-A)
 
     def __init__(
         self,
@@ -117,7 +181,9 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         if latent_critic_steps < 1:
             raise ValueError(f"latent_critic_steps must be >= 1, got {latent_critic_steps}")
         if int(prior_cache) != prior_cache or prior_cache < 0:
-            raise ValueError(f"prior_cache must be an integer >= 0 (prior samples cached per transition), got {prior_cache}")
+            raise ValueError(
+                f"prior_cache must be an integer >= 0 (prior samples cached per transition), got {prior_cache}"
+            )
         self.prior_cache = int(prior_cache)
         self.decoder = decoder
         self.compile_decoder = bool(compile_decoder)
@@ -126,16 +192,16 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         self.raw_env_steps = 0
         env = _accept_unbounded(env, verbose)
         super().__init__(
-            policy,
-            env,
-            learning_rate,
-            buffer_size,
-            learning_starts,
-            batch_size,
-            tau,
-            gamma,
-            train_freq,
-            gradient_steps,
+            policy=policy,
+            env=env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
             action_noise=None,
             replay_buffer_class=LatentReplayBuffer,
             policy_kwargs=policy_kwargs,
@@ -151,11 +217,23 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
     # ------------------------------------------------------------------ setup
     @classmethod
-    def load(cls, path: Any, env: Any = None, *args: Any, **kwargs: Any):  # type: ignore[override]
-        """SB3's ``load``; an unbounded latent env is accepted as at construction."""
+    def load(cls, path: Any, env: Any = None, *args: Any, **kwargs: Any):
+        """SB3's ``load``; an unbounded latent env is accepted as at construction.
+
+        :param path: the saved zip (path or file-like)
+        :param env: the latent env to train or evaluate on (the decoder comes from it unless ``decoder=`` is given)
+        :param args: as SB3's ``BaseAlgorithm.load``
+        :param kwargs: as SB3's ``BaseAlgorithm.load`` (e.g. ``decoder=``, ``device=``)
+        :return: the loaded learner
+        """
         return super().load(path, _accept_unbounded(env, 0), *args, **kwargs)
 
     def set_env(self, env: Any, force_reset: bool = True) -> None:
+        """SB3's ``set_env``; an unbounded latent env is accepted as at construction.
+
+        :param env: the new latent env (same spaces)
+        :param force_reset: reset the env before the next ``learn``
+        """
         super().set_env(_accept_unbounded(env, self.verbose), force_reset)
 
     def _setup_model(self) -> None:
@@ -180,6 +258,10 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "decoded_action_dim": decoded_dim}
         if getattr(self, "prior_cache", 0):
             self.replay_buffer_kwargs["prior_samples"] = self.prior_cache
+        if not self.uses_latent_critic:
+            self.policy_kwargs["with_latent_critic"] = False
+        elif not self.policy_kwargs.get("with_latent_critic", True):
+            raise ValueError(f"{type(self).__name__} trains a latent critic: with_latent_critic=False is not supported")
         if isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is LatentReplayBuffer:
             self.replay_buffer_class = LatentDictReplayBuffer  # Dict observations (images + state)
         super()._setup_model()
@@ -190,7 +272,7 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
     def _expected_action_dim(self) -> int:
         """Size of the agent's action: the flat latent (subclasses acting elsewhere override this)."""
-        return self.decoder.latent_dim
+        return self._require_decoder().latent_dim
 
     def _excluded_save_params(self) -> list[str]:
         # the frozen decoder is never pickled into the zip: it comes back from the env or decoder= at load
@@ -205,14 +287,21 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "actor.optimizer", "action_critic.optimizer", "latent_critic.optimizer"], []
+        state_dicts = ["policy", "actor.optimizer", "action_critic.optimizer"]
+        if self.uses_latent_critic:
+            state_dicts.append("latent_critic.optimizer")
+        return state_dicts, []
 
     # ------------------------------------------------------------------ rollouts
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
-        """Warm-up draws ``w ~ N(0, I)`` (the backbone itself), then ``w = eps + Delta(s)``; clipped to the box."""
+        """Warm-up draws ``w ~ N(0, I)`` (the backbone itself), then ``w = eps + Delta(s)``; clipped to the box.
+
+        ``action_noise`` is unused (exploration comes from ``eps``); the latent is both action and buffer action.
+        """
         if self.num_timesteps < learning_starts:
             w = np.random.standard_normal((n_envs, self.action_space.shape[0])).astype(np.float32)
         else:
+            assert self._last_obs is not None, "self._last_obs was not set"  # set by learn() before any rollout
             w, _ = self.predict(self._last_obs, deterministic=False)
         w = np.clip(w, self.action_space.low, self.action_space.high).astype(np.float32)
         return w, w
@@ -221,12 +310,18 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         self.raw_env_steps += int(sum(info.get("executed_steps", 1) for info in infos))
         if getattr(self, "prior_cache", 0):
             obs = self._last_obs if self._vec_normalize_env is None else self._last_original_obs
+            assert obs is not None, "self._last_obs was not set"  # set by learn() before any rollout
             replay_buffer.stage_prior(*self.decode_prior_samples(obs, self.prior_cache))
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def decode_prior_samples(self, obs: np.ndarray | dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         """``k`` prior latents per observation (clipped as the env would, unless the learner aliases noise) and
-        their decoded chunks, as arrays ``(n, k, d)`` and ``(n, k, Ta * act_dim)``: the ``prior_cache`` entries."""
+        their decoded chunks: the ``prior_cache`` entries.
+
+        :param obs: a batch of ``n`` raw observations (array, or dict of arrays)
+        :param k: prior samples per observation
+        :return: the latents ``(n, k, d)`` and their decoded chunks ``(n, k, Ta * act_dim)``, as arrays
+        """
         obs_t = obs_as_tensor(obs, self.device)
         n = len(next(iter(obs_t.values())) if isinstance(obs_t, dict) else obs_t)
         eps = torch.randn(n * k, self.action_space.shape[0], device=self.device)
@@ -249,6 +344,10 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         Without ``prior_cache`` the prior latents are fresh ``eps ~ N(0, I)`` (clipped unless the learner aliases
         noise), decoded together with ``next_w`` in one call; with it they come from the replay, decoded when their
         transition was stored (the frozen decoder's ``Phi(eps; s)`` never changes), and only ``next_w`` is decoded.
+
+        :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
+        :param next_w: the next latents ``(B, d)`` of the current policy (already clipped as the learner needs)
+        :return: ``(next_chunks, eps, eps_chunks)``, chunks flat ``(B, Ta * act_dim)``
         """
         next_obs = replay.next_observations
         if replay.prior_latents is not None:
@@ -260,12 +359,17 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         return next_chunks, eps, eps_chunks
 
     def dump_logs(self) -> None:
+        """SB3's ``dump_logs`` plus ``time/raw_env_steps`` (executed env steps, as opposed to latent steps)."""
         self.logger.record("time/raw_env_steps", self.raw_env_steps)
         super().dump_logs()
 
     # ------------------------------------------------------------------ shared update pieces
     def clip_latent(self, w: torch.Tensor) -> torch.Tensor:
-        """What the env does to a latent before decoding."""
+        """What the env does to a latent before decoding.
+
+        :param w: latents ``(B, d)``
+        :return: ``w`` clamped to ``[-latent_bound, latent_bound]`` (unchanged for an unbounded latent box)
+        """
         return w if self.latent_bound is None else w.clamp(-self.latent_bound, self.latent_bound)
 
     def _make_train_decoder(self) -> Decoder | None:
@@ -280,21 +384,55 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
             return self.decoder
         return self.decoder.compiled()
 
-    def decode(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Frozen ``Phi(w; s)`` for flat latents ``(B, d)`` (no clipping here), as flat chunks ``(B, Ta * act_dim)``."""
+    def decode(self, obs: torch.Tensor | dict[str, torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        """Frozen ``Phi(w; s)`` for flat latents (no clipping here).
+
+        :param obs: a batch of observations (tensor, or dict of tensors)
+        :param w: latents ``(B, d)``
+        :return: flat chunks ``(B, Ta * act_dim)`` on the learner's device
+        """
         decoder = getattr(self, "_train_decoder", None) or self.decoder
         if decoder is None:
             raise RuntimeError("training needs the decoder: load with env=<latent env> or decoder=")
         return decoder(obs, w).flatten(1).to(self.device)
 
+    def _require_decoder(self) -> Decoder:
+        """The frozen decoder, for the steps that cannot run without it.
+
+        :return: ``self.decoder``
+        :raises RuntimeError: when there is none (loaded without a latent env or ``decoder=``)
+        """
+        if self.decoder is None:
+            raise RuntimeError("training needs the decoder: load with env=<latent env> or decoder=")
+        return self.decoder
+
+    def _require_latent_critic(self) -> QEnsemble:
+        """The latent critic Q^W, for the learners that train it.
+
+        :return: ``self.latent_critic``
+        :raises RuntimeError: for a learner without one (``uses_latent_critic=False``)
+        """
+        if self.latent_critic is None:
+            raise RuntimeError(f"{type(self).__name__} has no latent critic Q^W (uses_latent_critic=False)")
+        return self.latent_critic
+
     def decode_batches(self, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
-        """Decode several ``(obs, w)`` batches in one decoder call (decoding dominates the cost)."""
+        """Decode several ``(obs, w)`` batches in one decoder call (decoding dominates the cost).
+
+        :param pairs: ``(obs, w)`` batches
+        :return: the flat chunks of each pair, in order
+        """
         sizes = [len(w) for _, w in pairs]
         chunks = self.decode(_cat_obs([o for o, _ in pairs]), torch.cat([w for _, w in pairs]))
         return list(torch.split(chunks, sizes))
 
     def action_critic_step(self, replay: Any, target_q: torch.Tensor) -> float:
-        """One TD step of Q^A on the stored decoded chunks: ``0.5 sum_j MSE(Q^A_j(s, a), y)``."""
+        """One TD step of Q^A on the stored decoded chunks: ``0.5 sum_j MSE(Q^A_j(s, a), y)``.
+
+        :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
+        :param target_q: the TD targets ``y``, ``(B, 1)``
+        :return: the loss
+        """
         q = self.action_critic(replay.observations, replay.decoded_actions)
         loss = 0.5 * F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(0).sum()
         self.action_critic.optimizer.zero_grad()
@@ -306,15 +444,21 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
         """``latent_critic_steps`` steps of ``sum_j MSE(Q^W_j(s, eps), Q^A_j(s, Phi(eps; s)))`` (member by member).
 
         The prior samples and their decodes are drawn once per gradient step and reused across these steps.
+
+        :param obs: a batch of observations
+        :param eps: the prior latents ``(B, d)``
+        :param eps_chunks: their decoded chunks ``Phi(eps; s)``, flat
+        :return: the mean loss over the ``latent_critic_steps`` steps
         """
+        latent_critic = self._require_latent_critic()
         with torch.no_grad():
             target = self.action_critic(obs, eps_chunks)
         losses = []
         for _ in range(self.latent_critic_steps):
-            loss = F.mse_loss(self.latent_critic(obs, eps), target, reduction="none").mean(0).sum()
-            self.latent_critic.optimizer.zero_grad()
+            loss = F.mse_loss(latent_critic(obs, eps), target, reduction="none").mean(0).sum()
+            latent_critic.optimizer.zero_grad()
             loss.backward()
-            self.latent_critic.optimizer.step()
+            latent_critic.optimizer.step()
             losses.append(loss.item())
         return float(np.mean(losses))
 
@@ -323,13 +467,18 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
         Q^W's weights are switched out of autograd for this call (their gradients would be discarded anyway, as
         Q^W's own step zeroes them first), which saves the weight half of the backward pass through the ensemble.
+
+        :param obs: a batch of observations
+        :param w: latents ``(B, d)`` (the actor's, with their graph)
+        :return: ``(B,)``
         """
-        params = list(self.latent_critic.parameters())
+        latent_critic = self._require_latent_critic()
+        params = list(latent_critic.parameters())
         flags = [p.requires_grad for p in params]
         for p in params:
             p.requires_grad_(False)
         try:
-            return self.latent_critic(obs, w).min(dim=1).values
+            return latent_critic(obs, w).min(dim=1).values
         finally:
             for p, flag in zip(params, flags):
                 p.requires_grad_(flag)
@@ -337,6 +486,8 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
     def polyak_update_targets(self) -> None:
         """``theta_targ <- (1 - tau) theta_targ + tau theta`` for Q^A's target (one fused call); buffers copied."""
         with torch.no_grad():
+            # torch._foreach_lerp_ (private-named, as used by torch.optim): no public fused multi-tensor lerp exists;
+            # a loop of Tensor.lerp_ gives the same numbers but one kernel launch per tensor on GPU
             torch._foreach_lerp_(
                 list(self.action_critic_target.parameters()), list(self.action_critic.parameters()), self.tau
             )
@@ -348,6 +499,9 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
         For deployment without the wrapper or SB3. ``forward(obs, eps=None)``: ``eps`` defaults to fresh
         ``N(0, I)`` noise (or zeros when ``deterministic``).
+
+        :param deterministic: use ``eps = 0`` when ``forward`` is given no noise
+        :return: a :class:`SteeredPolicy` holding a frozen copy of the actor
         """
         if self.decoder is None:
             raise RuntimeError("steered_policy needs the decoder: load with env= or decoder=")
@@ -355,10 +509,11 @@ class SteeringAlgorithm(OffPolicyAlgorithm):
 
 
 class LagrangianTrustRegion:
-    """The trust region ``E||Delta||^2 <= delta`` and its multiplier, shared by LP-DS and LP-DS-A.
+    """The trust region ``E||Delta(s)||^2 <= delta`` and its multiplier, shared by LP-DS and LP-DS-A (a mixin).
 
-    ``delta`` may be a float or a schedule of the remaining progress (as SB3 learning rates); ``alpha`` is the
-    Lagrange multiplier, moved by projected dual ascent unless ``use_lagrangian`` is False.
+    ``delta`` is the trust-region *target* (the budget), not the perturbation ``Delta(s)``: a float or a schedule of
+    the remaining progress (as SB3 learning rates). ``alpha`` is the Lagrange multiplier, moved by projected dual
+    ascent unless ``use_lagrangian`` is False. The parameters are those of ``_init_trust_region``.
     """
 
     _current_progress_remaining: float
@@ -366,6 +521,13 @@ class LagrangianTrustRegion:
     def _init_trust_region(
         self, delta: float | Callable[[float], float], alpha_init: float, alpha_lr: float, use_lagrangian: bool
     ) -> None:
+        """Validate and store the trust region.
+
+        :param delta: the target (float > 0, or a schedule ``f(progress_remaining) -> delta``)
+        :param alpha_init: initial Lagrange multiplier (>= 0)
+        :param alpha_lr: step size of the dual ascent (>= 0)
+        :param use_lagrangian: ``False`` freezes alpha at ``alpha_init``
+        """
         if not callable(delta) and not float(delta) > 0:
             raise ValueError(f"delta must be > 0 (a trust-region size, paper Table 2 uses 0.10-0.50), got {delta}")
         if alpha_init < 0:
@@ -378,17 +540,27 @@ class LagrangianTrustRegion:
 
     @property
     def delta(self) -> float:
-        """The current trust-region target (constant unless a schedule was given)."""
+        """The current trust-region target ``delta`` (constant unless a schedule was given); not ``Delta(s)``."""
         return float(self.delta_schedule(self._current_progress_remaining))
 
-    def dual_step(self, pert_sq: torch.Tensor, delta: float) -> None:
-        """``alpha <- max(0, alpha + alpha_lr * (mean ||Delta||^2 - delta))`` (no-op without the Lagrangian)."""
+    def dual_step(self, perturbation_sq: torch.Tensor, delta: float) -> None:
+        """``alpha <- max(0, alpha + alpha_lr * (mean ||Delta(s)||^2 - delta))`` (no-op without the Lagrangian).
+
+        :param perturbation_sq: ``||Delta(s)||^2`` of each state of the batch, ``(B,)``
+        :param delta: the current trust-region target
+        """
         if self.use_lagrangian:
-            self.alpha = max(0.0, self.alpha + self.alpha_lr * (float(pert_sq.mean().item()) - delta))
+            self.alpha = max(0.0, self.alpha + self.alpha_lr * (float(perturbation_sq.mean().item()) - delta))
 
 
 class SteeredPolicy(nn.Module):
-    """``obs -> Phi(clip(eps + Delta(obs)); obs)``; see :meth:`SteeringAlgorithm.steered_policy`."""
+    """``obs -> Phi(clip(eps + Delta(obs)); obs)``; see :meth:`SteeringAlgorithm.steered_policy`.
+
+    :param decoder: the frozen decoder ``Phi``
+    :param actor: the perturbation actor ``Delta(s)`` (a frozen copy is kept)
+    :param latent_bound: the latent box's bound (``None``: unbounded)
+    :param deterministic: use ``eps = 0`` when ``forward`` is given no noise
+    """
 
     def __init__(self, decoder: Decoder, actor: nn.Module, latent_bound: float | None, deterministic: bool) -> None:
         super().__init__()
@@ -397,6 +569,12 @@ class SteeredPolicy(nn.Module):
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor | dict[str, Any], eps: torch.Tensor | None = None) -> torch.Tensor:
+        """The steered chunks.
+
+        :param obs: raw observations (batched; dict of arrays or tensors for Dict observations, channel-last images)
+        :param eps: the noise ``(B, d)``; ``None`` draws ``N(0, I)`` (zeros when ``deterministic``)
+        :return: the decoded action chunks
+        """
         device = next(self.actor.parameters()).device
         if isinstance(obs, dict):  # Dict observations keep their dtypes (uint8 images)
             obs = {k: np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in obs.items()}
@@ -407,13 +585,13 @@ class SteeredPolicy(nn.Module):
                 for k, v in obs.items()
             }
             obs = {k: torch.as_tensor(v, device=device) for k, v in obs.items()}
-            delta = self.actor(actor_obs)
+            perturbation = self.actor(actor_obs)
         else:
             obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            delta = self.actor(obs)
+            perturbation = self.actor(obs)
         if eps is None:
-            eps = torch.zeros_like(delta) if self.deterministic else torch.randn_like(delta)
-        w = eps.reshape(delta.shape).to(delta) + delta
+            eps = torch.zeros_like(perturbation) if self.deterministic else torch.randn_like(perturbation)
+        w = eps.reshape(perturbation.shape).to(perturbation) + perturbation
         if self.latent_bound is not None:
             w = w.clamp(-self.latent_bound, self.latent_bound)
         return self.decoder(obs, w)
@@ -427,6 +605,9 @@ def _cat_obs(batches: list[Any]) -> Any:
 
 
 def copy_module(module: nn.Module) -> nn.Module:
-    import copy
+    """A frozen copy of ``module``: deep-copied, in eval mode, without gradients.
 
+    :param module: the module to copy
+    :return: the copy
+    """
     return copy.deepcopy(module).eval().requires_grad_(False)

@@ -119,8 +119,9 @@ def final_vs_backbone(
 
     :param success: also report the success rates and their paired difference (tasks with ``info["success"]``)
     """
-    from lpds_envs.policy_eval import evaluate_saved, success_gain_se
-    from lpds_envs.run_config import RunConfig
+    from lpds_envs.evaluation import success_gain_se
+    from lpds_envs.experiment.config import RunConfig
+    from lpds_envs.experiment.evaluate import evaluate_saved
 
     cache_path = out / "final_vs_backbone.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -145,8 +146,14 @@ def final_vs_backbone(
             cache_path.write_text(json.dumps(cache, indent=1))
         c = cache[key]
         per_variant.setdefault(f"{run_dir.parent.name}@{cfg.steps}", []).append(c)
-        row = [f"{run_dir.parent.name}/{run_dir.name}", cfg.steps, f"{c['mean_return']:.1f}",
-               f"{c['backbone_return']:.1f}", f"{c['gain']:+.1f} ± {c['gain_se']:.1f}", f"{c['gain'] / c['gain_se']:+.1f}"]
+        row = [
+            f"{run_dir.parent.name}/{run_dir.name}",
+            cfg.steps,
+            f"{c['mean_return']:.1f}",
+            f"{c['backbone_return']:.1f}",
+            f"{c['gain']:+.1f} ± {c['gain_se']:.1f}",
+            f"{c['gain'] / c['gain_se']:+.1f}",
+        ]
         if success:
             p, q = c["success_rate"], c["backbone_success"]
             row += [f"{p:.2f}", f"{q:.2f}", f"{p - q:+.2f} ± {success_gain_se(p, q, episodes):.2f}"]
@@ -187,8 +194,15 @@ def seed_level_comparison(per_variant: dict[str, list[dict[str, float]]], succes
             ga, gb = (np.array([c["gain"] for c in groups[n]]) for n in (a, b))
             va, vb = ga.var(ddof=1) / len(ga), gb.var(ddof=1) / len(gb)
             test = stats.ttest_ind(ga, gb, equal_var=False)
-            rows.append([f"{a} − {b}", f"{ga.mean() - gb.mean():+.1f} ± {(va + vb) ** 0.5:.1f}",
-                         f"{test.statistic:+.2f}", f"{test.df:.1f}", f"{test.pvalue:.3f}"])
+            rows.append(
+                [
+                    f"{a} − {b}",
+                    f"{ga.mean() - gb.mean():+.1f} ± {(va + vb) ** 0.5:.1f}",
+                    f"{test.statistic:+.2f}",
+                    f"{test.df:.1f}",
+                    f"{test.pvalue:.3f}",
+                ]
+            )
         header = ["variants", "difference of mean return gains ± SE", "Welch t", "dof", "two-sided p"]
         text += "\nPairwise, Welch's t-test on the per-seed return gains (few seeds: read p as a rough guide):\n\n"
         text += markdown_table(header, rows) + "\n"

@@ -62,8 +62,8 @@ def probe_states(n_states: int, seed: int) -> np.ndarray:
 def load_model(run_dir: Path):
     """The final model of a finished run (``model.zip``) with its algorithm's class."""
     from lpds_envs import make_latent_vec_env
-    from lpds_envs.policy_eval import load_trained
-    from lpds_envs.run_config import RunConfig
+    from lpds_envs.experiment.config import RunConfig
+    from lpds_envs.experiment.evaluate import load_trained
 
     algo = RunConfig.read(run_dir / "config.yaml").algo
     bound = None if algo == "lpds-no-lagrangian-no-bound" else 2.5
@@ -96,19 +96,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--probe-states", type=int, default=32)
     p.add_argument("--samples", type=int, default=256, help="decoded samples per probe state")
     p.add_argument("--backbone-episodes", type=int, default=100)
-    p.add_argument("--max-steps", type=int, default=0,
-                   help="report each run's evaluations up to this many raw env steps (0: all)")
-    p.add_argument("--final-episodes", type=int, default=0,
-                   help="also evaluate each finished run's final model and the frozen backbone on the same N "
-                        "episodes (lpds evaluate --vs-backbone); 0: skip")
+    p.add_argument(
+        "--max-steps", type=int, default=0, help="report each run's evaluations up to this many raw env steps (0: all)"
+    )
+    p.add_argument(
+        "--final-episodes",
+        type=int,
+        default=0,
+        help="also evaluate each finished run's final model and the frozen backbone on the same N "
+        "episodes (lpds evaluate --vs-backbone); 0: skip",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     from lpds_envs.backbones import load_backbone
+    from lpds_envs.experiment.plotting import plot_runs
     from lpds_envs.metrics import action_entropy, model_sampler, prior_sampler
-    from lpds_envs.plotting import plot_runs
     from lpds_envs.registration import TASKS
 
     max_steps = args.max_steps or None
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         gen = torch.Generator().manual_seed(0)
         dim = int(np.prod(decoder.latent_shape))
         entropy["backbone"] = action_entropy(decoder, probes, prior_sampler(dim, 2.5, gen), n_samples=args.samples)
-    from lpds_envs.run_config import RunConfig
+    from lpds_envs.experiment.config import RunConfig
 
     for run_dir in sorted(Path(args.runs).glob(f"{ENV_ID}/*/seed_*")):
         if not (run_dir / "model.zip").is_file():
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     entropy_path.write_text(json.dumps(entropy, indent=1))
 
     # one summary table per variant: final evaluation (last row of each run, up to --max-steps) and final entropy
-    from lpds_envs.plotting import find_runs
+    from lpds_envs.experiment.plotting import find_runs
 
     rows = [
         "| policy | seeds | final env steps | return (mean ± std) | success (mean ± std) | action entropy |",
@@ -161,8 +166,12 @@ def main(argv: list[str] | None = None) -> None:
         ret = np.array([run.returns[-1] for run in runs])
         suc = np.array([run.success[-1] for run in runs])
         # a run's entropy is of its model.zip, i.e. at its own budget: only when that is within --max-steps
-        ents = [entropy[k] for run in runs if (k := f"{name}/{run.folder.name}@{run.cfg.steps}") in entropy
-                and (max_steps is None or run.cfg.steps <= max_steps)]
+        ents = [
+            entropy[k]
+            for run in runs
+            if (k := f"{name}/{run.folder.name}@{run.cfg.steps}") in entropy
+            and (max_steps is None or run.cfg.steps <= max_steps)
+        ]
         ent = f"{np.mean(ents):.2f} ± {np.std(ents):.2f} ({len(ents)})" if ents else "-"
         rows.append(
             f"| {name} | {len(runs)} | {', '.join(map(str, steps))} | {ret.mean():.1f} ± {ret.std():.1f} | "

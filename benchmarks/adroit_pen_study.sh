@@ -36,7 +36,7 @@ for seed in $SEEDS; do
       if [ "$PRIOR_CACHE" != 0 ]; then extra+=("prior_cache=$PRIOR_CACHE"); name="$name-pc$PRIOR_CACHE"; fi
       if [ "$COMPILE" != 0 ]; then extra+=("compile_decoder=true"); name="$name-c"; fi
     fi
-    python -m lpds_envs.cli train --algo "$algo" --env LPDS-AdroitPen-v0 --steps "$STEPS" --seeds "$seed" \
+    python -m lpds_envs.experiment.cli train --algo "$algo" --env LPDS-AdroitPen-v0 --steps "$STEPS" --seeds "$seed" \
       --set "gradient_steps=$GRADIENT_STEPS" "${extra[@]}" --eval-freq 2500 --eval-episodes 20 --eval-entropy-states 32 --device cpu \
       --out "$OUT" --name "$name" --no-progress
   done

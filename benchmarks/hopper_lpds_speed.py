@@ -26,17 +26,32 @@ add_repo_to_path()
 
 def main() -> None:
     from algorithms.presets import make_algorithm
-    from lpds_envs.backbones import locomotion
+    from lpds_envs.backbones.zoo import locomotion
     from lpds_envs.decoders import DiffusionDecoder
 
     torch.set_num_threads(1)
     rates = {}
     for name, hidden, prior_cache in (("512", 512, 0), ("256", 256, 0), ("512 + prior_cache=8", 512, 8)):
-        decoder = DiffusionDecoder(obs_dim=11, action_dim=3, chunk_size=4, hidden_dim=hidden, n_blocks=3,
-                                   time_embed_dim=16, **locomotion.BACKBONE_DEFAULTS["diffusion"])
-        model = make_algorithm("lpds", "LPDS-Hopper-v0", seed=0, overrides={
-            "gradient_steps": 4, "learning_starts": 200, "prior_cache": prior_cache,
-            "env_kwargs": {"decoder": decoder, "latent_bound": 1.5}})
+        decoder = DiffusionDecoder(
+            obs_dim=11,
+            action_dim=3,
+            chunk_size=4,
+            hidden_dim=hidden,
+            n_blocks=3,
+            time_embed_dim=16,
+            **locomotion.BACKBONE_DEFAULTS["diffusion"],
+        )
+        model = make_algorithm(
+            "lpds",
+            "LPDS-Hopper-v0",
+            seed=0,
+            overrides={
+                "gradient_steps": 4,
+                "learning_starts": 200,
+                "prior_cache": prior_cache,
+                "env_kwargs": {"decoder": decoder, "latent_bound": 1.5},
+            },
+        )
         model.learn(400)  # warm-up past learning_starts
         start, n0 = time.perf_counter(), model._n_updates
         model.learn(800, reset_num_timesteps=False)

@@ -45,9 +45,14 @@ def evaluate_backbone(kind: str, episodes: int, seed: int) -> dict:
         returns += batch.returns.tolist()
         lengths += batch.lengths.tolist()
         venv.close()
-    return {"episodes": len(returns), "seed": seed, "return_mean": float(np.mean(returns)),
-            "return_std": float(np.std(returns)), "return_sem": float(np.std(returns) / np.sqrt(len(returns))),
-            "length_mean": float(np.mean(lengths))}
+    return {
+        "episodes": len(returns),
+        "seed": seed,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "return_sem": float(np.std(returns) / np.sqrt(len(returns))),
+        "length_mean": float(np.mean(lengths)),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,19 +60,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", default="benchmarks/results/runs_hopper")
     p.add_argument("--out", default="benchmarks/results/hopper")
     p.add_argument("--backbone-episodes", type=int, default=50)
-    p.add_argument("--max-steps", type=int, default=0,
-                   help="report each run's evaluations up to this many raw env steps (0: all), to compare runs "
-                        "that were extended to a larger budget at a common one")
-    p.add_argument("--final-episodes", type=int, default=0,
-                   help="also evaluate each finished run's final model (model.zip, at its budget) and the frozen "
-                        "backbone on the same N episodes (lpds evaluate --vs-backbone); 0: skip")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=0,
+        help="report each run's evaluations up to this many raw env steps (0: all), to compare runs "
+        "that were extended to a larger budget at a common one",
+    )
+    p.add_argument(
+        "--final-episodes",
+        type=int,
+        default=0,
+        help="also evaluate each finished run's final model (model.zip, at its budget) and the frozen "
+        "backbone on the same N episodes (lpds evaluate --vs-backbone); 0: skip",
+    )
     p.add_argument("--final-variants", nargs="+", default=None, help="run names to do that for (default: all)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from lpds_envs.plotting import find_runs, group_runs, plot_runs
+    from lpds_envs.experiment.plotting import find_runs, group_runs, plot_runs
 
     max_steps = args.max_steps or None
     plot_runs([args.runs], out=out, max_steps=max_steps)
@@ -87,8 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for kind in ("diffusion", "flow"):
         b = backbone[kind]
-        rows.append(f"| frozen {kind} backbone (prior latents, {b['episodes']} episodes) | - | - | "
-                    f"{b['return_mean']:.1f} ± {b['return_std']:.1f} | - | - | - |")
+        rows.append(
+            f"| frozen {kind} backbone (prior latents, {b['episodes']} episodes) | - | - | "
+            f"{b['return_mean']:.1f} ± {b['return_std']:.1f} | - | - | - |"
+        )
     for label, runs in sorted(group_runs(find_runs([args.runs], max_steps)).get(ENV_ID, {}).items()):
         finals = [run.returns[-1] for run in runs]
         final_steps = [int(run.steps[-1]) for run in runs]

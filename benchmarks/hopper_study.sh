@@ -38,7 +38,7 @@ for seed in $SEEDS; do
       dsrl) algo=dsrl; extra=(env_kwargs.backbone=diffusion); name="dsrl-pw-utd$UTD" ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
-    python -m lpds_envs.cli train --algo "$algo" --env LPDS-Hopper-v0 --steps "$STEPS" --seeds "$seed" \
+    python -m lpds_envs.experiment.cli train --algo "$algo" --env LPDS-Hopper-v0 --steps "$STEPS" --seeds "$seed" \
       --set "gradient_steps=$GRADIENT_STEPS" "${extra[@]}" --eval-freq 2500 --eval-episodes 10 --eval-entropy-states 32 --device cpu \
       --out "$OUT" --name "$name" --no-progress
   done

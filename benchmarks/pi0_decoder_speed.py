@@ -41,7 +41,7 @@ TARGET_RATIO = 1.1
 
 
 def configs() -> dict[str, dict]:
-    from lpds_envs.backbones.pi0_toy import PI0_TOY_KWARGS
+    from lpds_envs.backbones.zoo.pi0_toy import PI0_TOY_KWARGS
 
     return {
         "toy": dict(model=PI0_TOY_KWARGS, cameras=["image"], action_dim=2),

@@ -44,8 +44,8 @@ def run_one(algo: str, seed: int, steps: int, rollouts: int) -> dict:
 
     import lpds_envs  # noqa: F401
     from algorithms import LagrangianSAC
-    from lpds_envs.backbones.pi0_toy import multigoal_pixels_coverage
-    from lpds_envs.wrappers import make_latent_vec_env
+    from lpds_envs.backbones.zoo.pi0_toy import multigoal_pixels_coverage
+    from lpds_envs.vector import make_latent_vec_env
 
     common = dict(learning_starts=200, batch_size=64, seed=seed, policy_kwargs={"net_arch": [128, 128]})
     t0 = time.time()

@@ -43,7 +43,7 @@ for seed in $SEEDS; do
       dsrl) extra=(); name="dsrl-pw-utd$UTD-w$WIDTH" ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
-    $PYTHON -m lpds_envs.cli train --algo "$variant" --env "LPDS-$TASK-v0" --steps "$STEPS" --seeds "$seed" \
+    $PYTHON -m lpds_envs.experiment.cli train --algo "$variant" --env "LPDS-$TASK-v0" --steps "$STEPS" --seeds "$seed" \
       --set "${common[@]}" "${extra[@]}" --eval-freq 5000 --eval-episodes 20 --eval-entropy-states 32 --device cpu \
       --out "$OUT" --name "$name" --no-progress
   done

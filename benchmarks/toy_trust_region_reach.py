@@ -29,21 +29,27 @@ def main() -> None:
     torch.set_num_threads(1)
     decoder = load_backbone("multigoal-diffusion")
     rng = np.random.default_rng(0)
-    print("| delta | shift norm | best single-goal share (constant shift, 32 directions) | its goal fractions BL/TR/TL/BR |")
+    print(
+        "| delta | shift norm | best single-goal share (constant shift, 32 directions) | its goal fractions BL/TR/TL/BR |"
+    )
     print("|---|---|---|---|")
     for delta in (0.01, 0.05, 0.1, 0.35):
         best = (0.0, None)
         for a in np.linspace(0, 2 * np.pi, 32, endpoint=False):
             shift = np.sqrt(delta) * np.array([np.cos(a), np.sin(a)], dtype=np.float32)
             cov = multigoal_coverage(
-                decoder, n_rollouts=1000, seed=1,
-                latent_fn=lambda o, s=shift: (rng.standard_normal((len(o), 2)).astype(np.float32) + s),
+                decoder,
+                n_rollouts=1000,
+                seed=1,
+                latent_fn=lambda o, s=shift: rng.standard_normal((len(o), 2)).astype(np.float32) + s,
             )
             share = max(cov["goal_fractions"])
             if share > best[0]:
                 best = (share, cov["goal_fractions"])
-        print(f"| {delta} | {np.sqrt(delta):.2f} | {best[0]:.2f} | {' / '.join(f'{f:.2f}' for f in best[1])} |",
-              flush=True)
+        print(
+            f"| {delta} | {np.sqrt(delta):.2f} | {best[0]:.2f} | {' / '.join(f'{f:.2f}' for f in best[1])} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layer-norm", action="store_true", help="LayerNorm MLPs (the robomimic presets)")
     p.add_argument("--prior-cache", type=int, default=0, help="LagrangianSAC's prior_cache")
     p.add_argument("--learning-starts", type=int, default=2000, help="latent steps of prior rollouts first")
-    p.add_argument("--learners", nargs="+", default=None, choices=LEARNERS,
-                   help="a subset (SB3 SAC (DSRL-SAC) is always run)")
+    p.add_argument(
+        "--learners", nargs="+", default=None, choices=LEARNERS, help="a subset (SB3 SAC (DSRL-SAC) is always run)"
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

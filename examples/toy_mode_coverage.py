@@ -50,11 +50,11 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, rollouts: int, th
     """One (method, seed) run; returns its curves, final goal fractions, entropy and a few trajectories."""
     import torch
 
-    from algorithms.callbacks import EntropyCallback, ModeCoverageCallback
     from algorithms.presets import get_preset, make_algorithm
     from lpds_envs.evaluation import multigoal_coverage, prior_latents, run_episodes
+    from lpds_envs.evaluation.callbacks import EntropyCallback, ModeCoverageCallback
     from lpds_envs.metrics import action_entropy
-    from lpds_envs.wrappers import make_latent_vec_env
+    from lpds_envs.vector import make_latent_vec_env
 
     torch.set_num_threads(threads)
     t0 = time.time()
@@ -66,17 +66,29 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, rollouts: int, th
         cov = multigoal_coverage(decoder, n_rollouts=rollouts, seed=eval_seed)
         # probe states as the trained runs get them: states visited by the policy (here the prior) on the task
         torch.manual_seed(seed)
-        probes = np.concatenate(run_episodes(make_latent_vec_env(ENV_ID, n_envs=8, seed=seed),
-                                             prior_latents(decoder.latent_dim, seed)).paths)
+        probes = np.concatenate(
+            run_episodes(
+                make_latent_vec_env(ENV_ID, n_envs=8, seed=seed), prior_latents(decoder.latent_dim, seed)
+            ).paths
+        )
         probes = probes[np.random.default_rng(seed).integers(0, len(probes), 32)]
         ent = action_entropy(decoder, probes, n_samples=256)
         fr = cov["goal_fractions"]
         return {
-            "name": name, "seed": seed, "wall_s": time.time() - t0,
-            "curves": {"env_steps": [0, steps], "goal_fractions": [fr, fr], "no_goal": [cov["no_goal"]] * 2,
-                       "mean_return": [cov["mean_return"]] * 2, "entropy_env_steps": [0, steps],
-                       "action_entropy": [ent, ent]},
-            "final_goal_fractions": fr, "final_entropy": ent, "paths": cov["paths"][:100],
+            "name": name,
+            "seed": seed,
+            "wall_s": time.time() - t0,
+            "curves": {
+                "env_steps": [0, steps],
+                "goal_fractions": [fr, fr],
+                "no_goal": [cov["no_goal"]] * 2,
+                "mean_return": [cov["mean_return"]] * 2,
+                "entropy_env_steps": [0, steps],
+                "action_entropy": [ent, ent],
+            },
+            "final_goal_fractions": fr,
+            "final_entropy": ent,
+            "paths": cov["paths"][:100],
         }
     model = make_algorithm(spec["algo"], ENV_ID, seed=seed, overrides=spec["overrides"])
     coverage = ModeCoverageCallback(eval_freq=eval_every, n_rollouts=rollouts, seed=eval_seed, keep_paths=100)
@@ -84,7 +96,9 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, rollouts: int, th
     model.learn(steps, callback=[coverage, entropy])  # MultiGoal has chunk size 1: latent steps = env steps
     hist, ehist = coverage.history, entropy.history
     return {
-        "name": name, "seed": seed, "wall_s": time.time() - t0,
+        "name": name,
+        "seed": seed,
+        "wall_s": time.time() - t0,
         "hyperparameters": {k: v for k, v in get_preset(spec["algo"], ENV_ID, spec["overrides"]).items()},
         "curves": {
             "env_steps": [h["raw_env_steps"] for h in hist],
@@ -94,7 +108,8 @@ def run_one(name: str, seed: int, steps: int, eval_every: int, rollouts: int, th
             "entropy_env_steps": [h["raw_env_steps"] for h in ehist],
             "action_entropy": [h["action_entropy"] for h in ehist],
         },
-        "final_goal_fractions": hist[-1]["goal_fractions"], "final_entropy": ehist[-1]["action_entropy"],
+        "final_goal_fractions": hist[-1]["goal_fractions"],
+        "final_entropy": ehist[-1]["action_entropy"],
         "paths": coverage.last_paths,
     }
 
@@ -105,9 +120,11 @@ def _run_and_save(args: tuple) -> str:
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)  # atomic: a killed run leaves no half-written result
-    return f"{name} seed {seed}: {result['wall_s']:.0f} s, final goals " + " ".join(
-        f"{f:.2f}" for f in result["final_goal_fractions"]
-    ) + f", entropy {result['final_entropy']:.2f}"
+    return (
+        f"{name} seed {seed}: {result['wall_s']:.0f} s, final goals "
+        + " ".join(f"{f:.2f}" for f in result["final_goal_fractions"])
+        + f", entropy {result['final_entropy']:.2f}"
+    )
 
 
 def assemble(results: list[dict], steps: int, rollouts: int, eval_every: int, wall_s: float) -> dict:
@@ -126,10 +143,17 @@ def assemble(results: list[dict], steps: int, rollouts: int, eval_every: int, wa
             runs[name]["hyperparameters"] = rs[0]["hyperparameters"]
         entropy[name] = [r["final_entropy"] for r in rs]
     return {
-        "env": ENV_ID, "env_steps": steps, "rollouts_per_eval": rollouts, "eval_every": eval_every,
-        "goal_order": GOAL_NAMES, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(sys.argv), "wall_s_this_invocation": wall_s,
-        "wall_s_sum_of_runs": float(sum(r["wall_s"] for r in results)), "runs": runs, "entropy": entropy,
+        "env": ENV_ID,
+        "env_steps": steps,
+        "rollouts_per_eval": rollouts,
+        "eval_every": eval_every,
+        "goal_order": GOAL_NAMES,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv),
+        "wall_s_this_invocation": wall_s,
+        "wall_s_sum_of_runs": float(sum(r["wall_s"] for r in results)),
+        "runs": runs,
+        "entropy": entropy,
     }
 
 
@@ -139,18 +163,24 @@ def plot(summary: dict, results: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lpds_envs.demo import plot_paths
+    from lpds_envs.experiment.demo import plot_paths
 
-    colors = {"backbone": "k", "lpds_delta_0.01": "tab:blue", "lpds_delta_0.05": "tab:green",
-              "lpds_delta_0.1": "tab:orange", "dsrl": "tab:red"}
+    colors = {
+        "backbone": "k",
+        "lpds_delta_0.01": "tab:blue",
+        "lpds_delta_0.05": "tab:green",
+        "lpds_delta_0.1": "tab:orange",
+        "dsrl": "tab:red",
+    }
     # Fig. 10: per-goal fraction over training, mean over seeds with min-max band
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4), sharey=True)
     for name, run in summary["runs"].items():
         fr = np.array(run["curves"]["goal_fractions"])  # (seeds, evals, 4)
         x = np.array(run["curves"]["env_steps"][0])
         for g, ax in enumerate(axes):
-            ax.plot(x, fr[:, :, g].mean(0), color=colors[name], label=LABELS[name], ls="--" if name == "backbone"
-                    else "-")
+            ax.plot(
+                x, fr[:, :, g].mean(0), color=colors[name], label=LABELS[name], ls="--" if name == "backbone" else "-"
+            )
             ax.fill_between(x, fr[:, :, g].min(0), fr[:, :, g].max(0), color=colors[name], alpha=0.12)
     for g, ax in enumerate(axes):
         ax.set(title=f"goal {GOAL_NAMES[g]}", xlabel="env steps", ylim=(-0.02, 1.02))
@@ -161,8 +191,9 @@ def plot(summary: dict, results: list[dict], out: Path) -> None:
     plt.close(fig)
     # Fig. 1: final trajectories per method (seed = the first seed)
     first = min(r["seed"] for r in results)
-    panels = [(LABELS[n], next(r["paths"] for r in results if r["name"] == n and r["seed"] == first))
-              for n in summary["runs"]]
+    panels = [
+        (LABELS[n], next(r["paths"] for r in results if r["name"] == n and r["seed"] == first)) for n in summary["runs"]
+    ]
     plot_paths(panels, out / "toy_fig1_trajectories.png")
     # Fig. 5 style: action entropy over training
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -182,9 +213,12 @@ def claims_report(summary: dict, reached: float = 0.05, collapsed: float = 0.9) 
     """Markdown check of the App. B claims from the JSON alone. A goal counts as kept when it holds at least
     ``reached`` of the rollouts at the final evaluation; a run has collapsed when one goal holds ``collapsed``."""
     runs, ent = summary["runs"], summary["entropy"]
-    lines = [f"| method | final goal fractions BL/TR/TL/BR (mean of {len(runs['backbone']['seeds'])} seeds) | "
-             f"goals >= {reached:.0%} per seed | max-goal share per seed | first eval with one goal >= "
-             f"{collapsed:.0%} (env steps, per seed) | action entropy (nats, mean +- sd) |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"| method | final goal fractions BL/TR/TL/BR (mean of {len(runs['backbone']['seeds'])} seeds) | "
+        f"goals >= {reached:.0%} per seed | max-goal share per seed | first eval with one goal >= "
+        f"{collapsed:.0%} (env steps, per seed) | action entropy (nats, mean +- sd) |",
+        "|---|---|---|---|---|---|",
+    ]
     kept, first_collapse = {}, {}
     for name, run in runs.items():
         fr = np.array(run["goal_fractions"])
@@ -207,26 +241,34 @@ def claims_report(summary: dict, reached: float = 0.05, collapsed: float = 0.9) 
     lpds_names = [n for n in runs if n.startswith("lpds")]
     out = ["\n".join(lines), ""]
     if "lpds_delta_0.01" in runs:
-        out.append(f"- delta 0.01 keeps >= 3 goals: {verdict(bool((kept['lpds_delta_0.01'] >= 3).all()))} "
-                   f"(goals kept per seed {kept['lpds_delta_0.01'].tolist()}).")
+        out.append(
+            f"- delta 0.01 keeps >= 3 goals: {verdict(bool((kept['lpds_delta_0.01'] >= 3).all()))} "
+            f"(goals kept per seed {kept['lpds_delta_0.01'].tolist()})."
+        )
     if "lpds_delta_0.05" in runs and "lpds_delta_0.01" in runs:
         s05 = np.array(runs["lpds_delta_0.05"]["goal_fractions"]).max(1)
         s01 = np.array(runs["lpds_delta_0.01"]["goal_fractions"]).max(1)
         # "more directed" must exceed the seed noise: twice the standard error of the difference of means
         margin = 2 * np.sqrt(s05.var(ddof=1) / len(s05) + s01.var(ddof=1) / len(s01)) if len(s05) > 1 else 0.0
         ok = bool(s05.mean() - s01.mean() > margin and (kept["lpds_delta_0.05"] >= 2).all())
-        out.append(f"- delta 0.05 is more directed than 0.01 yet keeps several goals: {verdict(ok)} (mean max-goal "
-                   f"share {s05.mean():.2f} vs {s01.mean():.2f}, needs a gap > {margin:.2f} (2 standard errors); "
-                   f"goals kept per seed {kept['lpds_delta_0.05'].tolist()}).")
+        out.append(
+            f"- delta 0.05 is more directed than 0.01 yet keeps several goals: {verdict(ok)} (mean max-goal "
+            f"share {s05.mean():.2f} vs {s01.mean():.2f}, needs a gap > {margin:.2f} (2 standard errors); "
+            f"goals kept per seed {kept['lpds_delta_0.05'].tolist()})."
+        )
     if "lpds_delta_0.1" in runs:
         ok = bool((np.array(runs["lpds_delta_0.1"]["goal_fractions"]).max(1) >= collapsed).all())
-        out.append(f"- delta 0.1 collapses to one goal: {verdict(ok)} (max-goal share per seed "
-                   f"{[round(float(m), 2) for m in np.array(runs['lpds_delta_0.1']['goal_fractions']).max(1)]}).")
+        out.append(
+            f"- delta 0.1 collapses to one goal: {verdict(ok)} (max-goal share per seed "
+            f"{[round(float(m), 2) for m in np.array(runs['lpds_delta_0.1']['goal_fractions']).max(1)]})."
+        )
     if "dsrl" in runs:
         fc = first_collapse["dsrl"]
         ok = all(c is not None for c in fc)
-        out.append(f"- DSRL collapses to one goal early: {verdict(ok)} (first evaluation with one goal >= "
-                   f"{collapsed:.0%}, env steps per seed: {fc}).")
+        out.append(
+            f"- DSRL collapses to one goal early: {verdict(ok)} (first evaluation with one goal >= "
+            f"{collapsed:.0%}, env steps per seed: {fc})."
+        )
     if {"backbone", "dsrl"} <= set(h) and lpds_names:
         ok = all(h["backbone"] > h[n] > h["dsrl"] for n in lpds_names)
         order = ", ".join(f"{LABELS[n]} {h[n]:.2f}" for n in ["backbone", *lpds_names, "dsrl"])
@@ -275,9 +317,11 @@ def main(argv: list[str] | None = None) -> dict:
     for name, run in summary["runs"].items():
         fr = np.array(run["goal_fractions"])
         n_goals = (fr >= 0.05).sum(1)
-        print(f"{LABELS[name]:<16} final goal fractions (mean over seeds) "
-              + " ".join(f"{f:.2f}" for f in fr.mean(0))
-              + f"   goals >= 5% per seed {n_goals.tolist()}   entropy {np.mean(summary['entropy'][name]):.2f}")
+        print(
+            f"{LABELS[name]:<16} final goal fractions (mean over seeds) "
+            + " ".join(f"{f:.2f}" for f in fr.mean(0))
+            + f"   goals >= 5% per seed {n_goals.tolist()}   entropy {np.mean(summary['entropy'][name]):.2f}"
+        )
     print(claims_report(summary))
     print(f"wrote {out / 'toy_mode_coverage.json'} and figures ({time.time() - t0:.0f} s)")
     return summary

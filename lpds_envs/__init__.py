@@ -5,14 +5,13 @@
 
 from .decoders import CallableDecoder, Decoder, DiffusionDecoder, FlowDecoder, load_decoder
 from .registration import register_all
-from .wrappers import (
-    ChunkedActionWrapper,
+from .vector import (
     LatentSteeringVectorWrapper,
-    LatentSteeringWrapper,
     VecLatentSteeringWrapper,
     make_latent_vec_env,
     make_latent_vector_env,
 )
+from .wrappers import ChunkedActionWrapper, LatentSteeringWrapper
 
 __version__ = "0.1.0"
 

@@ -120,7 +120,7 @@ def action_entropy(
 
 
 def mode_coverage(
-    final_positions: np.ndarray, goals: Sequence[Sequence[float]], radius: float | None = None
+    final_positions: np.ndarray, goals: np.ndarray | Sequence[Sequence[float]], radius: float | None = None
 ) -> np.ndarray:
     """Fraction of trajectories per goal (paper App. B, Fig. 10).
 

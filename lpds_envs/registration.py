@@ -7,6 +7,7 @@ task and wraps it with its shipped frozen backbone in a :class:`~lpds_envs.wrapp
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +15,10 @@ import gymnasium as gym
 import torch
 
 from .backbones.shipped import load_backbone
+from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
 from .envs.robomimic import TASKS as ROBOMIMIC_TASKS
+from .envs.robomimic import import_robosuite
 from .wrappers import LatentSteeringWrapper
 
 
@@ -26,12 +29,14 @@ class SteeringTask:
     raw_id: str
     backbones: dict[str, str]  # backbone kind -> shipped checkpoint name
     default_backbone: str
-    latent_bound: float | None = 2.5
+    latent_bound: float | None = DEFAULT_LATENT_BOUND
     extra: str | None = None  # pip extra the raw task needs
     notes: dict[str, Any] = field(default_factory=dict)
     raw_kwargs: dict[str, Any] = field(default_factory=dict)  # defaults for the raw task (gym.make kwargs override)
 
 
+#: every ``LPDS-<name>-v0`` steering task by name: its raw task id, shipped backbones and latent box (the one
+#: source of each task's latent bound)
 TASKS: dict[str, SteeringTask] = {
     "MultiGoal": SteeringTask(
         raw_id="lpds/MultiGoal-v0",
@@ -77,8 +82,10 @@ TASKS: dict[str, SteeringTask] = {
             default_backbone="diffusion",
             latent_bound=bound,
             extra="locomotion",
-            notes={"build": f"python -m lpds_envs.backbones.locomotion all --env {task}-v5 && "
-                            f"python -m lpds_envs.backbones.locomotion ship --env {task}-v5"},
+            notes={
+                "build": f"python -m lpds_envs.backbones.zoo.locomotion all --env {task}-v5 && "
+                f"python -m lpds_envs.backbones.zoo.locomotion ship --env {task}-v5"
+            },
         )
         for task, bound in (("Hopper", 1.5), ("Walker2d", 2.5), ("HalfCheetah", 1.5))
     },
@@ -92,8 +99,10 @@ TASKS: dict[str, SteeringTask] = {
             default_backbone="diffusion",
             latent_bound=1.5,
             extra="robomimic",
-            notes={"build": f"python -m lpds_envs.backbones.robomimic all --task {task.lower()} && "
-                            f"python -m lpds_envs.backbones.robomimic ship --task {task.lower()}"},
+            notes={
+                "build": f"python -m lpds_envs.backbones.zoo.robomimic all --task {task.lower()} && "
+                f"python -m lpds_envs.backbones.zoo.robomimic ship --task {task.lower()}"
+            },
             raw_kwargs={"reward_offset": 1.0},
         )
         for task in ("Lift", "Can", "Square")
@@ -111,7 +120,9 @@ TASKS: dict[str, SteeringTask] = {
 
 #: raw Adroit ids: gymnasium-robotics' ``AdroitHand<Task>-v1`` (dense reward, 200 steps), made through a lazy entry
 #: point so that ``import lpds_envs`` never needs the ``adroit`` extra
-ADROIT_RAW_IDS: dict[str, str] = {f"lpds/Adroit{name}-v0": name.lower() for name in ("Door", "Hammer", "Pen", "Relocate")}
+ADROIT_RAW_IDS: dict[str, str] = {
+    f"lpds/Adroit{name}-v0": name.lower() for name in ("Door", "Hammer", "Pen", "Relocate")
+}
 
 
 #: raw robomimic ids: ``lpds_envs.envs.robomimic.RobomimicEnv`` over robosuite (episode limits of DSRL's robomimic
@@ -144,14 +155,10 @@ def task_decoder(name: str, backbone: str | None = None, device: str | torch.dev
 
 def _require_extra(task: SteeringTask) -> None:
     """One-line error naming the pip extra when the raw task's simulator is missing (locomotion: MuJoCo)."""
-    import importlib.util
-
     if task.extra == "locomotion":
         if importlib.util.find_spec("mujoco") is None:
             raise ImportError(f'{task.raw_id} needs MuJoCo: pip install "lpds[locomotion]"')
     elif task.extra == "robomimic":
-        from .envs.robomimic import import_robosuite
-
         import_robosuite()  # one-line ImportError naming the extra (and the mujoco pin) when it cannot be used
 
 
@@ -181,6 +188,8 @@ def make_steering_env(
     dec = decoder if decoder is not None else task_decoder(task, backbone, device)
     env = gym.make(spec.raw_id, **{**spec.raw_kwargs, **task_kwargs})
     bound = spec.latent_bound if latent_bound == "default" else latent_bound
+    if isinstance(bound, str):
+        raise ValueError(f"latent_bound must be a number, None or 'default', got {bound!r}")
     wrapped = LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
     wrapped.spec_from_entry_point = True
     return wrapped
@@ -226,12 +235,20 @@ def register_all() -> None:
             gym.register(env_id, entry_point=entry, max_episode_steps=steps)
     for env_id, adroit_task in ADROIT_RAW_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point="lpds_envs.backbones.adroit:make_adroit_task", max_episode_steps=200,
-                         kwargs={"task": adroit_task})
+            gym.register(
+                env_id,
+                entry_point="lpds_envs.envs.adroit:make_adroit_task",
+                max_episode_steps=200,
+                kwargs={"task": adroit_task},
+            )
     for env_id, rm_task in ROBOMIMIC_RAW_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point="lpds_envs.envs.robomimic:make_robomimic_task",
-                         max_episode_steps=ROBOMIMIC_TASKS[rm_task].max_episode_steps, kwargs={"task": rm_task})
+            gym.register(
+                env_id,
+                entry_point="lpds_envs.envs.robomimic:make_robomimic_task",
+                max_episode_steps=ROBOMIMIC_TASKS[rm_task].max_episode_steps,
+                kwargs={"task": rm_task},
+            )
     for name in TASKS:
         env_id = f"LPDS-{name}-v0"
         if env_id not in gym.registry:

@@ -16,7 +16,7 @@ so the LP-DS trust region keeps its meaning. ``P^T z = u``: the agent's latent i
   chunk-constant direction per used action dimension).
 - :class:`SubspaceDecoder`: a :class:`~lpds_envs.decoders.Decoder` with latent ``u`` of shape ``(k,)``; the
   complement noise is passed in, or drawn from torch's global RNG (what learners' training decodes use).
-- :class:`SubspaceCodec`: the :class:`~lpds_envs.wrappers.LatentCodec` of
+- :class:`SubspaceCodec`: the :class:`~lpds_envs.codec.LatentCodec` of
   ``LatentSteeringWrapper(..., latent_subspace=...)``; it draws the complement noise from its own generator, seeded
   by ``reset(seed=...)``.
 """
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .codec import DEFAULT_LATENT_BOUND, LatentCodec, to_batch
 from .decoders.base import Decoder
-from .wrappers import LatentCodec, _to_batch
 
 #: spawn key separating the complement-noise stream from every other use of an episode seed
 COMPLEMENT_STREAM = 0x5EED5
@@ -204,8 +204,14 @@ class SubspaceCodec(LatentCodec):
     :param n_streams: number of complement-noise streams: 1 for a single env, ``num_envs`` for a batched wrapper
     """
 
+    decoder: SubspaceDecoder
+
     def __init__(
-        self, decoder: Decoder, latent_subspace: Any, latent_bound: float | None = 2.5, n_streams: int = 1
+        self,
+        decoder: Decoder,
+        latent_subspace: Any,
+        latent_bound: float | None = DEFAULT_LATENT_BOUND,
+        n_streams: int = 1,
     ) -> None:
         super().__init__(SubspaceDecoder(decoder, latent_subspace), latent_bound)
         if int(n_streams) < 1:
@@ -242,7 +248,7 @@ class SubspaceCodec(LatentCodec):
         d = self.subspace.latent_dim
         eps = np.stack([rng.standard_normal(d, dtype=np.float32) for rng in self.rngs])
         z = self.decoder.full_latent(torch.from_numpy(u), torch.from_numpy(eps))
-        chunks = self.decoder.base(_to_batch(obs, single=n is None), z)
+        chunks = self.decoder.base(to_batch(obs, single=n is None), z)
         self.last_full_latent = z.reshape(u.shape[0], -1).cpu().numpy()
         return u, chunks.detach().cpu().numpy()
 
@@ -250,3 +256,12 @@ class SubspaceCodec(LatentCodec):
 def complement_rng(seed: int) -> np.random.Generator:
     """The complement-noise generator of episode seed ``seed`` (independent of the task's ``np_random``)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(COMPLEMENT_STREAM,))))
+
+
+def make_codec(
+    decoder: Decoder, latent_bound: float | None = DEFAULT_LATENT_BOUND, latent_subspace: Any = None, n_streams: int = 1
+) -> LatentCodec:
+    """The codec of a latent wrapper: the full latent (``latent_subspace=None``) or exact-prior subspace steering."""
+    if latent_subspace is None:
+        return LatentCodec(decoder, latent_bound)
+    return SubspaceCodec(decoder, latent_subspace, latent_bound, n_streams=n_streams)

@@ -61,7 +61,7 @@ def test_wheel_ships_the_checkpoints(tmp_path):
         "smaller backbones in the package (e.g. a separate data package, or hub repos loaded with from_pretrained)"
     )
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "lpds = lpds_envs.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "lpds = lpds_envs.experiment.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_console_script_is_installed():
@@ -71,11 +71,11 @@ def test_console_script_is_installed():
         pytest.skip("no metadata")
     if not any(ep.dist and ep.dist.name == "lpds" for ep in eps):
         pytest.skip("lpds is not pip-installed in this environment (running from a source tree)")
-    assert any(ep.name == "lpds" and ep.value == "lpds_envs.cli:main" for ep in eps)
+    assert any(ep.name == "lpds" and ep.value == "lpds_envs.experiment.cli:main" for ep in eps)
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    from lpds_envs.cli import main
+    from lpds_envs.experiment.cli import main
 
     main(["demo", "--steps", "700", "--rollouts", "100", "--out", str(tmp_path)])
     summary = json.loads((tmp_path / "demo_summary.json").read_text())

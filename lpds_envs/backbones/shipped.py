@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 
-from ..decoders.base import Decoder, load_decoder
+from lpds_envs.decoders.base import Decoder, PretrainedDecoder, load_decoder
+from lpds_envs.decoders.pi0 import Pi0Decoder
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 _CACHE: dict[tuple[str, str], Decoder] = {}
@@ -40,8 +42,6 @@ def load_backbone(name: str, device: str | torch.device = "cpu") -> Decoder:
     if key not in _CACHE:
         path = backbone_path(name)
         if (path / "lpds_pi0.json").is_file():
-            from ..decoders.pi0 import Pi0Decoder
-
             _CACHE[key] = Pi0Decoder.from_pretrained(path, device=device)
         else:
             _CACHE[key] = load_decoder(path, device=device)
@@ -76,12 +76,13 @@ def describe_sampler(kind: str, decoder_config: dict) -> tuple[str, str]:
     if kind == "diffusion":
         return "epsilon-prediction", (
             f"cosine schedule with {decoder_config.get('num_train_timesteps')} training steps, deterministic DDIM "
-            f"with {steps} steps from w ~ N(0, I), x0 clipped to [-1, 1]")
+            f"with {steps} steps from w ~ N(0, I), x0 clipped to [-1, 1]"
+        )
     return "velocity-prediction", f"deterministic Euler ODE with {steps} steps from w ~ N(0, I)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Fingerprints: what a shipped checkpoint must reproduce after installation (tests/test_shipped_checkpoints.py).
+# Fingerprints: what a shipped checkpoint must reproduce after installation (tests/lpds_envs/backbones/test_shipped_checkpoints.py).
 
 FINGERPRINT_FILE = "fingerprint.json"
 _FINGERPRINT_BATCH = 4
@@ -93,7 +94,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def fingerprint_inputs(decoder: Decoder, batch: int = _FINGERPRINT_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+def fingerprint_inputs(
+    decoder: PretrainedDecoder, batch: int = _FINGERPRINT_BATCH
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed decode inputs (seed 0): observations ``U(-1, 1)`` and latents ``N(0, I)``, for state-vector decoders."""
     gen = torch.Generator().manual_seed(0)
     obs = torch.rand(batch, decoder.obs_dim, generator=gen) * 2 - 1
@@ -113,7 +116,7 @@ def compute_fingerprint(name: str) -> dict:
     out: dict = {"files": files}
     if not (path / "lpds_pi0.json").is_file():
         decoder = load_decoder(path)
-        obs, w = fingerprint_inputs(decoder)
+        obs, w = fingerprint_inputs(cast(PretrainedDecoder, decoder))  # an lpds checkpoint (not a pi0 folder)
         with torch.no_grad():
             out["decode"] = {"batch": _FINGERPRINT_BATCH, "actions": decoder(obs, w).tolist()}
     return out

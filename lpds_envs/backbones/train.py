@@ -27,7 +27,10 @@ from tqdm.auto import tqdm
 from ..decoders import DiffusionDecoder, FlowDecoder, PretrainedDecoder
 from .data import ChunkDataset
 
-DECODER_KINDS: dict[str, type[PretrainedDecoder]] = {"diffusion": DiffusionDecoder, "flow": FlowDecoder}
+DECODER_KINDS: dict[str, type[DiffusionDecoder] | type[FlowDecoder]] = {
+    "diffusion": DiffusionDecoder,
+    "flow": FlowDecoder,
+}
 STATE_NAME = "training_state.pt"
 
 
@@ -174,7 +177,7 @@ def train_backbone(
     final.freeze()
     final.bc_loss = losses[-1] if losses else float("nan")  # EMA-smoothed training loss at the end
     if out_dir is not None:
-        final.save_pretrained(out_dir)
+        final.save_pretrained(Path(out_dir))
         meta = {**run_config, "final_bc_loss": final.bc_loss, "loss_curve_every_100_steps": losses}
         tmp = Path(out_dir) / "training.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))

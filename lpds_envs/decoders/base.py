@@ -12,10 +12,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from huggingface_hub import ModelHubMixin, hf_hub_download
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -149,7 +153,7 @@ class Decoder(nn.Module):
         """Draw ``batch_size`` latents from the prior ``N(0, I)``."""
         return torch.randn((batch_size, *self.latent_shape), generator=generator, device=self.device)
 
-    def freeze(self) -> Decoder:
+    def freeze(self) -> Self:
         """Set ``requires_grad=False`` on every parameter and switch to eval mode."""
         for p in self.parameters():
             p.requires_grad_(False)
@@ -193,6 +197,20 @@ class CallableDecoder(Decoder):
         return out.float()
 
 
+def _with_own_code(method: Callable) -> Callable:
+    """A copy of the bound method ``method`` with a code object of its own.
+
+    torch.compile keeps its compiled graphs on the code object (a few entries before it silently runs eagerly), so
+    every decoder of a class compiling the same sampling method would share, and soon exhaust, one cache. A copy per
+    decoder gives each its own, without changing any global compiler setting.
+    """
+    bound = cast(types.MethodType, method)  # a bound method, as the sampling loops are
+    fn = bound.__func__
+    own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    own.__kwdefaults__ = fn.__kwdefaults__
+    return types.MethodType(own, bound.__self__)
+
+
 class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds", "robotics", "steering"]):
     """A trained decoder that saves to / loads from a folder with ``config.json`` + ``model.safetensors``.
 
@@ -206,6 +224,12 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
     """
 
     decoder_type: ClassVar[str] = ""
+    # normalisation buffers (registered in __init__)
+    obs_shift: torch.Tensor
+    obs_scale: torch.Tensor
+    act_shift: torch.Tensor
+    act_scale: torch.Tensor
+    bc_loss: float  # final (EMA-smoothed) BC loss, set on decoders trained by lpds_envs.backbones.train
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -274,12 +298,7 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         """Run the sampling loop ``eager``, compiled when ``compile=True`` (falling back to eager with a warning)."""
         if self._compile_pending:
             self._compile_pending = False
-            # torch keeps one compiled-graph cache per function, shared by every decoder of a class (8 entries by
-            # default); past it, calls silently run eagerly. Leave room for many decoders in one process.
-            dynamo_config = torch._dynamo.config
-            limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
-            setattr(dynamo_config, limit, max(getattr(dynamo_config, limit), 64))
-            compiled = torch.compile(eager, dynamic=None)
+            compiled = torch.compile(_with_own_code(eager), dynamic=None)
             try:
                 out = compiled(obs_n, w)
             except Exception as exc:  # compilation needs a working C++ toolchain; never fail decoding on it
@@ -296,13 +315,14 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         return eager(obs_n, w)
 
     def compiled(self) -> PretrainedDecoder:
-        """A copy of this decoder (same weights, device and buffers) whose sampling loop is ``torch.compile``d.
+        """A copy of this decoder (same weights, device and buffers) with a ``torch.compile`` sampling loop.
 
         Meant for a fixed, large batch shape such as a learner's training decodes, where it is about 1.3x faster on
         CPU (``benchmarks/RESULTS.md``); compilation happens on the first call and falls back to eager decoding
         with a warning when it fails.
         """
-        copy = type(self)(**self.get_config(), compile=True)
+        subclass: Callable[..., PretrainedDecoder] = type(self)  # the subclasses' __init__ take compile=
+        copy = subclass(**self.get_config(), compile=True)
         copy.load_state_dict(self.state_dict())  # non-persistent buffers (schedules) are rebuilt from the config
         return copy.to(self.device).freeze()
 
@@ -357,13 +377,14 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
             config = json.loads(Path(config_path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{config_path} is not valid JSON ({exc}); the checkpoint folder is corrupt") from exc
-        if isinstance(config, dict) and "decoder_type" not in config and config.get("model_type") == PI0_MODEL_TYPE:
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        if isinstance(config, dict) and "decoder_type" not in config and model_type in CHECKPOINT_LOADERS:
             if cls.decoder_type:
                 raise ValueError(
-                    f"{pretrained_model_name_or_path} holds a PI0 model; load it with Pi0Decoder.from_pretrained or "
-                    "lpds_envs.decoders.load_decoder"
+                    f"{pretrained_model_name_or_path} holds a {CHECKPOINT_LOADERS[model_type][1]} model; load it "
+                    "with lpds_envs.decoders.load_decoder"
                 )
-            return _load_pi0(pretrained_model_name_or_path, device, hub, overrides)
+            return CHECKPOINT_LOADERS[model_type][0](pretrained_model_name_or_path, device, hub, overrides)
         if not isinstance(config, dict) or "decoder_type" not in config:
             raise ValueError(f"{config_path} has no 'decoder_type' entry; is this an lpds decoder checkpoint?")
         dtype = config.pop("decoder_type")
@@ -403,23 +424,23 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         return model.to(device).freeze()
 
 
-#: ``config.json``'s ``model_type`` of transformers' PI0 (``PI0Config``)
-PI0_MODEL_TYPE = "pi0"
-#: the keyword arguments a PI0 checkpoint takes through :func:`load_decoder` (``Pi0Decoder.from_pretrained``'s)
-PI0_ARGUMENTS = ("instruction", "camera_keys", "state_key", "action_dim", "chunk_steps", "num_steps", "dtype")
+#: loader of a checkpoint that is not an lpds decoder folder: ``(name_or_path, device, hub, overrides) -> Decoder``
+CheckpointLoader = Callable[[str | os.PathLike, Any, dict[str, Any], dict[str, Any]], Decoder]
+
+#: loaders of foreign checkpoints by ``config.json``'s ``model_type``, with the name of what they load (for errors). A
+#: decoder module registers its own (``pi0.py`` registers ``"pi0"``), so this module never imports the decoders
+#: built on it.
+CHECKPOINT_LOADERS: dict[str, tuple[CheckpointLoader, str]] = {}
 
 
-def _load_pi0(name_or_path: str | os.PathLike, device: Any, hub: dict[str, Any], kwargs: dict[str, Any]) -> Decoder:
-    """A PI0 checkpoint through :meth:`Pi0Decoder.from_pretrained`, with its arguments checked by name."""
-    unknown = sorted(set(kwargs) - set(PI0_ARGUMENTS))
-    if unknown:
-        raise ValueError(
-            f"{str(name_or_path)!r} is a PI0 checkpoint: it takes {', '.join(f'{k}=' for k in PI0_ARGUMENTS)} "
-            f"(Pi0Decoder.from_pretrained's arguments), not {', '.join(f'{k}=' for k in unknown)}"
-        )
-    from .pi0 import Pi0Decoder
+def register_checkpoint_loader(model_type: str, loader: CheckpointLoader, name: str) -> None:
+    """Let :func:`load_decoder` load folders whose ``config.json`` has ``model_type == model_type`` with ``loader``.
 
-    return Pi0Decoder.from_pretrained(name_or_path, device=device, **hub, **kwargs)
+    :param model_type: the ``model_type`` entry of the checkpoint's ``config.json`` (e.g. ``"pi0"``)
+    :param loader: ``(name_or_path, device, hub_kwargs, overrides) -> Decoder``
+    :param name: what it loads, for error messages (e.g. ``"PI0"``)
+    """
+    CHECKPOINT_LOADERS[model_type] = (loader, name)
 
 
 def _looks_local(name_or_path: str | os.PathLike) -> bool:

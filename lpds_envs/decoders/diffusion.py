@@ -71,6 +71,14 @@ class DDIMSampler(nn.Module):
         (``(K-1) T/K, ..., 0``, DPPO's and diffusers' default)
     """
 
+    # buffers (registered in __init__)
+    alphas_cumprod: torch.Tensor
+    timesteps: torch.Tensor
+    sqrt_ab: torch.Tensor
+    sqrt_1m_ab: torch.Tensor
+    sqrt_ab_prev: torch.Tensor
+    sqrt_1m_ab_prev: torch.Tensor
+
     def __init__(
         self,
         betas: torch.Tensor,

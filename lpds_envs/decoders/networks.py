@@ -29,6 +29,8 @@ class Mish(nn.Module):
 class SinusoidalEmbedding(nn.Module):
     """Transformer-style sinusoidal embedding of a scalar time ``t`` (any float scale), shape ``(B,) -> (B, dim)``."""
 
+    freqs: torch.Tensor  # buffer
+
     def __init__(self, dim: int, max_period: float = 10_000.0) -> None:
         super().__init__()
         if dim % 2:

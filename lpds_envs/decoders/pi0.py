@@ -17,6 +17,7 @@ and checkpoints whose processor names the torchvision-only ``PI0ImageProcessor``
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Decoder, _shape_str
+from .base import Decoder, _shape_str, register_checkpoint_loader
 from .pi0_hub import (
     LPDS_PI0_CONFIG,
     check_source,
@@ -71,6 +72,15 @@ class Pi0Decoder(Decoder):
         >>> dec.latent_shape, dec(obs, dec.sample_prior(5)).shape
         ((4, 4), torch.Size([5, 3, 2]))
     """
+
+    # buffers (registered in __init__)
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    actions_mean: torch.Tensor
+    actions_std: torch.Tensor
+    pixel_lut: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
 
     def __init__(
         self,
@@ -318,7 +328,9 @@ class Pi0Decoder(Decoder):
         require_transformers()
         from transformers import PI0ForConditionalGeneration
 
-        hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        hub: dict[str, Any] = dict(
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
         source = check_source(path_or_repo_id)
         stored = read_lpds_config(source, hub)
         given = dict(
@@ -329,7 +341,7 @@ class Pi0Decoder(Decoder):
             chunk_steps=chunk_steps,
             num_steps=num_steps,
         )
-        args = {k: v if v is not None else stored.get(k) for k, v in given.items()}
+        args: dict[str, Any] = {k: v if v is not None else stored.get(k) for k, v in given.items()}
         missing = [k for k in ("instruction", "camera_keys", "state_key", "action_dim") if args[k] is None]
         if missing:
             raise ValueError(
@@ -339,7 +351,8 @@ class Pi0Decoder(Decoder):
         with quiet_transformers():
             processor = load_processor(source, hub)
             try:
-                model = PI0ForConditionalGeneration.from_pretrained(source, dtype=dtype, **hub)
+                # Any, as Pi0Decoder takes it (the stubs type its functools.wraps'd .to as taking self explicitly)
+                model: Any = PI0ForConditionalGeneration.from_pretrained(source, dtype=dtype, **hub)
             except OSError as exc:
                 raise OSError(f"could not load the PI0 model from {str(path_or_repo_id)!r}: {str(exc)[:300]}") from exc
         return cls(model.to(device), processor, **args).to(device)
@@ -358,10 +371,11 @@ def _image_size(image_processor: Any) -> tuple[int, int]:
     """The (H, W) of images the processor leaves unresized and unpadded; other images are rejected."""
     size = image_processor.size
     get = size.get if isinstance(size, Mapping) else lambda k: getattr(size, k, None)
-    if get("height") and get("width"):
-        hw = (int(get("height")), int(get("width")))
-    elif get("max_height") and get("max_width"):
-        hw = (int(get("max_height")), int(get("max_width")))
+    height, width, max_height, max_width = get("height"), get("width"), get("max_height"), get("max_width")
+    if height and width:
+        hw = (int(height), int(width))
+    elif max_height and max_width:
+        hw = (int(max_height), int(max_width))
     else:
         raise ValueError(f"unsupported image processor size {dict(size)!r}; Pi0Decoder needs height/width sizes")
     if getattr(image_processor, "do_center_crop", False):
@@ -399,3 +413,29 @@ def _pixel_lut(image_processor: Any) -> torch.Tensor:
         std = np.array(std if isinstance(std, Sequence) else [std] * 3, dtype=np.float32)[:, None]
         x = (x - mean) / std
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))
+
+
+#: ``config.json``'s ``model_type`` of transformers' PI0 (``PI0Config``)
+PI0_MODEL_TYPE = "pi0"
+
+
+def _load_pi0_checkpoint(
+    name_or_path: str | os.PathLike, device: Any, hub: dict[str, Any], overrides: dict[str, Any]
+) -> Decoder:
+    # load_decoder of a PI0 folder or hub repo: Pi0Decoder.from_pretrained, with ``overrides`` checked against its own
+    # signature (one source for the argument list)
+    params = list(inspect.signature(Pi0Decoder.from_pretrained).parameters.values())
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    accepted = [
+        p.name for p in params[1:] if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name not in ("device", *hub)
+    ]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown and not takes_any:
+        raise ValueError(
+            f"{str(name_or_path)!r} is a PI0 checkpoint: it takes {', '.join(f'{k}=' for k in accepted)} "
+            f"(Pi0Decoder.from_pretrained's arguments), not {', '.join(f'{k}=' for k in unknown)}"
+        )
+    return Pi0Decoder.from_pretrained(name_or_path, device=device, **hub, **overrides)
+
+
+register_checkpoint_loader(PI0_MODEL_TYPE, _load_pi0_checkpoint, "PI0")

@@ -101,13 +101,16 @@ def load_processor(source: str, hub: dict[str, Any]) -> Any:
     from transformers.utils import cached_file
 
     config_path = cached_file(source, PROCESSOR_FILES[0], **hub)
+    if config_path is None:  # cached_file raises on a missing file unless told otherwise
+        raise FileNotFoundError(f"{source!r} has no {PROCESSOR_FILES[0]}")
     config = json.loads(Path(config_path).read_text())
     image_cfg = dict(config.pop("image_processor", {}))
     seq_len = int(image_cfg.pop("image_seq_length", 256))  # PI0ImageProcessor's default
     for key in ("image_processor_type", "processor_class"):
         image_cfg.pop(key, None)
     image_processor = SiglipImageProcessorPil(**image_cfg)
-    image_processor.image_seq_length = seq_len
+    # PI0Processor reads image_seq_length, which PI0ImageProcessor has and this fallback class lacks
+    image_processor.image_seq_length = seq_len  # type: ignore[attr-defined]
     tokenizer = AutoTokenizer.from_pretrained(source, **hub)
     config.pop("processor_class", None)
     return PI0Processor(image_processor=image_processor, tokenizer=tokenizer, **config)

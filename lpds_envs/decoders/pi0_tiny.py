@@ -98,7 +98,8 @@ def make_tiny_pi0(
         tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>"
     )
     image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
-    image_processor.image_seq_length = (image_size // patch_size) ** 2
+    # PI0Processor reads image_seq_length, which PI0ImageProcessor has and SiglipImageProcessorPil lacks
+    image_processor.image_seq_length = (image_size // patch_size) ** 2  # type: ignore[attr-defined]
     processor = PI0Processor(
         image_processor=image_processor,
         tokenizer=tokenizer,

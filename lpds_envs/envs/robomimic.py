@@ -48,7 +48,12 @@ MISSING_EXTRA = "the robomimic tasks need robosuite 1.5.2 on mujoco 3.3.7-3.9.0:
 #: the flattened observation: robomimic's low-dim keys in DSRL's order
 OBS_KEYS: tuple[str, ...] = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 #: further proprioceptive keys the demo recorder stores next to :data:`OBS_KEYS` (robomimic's datasets have them too)
-EXTRA_OBS_KEYS: tuple[str, ...] = ("robot0_joint_pos", "robot0_joint_vel", "robot0_gripper_qvel", "robot0_eef_quat_site")
+EXTRA_OBS_KEYS: tuple[str, ...] = (
+    "robot0_joint_pos",
+    "robot0_joint_vel",
+    "robot0_gripper_qvel",
+    "robot0_eef_quat_site",
+)
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,19 @@ class RobomimicTask:
     chunk_size: int = 4  # act_steps
     denoising_steps: int = 20  # DPPO pretraining (DDIM sampling uses ddim_steps)
     ddim_steps: int = 8
-    delta: float = 0.35  # LP-DS trust region (paper Table 2)
 
 
 TASKS: dict[str, RobomimicTask] = {
-    "lift": RobomimicTask("Lift", ("cube_pos", "cube_quat", "gripper_to_cube_pos"), 300, delta=0.10),
-    "can": RobomimicTask("PickPlaceCan", ("Can_pos", "Can_quat", "Can_to_robot0_eef_pos", "Can_to_robot0_eef_quat"),
-                         300),
-    "square": RobomimicTask("NutAssemblySquare", ("SquareNut_pos", "SquareNut_quat", "SquareNut_to_robot0_eef_pos",
-                                                  "SquareNut_to_robot0_eef_quat"), 400, denoising_steps=100),
+    "lift": RobomimicTask("Lift", ("cube_pos", "cube_quat", "gripper_to_cube_pos"), 300),
+    "can": RobomimicTask(
+        "PickPlaceCan", ("Can_pos", "Can_quat", "Can_to_robot0_eef_pos", "Can_to_robot0_eef_quat"), 300
+    ),
+    "square": RobomimicTask(
+        "NutAssemblySquare",
+        ("SquareNut_pos", "SquareNut_quat", "SquareNut_to_robot0_eef_pos", "SquareNut_to_robot0_eef_quat"),
+        400,
+        denoising_steps=100,
+    ),
 }
 
 #: OSC_POSE settings of DPPO's ``env_meta/<task>.json`` (robosuite 1.4 names mapped to 1.5's)
@@ -106,8 +115,10 @@ def import_robosuite():
         raise ImportError(MISSING_EXTRA) from exc
     major, minor = (int(x) for x in mujoco.__version__.split(".")[:2])
     if (major, minor) >= (3, 10):
-        raise ImportError(f"{MISSING_EXTRA} (this environment has mujoco {mujoco.__version__}; robosuite.make fails "
-                          "on it: use a separate environment for the robomimic extra)")
+        raise ImportError(
+            f"{MISSING_EXTRA} (this environment has mujoco {mujoco.__version__}; robosuite.make fails "
+            "on it: use a separate environment for the robomimic extra)"
+        )
     return robosuite
 
 
@@ -157,11 +168,24 @@ class RobomimicEnv(gym.Env, gym.utils.RecordConstructorArgs):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, task: str = "lift", reward_offset: float = 0.0, terminate_on_success: bool = False,
-                 render_mode: str | None = None, render_size: tuple[int, int] = (256, 256), model_seed: int = 0) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, task=task, reward_offset=reward_offset,
-                                                 terminate_on_success=terminate_on_success, render_mode=render_mode,
-                                                 render_size=render_size, model_seed=model_seed)
+    def __init__(
+        self,
+        task: str = "lift",
+        reward_offset: float = 0.0,
+        terminate_on_success: bool = False,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (256, 256),
+        model_seed: int = 0,
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            task=task,
+            reward_offset=reward_offset,
+            terminate_on_success=terminate_on_success,
+            render_mode=render_mode,
+            render_size=render_size,
+            model_seed=model_seed,
+        )
         if task not in TASKS:
             raise ValueError(f"unknown robomimic task {task!r}; known: {sorted(TASKS)}")
         if render_mode not in (None, *self.metadata["render_modes"]):

@@ -1,0 +1,102 @@
+"""The algorithm registry: every learner ``lpds train --algo NAME``, :func:`algorithms.presets.make_algorithm` and the
+evaluation tools know, with its preset and the env it acts on.
+
+Example::
+
+    >>> from algorithms.registry import ALGORITHMS, get_algorithm
+    >>> sorted(ALGORITHMS)[:3]
+    ['dsrl', 'dsrl-na', 'lpds']
+    >>> spec = get_algorithm("lpds")
+    >>> spec.cls.__name__, spec.preset, spec.counts_raw_steps
+    ('LagrangianSAC', 'lpds', True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dsrl_na import DSRLNA
+from .dsrl_sac import DSRLSAC
+from .lagrangian_sac import LagrangianSAC
+from .residual_action import ResidualActionSAC
+from .steering import SteeringAlgorithm
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """How an algorithm name maps onto a learner, a preset and an env.
+
+    :param name: the CLI name (``lpds train --algo NAME``)
+    :param cls: the learner class
+    :param preset: stem of the preset file in ``algorithms/hyperparams``
+    :param fixed: settings forced on top of the preset (ablations); ``--set`` can still change them
+    :param env_type: ``"latent"`` (the action is the decoder's noise) or ``"residual"`` (LP-DS-A, the action is a
+        residual on the decoded chunk)
+    :param eval_deterministic: evaluate with the deterministic policy (default False, as the DSRL reference code's
+        ``deterministic_eval: False`` that the paper's protocol follows: LP-DS acts with ``eps + Delta(s)``, DSRL with
+        a sampled latent)
+    :param summary: one line for ``--help``
+    """
+
+    name: str
+    cls: type
+    preset: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    env_type: str = "latent"
+    eval_deterministic: bool = False
+    summary: str = ""
+
+    @property
+    def counts_raw_steps(self) -> bool:
+        """Whether the learner counts raw env steps itself (``model.raw_env_steps``): the steering learners do; SB3's
+        SAC and :class:`~algorithms.DSRLSAC` do not (:class:`~lpds_envs.evaluation.RawStepCallback` counts for
+        them)."""
+        return issubclass(self.cls, SteeringAlgorithm)
+
+
+_NO_LAGRANGIAN = {"use_lagrangian": False, "alpha_init": 0.0}
+
+#: every registered algorithm by name
+ALGORITHMS: dict[str, AlgoSpec] = {
+    spec.name: spec
+    for spec in (
+        AlgoSpec("lpds", LagrangianSAC, "lpds", summary="LP-DS (LagrangianSAC)"),
+        AlgoSpec(
+            "dsrl",
+            DSRLSAC,
+            "dsrl",
+            summary="DSRL-SAC (SB3 SAC on the latent env, warmed up on the prior as the DSRL code does)",
+        ),
+        AlgoSpec("dsrl-na", DSRLNA, "dsrl-na", summary="DSRL-NA"),
+        AlgoSpec(
+            "lpds-a",
+            ResidualActionSAC,
+            "lpds",
+            env_type="residual",
+            eval_deterministic=True,
+            summary="LP-DS-A (residual in action space, Q^A only); reads the lpds preset",
+        ),
+        AlgoSpec(
+            "lpds-no-lagrangian",
+            LagrangianSAC,
+            "lpds",
+            fixed=_NO_LAGRANGIAN,
+            summary="ablation: alpha fixed at 0",
+        ),
+        AlgoSpec(
+            "lpds-no-lagrangian-no-bound",
+            LagrangianSAC,
+            "lpds",
+            fixed={**_NO_LAGRANGIAN, "env_kwargs": {"latent_bound": None}},
+            summary="ablation: alpha fixed at 0 and an unbounded latent box",
+        ),
+    )
+}
+
+
+def get_algorithm(name: str) -> AlgoSpec:
+    """The :class:`AlgoSpec` of ``name``; a ``ValueError`` naming the known ones otherwise."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; pass one of {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name]

@@ -1,0 +1,45 @@
+"""Evaluation of latent policies: one path (:func:`evaluate_policy` -> :class:`EvalResult`) used by ``lpds train``,
+``lpds evaluate``, the SB3 callbacks in :mod:`lpds_envs.evaluation.callbacks` and the benchmark reports."""
+
+from .callbacks import EntropyCallback, ModeCoverageCallback, RawStepCallback, SteeringEvalCallback
+from .episodes import (
+    MAX_EVAL_ENVS,
+    BackboneComparison,
+    EpisodeBatch,
+    EvalResult,
+    PriorPolicy,
+    compare_with_backbone,
+    entropy_at_visited,
+    evaluate_policy,
+    goal_coverage,
+    isolated_rng,
+    multigoal_coverage,
+    policy_action_entropy,
+    prior_episodes,
+    prior_latents,
+    run_episodes,
+    success_gain_se,
+)
+
+__all__ = [
+    "MAX_EVAL_ENVS",
+    "BackboneComparison",
+    "EntropyCallback",
+    "EpisodeBatch",
+    "EvalResult",
+    "ModeCoverageCallback",
+    "PriorPolicy",
+    "RawStepCallback",
+    "SteeringEvalCallback",
+    "compare_with_backbone",
+    "entropy_at_visited",
+    "evaluate_policy",
+    "goal_coverage",
+    "isolated_rng",
+    "multigoal_coverage",
+    "policy_action_entropy",
+    "prior_episodes",
+    "prior_latents",
+    "run_episodes",
+    "success_gain_se",
+]
