@@ -168,7 +168,7 @@ def test_backbone_evaluate_ship_pipeline_tiny(tmp_path, monkeypatch):
     result = adroit.evaluate_backbone("door", dec, episodes=1, n_envs=1)
     (out / "door" / "flow" / "eval.json").write_text(json.dumps(result))
     dest = ship_backbone("door", out, dest=tmp_path / "shipped")
-    card = (dest / "docs/zoo.md").read_text()
+    card = (dest / "README.md").read_text()
     assert "AdroitHandDoor-v1" in card and f"{result['success_rate']:.2f}" in card
     shipped = load_decoder(dest)
     obs, w = torch.randn(2, dec.obs_dim), torch.randn(2, *dec.latent_shape)
