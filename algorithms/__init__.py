@@ -11,6 +11,7 @@
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
+from .faults import NonFiniteError
 from .lagrangian_sac import LagrangianSAC
 from .policies import (
     DSRLNAPolicy,
@@ -28,6 +29,7 @@ __all__ = [
     "DSRLNAPolicy",
     "DSRLSAC",
     "LagrangianSAC",
+    "NonFiniteError",
     "ResidualActionSAC",
     "ResidualActionWrapper",
     "LatentDictReplayBuffer",

@@ -10,6 +10,7 @@ import torch
 
 from lpds_envs.decoders.base import Decoder
 
+from .faults import check_losses, check_weights
 from .policies import DSRLNAPolicy, MultiInputDSRLNAPolicy, SquashedGaussianActor
 from .steering import SteeringAlgorithm
 
@@ -198,11 +199,15 @@ class DSRLNA(SteeringAlgorithm):
                 self.ent_coef_optimizer.step()
                 logs["ent_coef_loss"].append(float(ent_loss.item()))
 
+            decoded = {"next chunks": next_chunks, "prior chunks": eps_chunks}
+            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, decoded)
+
             # target network
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
 
         self._n_updates += gradient_steps
+        check_weights(self, self._n_updates)  # once per call: the loop's losses were checked step by step
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for key, values in logs.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3 import SAC
 
+from .faults import NonFiniteError, buffer_cause, check_weights
 from .progress import RawStepProgressMixin
+from .steering import check_sb3_arguments
 
 
 class DSRLSAC(RawStepProgressMixin, SAC):
@@ -34,6 +37,10 @@ class DSRLSAC(RawStepProgressMixin, SAC):
 
     action_space: spaces.Box  # SAC supports Box action spaces only
 
+    def _setup_model(self) -> None:
+        check_sb3_arguments(self.batch_size, self.buffer_size, self.learning_starts, self.tau, self.gamma)
+        super()._setup_model()
+
     def _sample_action(
         self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -44,3 +51,17 @@ class DSRLSAC(RawStepProgressMixin, SAC):
         w = np.clip(np.random.standard_normal(shape), self.action_space.low, self.action_space.high)
         w = w.astype(self.action_space.dtype)
         return w, self.policy.scale_action(w)  # SAC's buffer holds actions scaled to [-1, 1]
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """SB3 SAC's ``train``, then the finiteness guard: its logged losses and all weights must be finite.
+
+        :param gradient_steps: gradient steps to take
+        :param batch_size: minibatch size of each step
+        :raises NonFiniteError: naming the first non-finite loss or weight (the update that made it is the last one)
+        """
+        super().train(gradient_steps, batch_size)
+        logged = self.logger.name_to_value
+        for key in ("train/critic_loss", "train/actor_loss", "train/ent_coef_loss", "train/ent_coef"):
+            if key in logged and not math.isfinite(float(logged[key])):
+                raise NonFiniteError(key, self._n_updates, buffer_cause(self.replay_buffer))
+        check_weights(self, self._n_updates)

@@ -10,6 +10,7 @@ import torch
 
 from lpds_envs.decoders.base import Decoder
 
+from .faults import check_losses, check_weights
 from .policies import SteeringPolicy
 from .steering import LagrangianTrustRegion, SteeringAlgorithm
 
@@ -183,6 +184,9 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             logs["perturbation_sq"].append(float(perturbation_sq.mean().item()))
             logs["q_w"].append(float(q_w.mean().item()))
 
+            decoded = {"next chunks": next_chunks, "prior chunks": eps_chunks}
+            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, decoded)
+
             # projected dual ascent on alpha (line 19)
             self.dual_step(perturbation_sq, delta)
 
@@ -191,6 +195,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
                 self.polyak_update_targets()
 
         self._n_updates += gradient_steps
+        check_weights(self, self._n_updates)  # once per call: the loop's losses were checked step by step
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/alpha", self.alpha)
         self.logger.record("train/delta", delta)

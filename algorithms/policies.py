@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -217,6 +218,19 @@ class SquashedGaussianActor(nn.Module):
         u = mu if deterministic else mu + log_std.exp() * torch.randn_like(mu)
         return self.bound * torch.tanh(u)
 
+    def latent(self, obs: Any, noise: torch.Tensor | None) -> torch.Tensor:
+        """``bound * tanh(mu(s) + sigma(s) * noise)``: the latent for given standard-normal ``noise``.
+
+        ``noise=None`` (or zeros) gives the deterministic latent ``bound * tanh(mu(s))``; ``forward`` draws the noise.
+
+        :param obs: a batch of observations
+        :param noise: ``(B, latent_dim)`` standard-normal noise of the pre-tanh Gaussian, or ``None``
+        :return: latents ``(B, latent_dim)``
+        """
+        mu, log_std = self._dist(obs)
+        u = mu if noise is None else mu + log_std.exp() * noise.reshape(mu.shape).to(mu)
+        return self.bound * torch.tanh(u)
+
     def action_log_prob(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A sampled latent and its log-density as a latent.
 
@@ -293,6 +307,15 @@ class SteeringPolicy(BasePolicy):
         )
         if n_critics < 1:
             raise ValueError(f"n_critics must be >= 1, got {n_critics}")
+        if net_arch is not None and (
+            isinstance(net_arch, (str, bytes))
+            or not isinstance(net_arch, (list, tuple))
+            or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in net_arch)
+        ):
+            raise ValueError(
+                f"net_arch must be a list of hidden layer sizes (integers >= 1), got {net_arch!r}; "
+                "e.g. policy_kwargs={'net_arch': [256, 256]}"
+            )
         self.net_arch = list(net_arch) if net_arch is not None else [256, 256]
         self.activation_fn, self.n_critics, self.layer_norm = activation_fn, n_critics, layer_norm
         self.decoded_action_dim, self.actor_init_scale = int(decoded_action_dim), actor_init_scale

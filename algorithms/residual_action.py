@@ -16,10 +16,11 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from lpds_envs.codec import to_batch
+from lpds_envs.codec import check_finite_chunks, check_finite_obs, to_batch
 from lpds_envs.decoders.base import Decoder
 from lpds_envs.wrappers import ChunkedActionWrapper
 
+from .faults import check_losses, check_weights
 from .policies import SteeringPolicy
 from .steering import LagrangianTrustRegion, SteeringAlgorithm
 
@@ -76,13 +77,16 @@ class ResidualActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         r = np.asarray(action, dtype=np.float32).reshape(-1)
         if r.shape != self.action_space.shape:
             raise ValueError(f"residual has shape {np.shape(action)}, expected {self.action_space.shape}")
+        if not np.isfinite(r).all():
+            raise ValueError("residual contains NaN or inf; residuals must be finite")
+        check_finite_obs(self._obs)
         eps = self._rng.standard_normal(self.decoder.latent_shape).astype(np.float32)
         if isinstance(self._obs, dict):  # Dict observations keep their dtypes (uint8 camera images)
             obs = to_batch(self._obs, single=True)
         else:
             obs = torch.as_tensor(np.asarray(self._obs, dtype=np.float32))[None]
         base = self.decoder(obs, torch.from_numpy(eps)[None])
-        base = base[0].numpy().reshape(-1)
+        base = check_finite_chunks(base.detach().cpu().numpy())[0].reshape(-1)
         chunk = np.clip(base + r, self.chunk_low, self.chunk_high)
         obs, reward, terminated, truncated, info = self.env.step(chunk.reshape(self.decoder.action_shape))
         self._obs = obs
@@ -298,12 +302,16 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
             logs["perturbation_sq"].append(float(perturbation_sq.mean().item()))
             logs["q_a"].append(float(q_a.mean().item()))
 
+            decoded = {"next chunks": next_base, "prior chunks": base}
+            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, decoded)
+
             # projected dual ascent on alpha; target network
             self.dual_step(perturbation_sq, delta)
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
 
         self._n_updates += gradient_steps
+        check_weights(self, self._n_updates)  # once per call: the loop's losses were checked step by step
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/alpha", self.alpha)
         self.logger.record("train/delta", delta)

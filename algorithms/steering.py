@@ -9,6 +9,7 @@ Q^A trained by TD on decoded chunks, and the latent critic Q^W distilled on prio
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, cast
@@ -67,6 +68,35 @@ def resolve_decoder(env: VecEnv | None, decoder: Decoder | None) -> Decoder | No
             "make_latent_vec_env or gym.make('LPDS-...'), or pass decoder= explicitly"
         )
     return found
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_sb3_arguments(batch_size: Any, buffer_size: Any, learning_starts: Any, tau: Any, gamma: Any) -> None:
+    """Refuse the SB3 arguments that would train silently wrong (NaN losses, no updates), saying what to pass.
+
+    :param batch_size: minibatch size (an integer >= 1)
+    :param buffer_size: replay capacity (an integer >= 1)
+    :param learning_starts: warm-up steps (an integer >= 0)
+    :param tau: Polyak coefficient (a number in [0, 1])
+    :param gamma: discount (a number in [0, 1])
+    :raises ValueError: naming the argument, the value and the valid range
+    """
+    if not _whole(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1 (transitions per gradient step), got {batch_size!r}")
+    if not _whole(buffer_size) or buffer_size < 1:
+        raise ValueError(f"buffer_size must be an integer >= 1 (replay capacity), got {buffer_size!r}")
+    if not _whole(learning_starts) or learning_starts < 0:
+        raise ValueError(f"learning_starts must be an integer >= 0 (warm-up steps), got {learning_starts!r}")
+    for name, value in (("tau", tau), ("gamma", gamma)):
+        if not _number(value) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
 
 
 #: SB3 insists on finite Box bounds; an unbounded latent env (``latent_bound=None``) is shown to SB3 with this stand-in
@@ -178,6 +208,7 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         compile_decoder: bool = False,
         prior_cache: int = 0,
     ) -> None:
+        check_sb3_arguments(batch_size, buffer_size, learning_starts, tau, gamma)
         if latent_critic_steps < 1:
             raise ValueError(f"latent_critic_steps must be >= 1, got {latent_critic_steps}")
         if int(prior_cache) != prior_cache or prior_cache < 0:
@@ -225,8 +256,15 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         :param args: as SB3's ``BaseAlgorithm.load``
         :param kwargs: as SB3's ``BaseAlgorithm.load`` (e.g. ``decoder=``, ``device=``)
         :return: the loaded learner
+        :raises ValueError: for a zip saved by another learner class (or without the model's data)
         """
-        return super().load(path, _accept_unbounded(env, 0), *args, **kwargs)
+        try:
+            return super().load(path, _accept_unbounded(env, 0), *args, **kwargs)
+        except (KeyError, AssertionError) as exc:  # SB3's errors for a zip of another learner or without its data
+            raise ValueError(
+                f"{path} does not hold a {cls.__name__} model ({type(exc).__name__}: {exc}); load it with the class "
+                "that saved it (e.g. LagrangianSAC.load for an lpds run, DSRLNA.load for dsrl-na), or re-save it"
+            ) from None
 
     def set_env(self, env: Any, force_reset: bool = True) -> None:
         """SB3's ``set_env``; an unbounded latent env is accepted as at construction.
@@ -498,7 +536,10 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         """A plain ``nn.Module`` mapping raw observations to raw action chunks: ``Phi(clip(eps + Delta(s)); s)``.
 
         For deployment without the wrapper or SB3. ``forward(obs, eps=None)``: ``eps`` defaults to fresh
-        ``N(0, I)`` noise (or zeros when ``deterministic``).
+        ``N(0, I)`` noise (or zeros when ``deterministic``). For DSRL-NA, whose actor outputs the latent itself,
+        ``w = bound * tanh(mu(s) + sigma(s) eps)`` (``eps`` is the noise of its Gaussian, not added on top):
+        ``deterministic=True`` gives ``bound * tanh(mu(s))``, the latent ``predict(deterministic=True)`` returns.
+        Either way the output equals the env's ``info["decoded_action"]`` for the same latent.
 
         :param deterministic: use ``eps = 0`` when ``forward`` is given no noise
         :return: a :class:`SteeredPolicy` holding a frozen copy of the actor
@@ -528,12 +569,14 @@ class LagrangianTrustRegion:
         :param alpha_lr: step size of the dual ascent (>= 0)
         :param use_lagrangian: ``False`` freezes alpha at ``alpha_init``
         """
-        if not callable(delta) and not float(delta) > 0:
-            raise ValueError(f"delta must be > 0 (a trust-region size, paper Table 2 uses 0.10-0.50), got {delta}")
-        if alpha_init < 0:
-            raise ValueError(f"alpha_init must be >= 0 (a Lagrange multiplier), got {alpha_init}")
-        if alpha_lr < 0:
-            raise ValueError(f"alpha_lr must be >= 0, got {alpha_lr}")
+        if not callable(delta) and not (_number(delta) and delta > 0):
+            raise ValueError(
+                f"delta must be > 0 and finite (a trust-region size, paper Table 2 uses 0.10-0.50), got {delta!r}"
+            )
+        if not (_number(alpha_init) and alpha_init >= 0):
+            raise ValueError(f"alpha_init must be >= 0 and finite (a Lagrange multiplier), got {alpha_init!r}")
+        if not (_number(alpha_lr) and alpha_lr >= 0):
+            raise ValueError(f"alpha_lr must be >= 0 and finite (the dual step size, e.g. 0.01), got {alpha_lr!r}")
         self.delta_schedule = FloatSchedule(delta) if callable(delta) else ConstantSchedule(float(delta))
         self.alpha = float(alpha_init)
         self.alpha_init, self.alpha_lr, self.use_lagrangian = float(alpha_init), float(alpha_lr), bool(use_lagrangian)
@@ -556,6 +599,9 @@ class LagrangianTrustRegion:
 class SteeredPolicy(nn.Module):
     """``obs -> Phi(clip(eps + Delta(obs)); obs)``; see :meth:`SteeringAlgorithm.steered_policy`.
 
+    With a :class:`~algorithms.policies.SquashedGaussianActor` (DSRL-NA) the latent is the actor's own
+    ``bound * tanh(mu(obs) + sigma(obs) eps)`` instead.
+
     :param decoder: the frozen decoder ``Phi``
     :param actor: the perturbation actor ``Delta(s)`` (a frozen copy is kept)
     :param latent_bound: the latent box's bound (``None``: unbounded)
@@ -572,10 +618,12 @@ class SteeredPolicy(nn.Module):
         """The steered chunks.
 
         :param obs: raw observations (batched; dict of arrays or tensors for Dict observations, channel-last images)
-        :param eps: the noise ``(B, d)``; ``None`` draws ``N(0, I)`` (zeros when ``deterministic``)
+        :param eps: the noise ``(B, d)``; ``None`` draws ``N(0, I)`` (zeros when ``deterministic``); for DSRL-NA the
+            noise of the actor's pre-tanh Gaussian
         :return: the decoded action chunks
         """
         device = next(self.actor.parameters()).device
+        actor_obs: Any
         if isinstance(obs, dict):  # Dict observations keep their dtypes (uint8 images)
             obs = {k: np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in obs.items()}
             space = getattr(self.actor.features_extractor, "observation_space", None)
@@ -585,13 +633,19 @@ class SteeredPolicy(nn.Module):
                 for k, v in obs.items()
             }
             obs = {k: torch.as_tensor(v, device=device) for k, v in obs.items()}
-            perturbation = self.actor(actor_obs)
         else:
-            obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            perturbation = self.actor(obs)
-        if eps is None:
-            eps = torch.zeros_like(perturbation) if self.deterministic else torch.randn_like(perturbation)
-        w = eps.reshape(perturbation.shape).to(perturbation) + perturbation
+            obs = actor_obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        if isinstance(self.actor, SquashedGaussianActor):
+            # DSRL-NA: the actor's output *is* the latent, w = bound * tanh(mu + sigma eps)
+            if eps is None and not self.deterministic:
+                n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+                eps = torch.randn(n, self.actor.mu.out_features, device=device)
+            w = self.actor.latent(actor_obs, None if eps is None else eps.to(device))
+        else:
+            perturbation = self.actor(actor_obs)
+            if eps is None:
+                eps = torch.zeros_like(perturbation) if self.deterministic else torch.randn_like(perturbation)
+            w = eps.reshape(perturbation.shape).to(perturbation) + perturbation
         if self.latent_bound is not None:
             w = w.clamp(-self.latent_bound, self.latent_bound)
         return self.decoder(obs, w)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .codec import DEFAULT_LATENT_BOUND, LatentCodec, to_batch
+from .codec import DEFAULT_LATENT_BOUND, LatentCodec, check_finite_chunks, check_finite_obs, to_batch
 from .decoders.base import Decoder
 
 #: spawn key separating the complement-noise stream from every other use of an episode seed
@@ -243,6 +243,7 @@ class SubspaceCodec(LatentCodec):
     def decode(self, obs: Any, latents: Any, n: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Check and clip ``u``, lift it with fresh complement noise, decode; ``last_full_latent`` keeps ``z``."""
         u = self.clip(self.check(latents, n))
+        check_finite_obs(obs)
         if u.shape[0] != len(self.rngs):
             raise ValueError(f"{u.shape[0]} latents for {len(self.rngs)} complement-noise streams (one per env)")
         d = self.subspace.latent_dim
@@ -250,7 +251,7 @@ class SubspaceCodec(LatentCodec):
         z = self.decoder.full_latent(torch.from_numpy(u), torch.from_numpy(eps))
         chunks = self.decoder.base(to_batch(obs, single=n is None), z)
         self.last_full_latent = z.reshape(u.shape[0], -1).cpu().numpy()
-        return u, chunks.detach().cpu().numpy()
+        return u, check_finite_chunks(chunks.detach().cpu().numpy())
 
 
 def complement_rng(seed: int) -> np.random.Generator:

@@ -1,7 +1,9 @@
 """The ``lpds`` command line: ``demo``, ``train``, ``evaluate``, ``sweep``, ``plot``.
 
 Mistakes in the input (unknown algorithm or env id, malformed ``--set``, a missing run folder, ...) end with
-exit code 2 and one line saying what to do; an interrupted ``train`` exits with 130 and resumes when re-run.
+exit code 2 and one line saying what to do; an interrupted ``train`` exits with 130 and resumes when re-run; a
+``train`` whose losses or weights become NaN or inf exits with 1 and one line naming the quantity and likely cause,
+keeping its last good checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .config import RunConfig, UsageError, check_env_id, get_algo, parse_set, re
 from .demo import run_demo
 from .evaluate import evaluate_saved
 from .plotting import plot_runs
-from .runs import command_line, train_seeds
+from .runs import TrainingDiverged, command_line, train_seeds
 from .sweep import build_sweep, run_sweep
 
 ALGO_HELP = ", ".join(ALGORITHMS)
@@ -129,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    for option in ("eval_freq", "checkpoint_freq", "eval_entropy_states"):
+        if getattr(args, option) < 0:
+            flag = "--" + option.replace("_", "-")
+            raise _usage(f"{flag} must be >= 0 (0: the default), got {getattr(args, option)}")
+    if args.eval_entropy_samples < 1:
+        raise _usage(f"--eval-entropy-samples must be >= 1, got {args.eval_entropy_samples}")
     return {
         "eval_freq": args.eval_freq,
         "eval_episodes": args.eval_episodes,
@@ -247,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         print(f"lpds {args.command}: error: {exc}", file=sys.stderr)
         code = 2
+    except TrainingDiverged as exc:
+        print(f"lpds {args.command}: error: {exc}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         code = 130
     if code:

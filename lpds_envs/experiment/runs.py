@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import os
-import pickle
 import shlex
 import subprocess
 import sys
@@ -38,10 +37,20 @@ from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, 
 from stable_baselines3.common.utils import get_device
 from tqdm import tqdm
 
+from algorithms.faults import GENERIC_CAUSE, NonFiniteError, nonfinite_weight
+
+from ..codec import NonFiniteValueError
 from ..evaluation import MAX_EVAL_ENVS, RawStepCallback, entropy_at_visited, evaluate_policy
 from ..registration import resolve_lpds_id
 from ..wrappers import executed_steps
-from .checkpoint import atomic_copy, find_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    atomic_copy,
+    find_checkpoint,
+    load_checkpoint,
+    nonfinite_buffer_field,
+    save_checkpoint,
+)
 from .config import CONFIG_FILE, RunConfig, UsageError, make_run_env
 
 EVAL_COLUMNS = (
@@ -55,6 +64,18 @@ EVAL_COLUMNS = (
     "time_s",
     "action_entropy",
 )
+
+
+class TrainingDiverged(RuntimeError):
+    """A run stopped because a loss or weight became NaN or inf; its last good checkpoint is kept (one-line message)."""
+
+
+def _find_checkpoint(run_dir: Path) -> Path | None:
+    """:func:`~lpds_envs.experiment.checkpoint.find_checkpoint`, with an old-format checkpoint as a usage error."""
+    try:
+        return find_checkpoint(run_dir)
+    except CheckpointError as exc:
+        raise UsageError(f"cannot resume {run_dir}: {exc}") from None
 
 
 class _BudgetReached(Exception):
@@ -163,9 +184,17 @@ class TrainingRun:
     # ------------------------------------------------------------------ setup
     def _check_existing(self) -> None:
         path = self.run_dir / CONFIG_FILE
-        if not path.is_file() or find_checkpoint(self.run_dir) is None:
+        if not path.is_file() or _find_checkpoint(self.run_dir) is None:
             return  # nothing to resume: the folder is (re)started with this config
-        old = RunConfig.read(path)
+        try:
+            old = RunConfig.read(path)
+        except UsageError:
+            raise
+        except Exception as exc:  # a broken YAML file, wrong types, ...: name the file, whatever the parser said
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UsageError(
+                f"{path} does not parse ({reason}); fix it, or delete {self.run_dir} (or pass another --out) to start over"
+            ) from None
         diff = self.cfg.mismatch(old)
         if diff is not None:
             raise UsageError(
@@ -178,24 +207,32 @@ class TrainingRun:
         device = str(get_device(cfg.device))
         _, decoder, _ = resolve_lpds_id(cfg.env_id, backbone=cfg.env_kwargs.get("backbone"), device=device)
         self.decoder = decoder
-        self.venv = make_run_env(spec, cfg.env_id, cfg.env_kwargs, cfg.n_envs, cfg.seed, device, decoder)
         n_eval = min(cfg.eval_episodes, MAX_EVAL_ENVS)
-        self.eval_env = make_run_env(spec, cfg.env_id, cfg.env_kwargs, n_eval, None, device, decoder)
+        try:
+            self.venv = make_run_env(spec, cfg.env_id, cfg.env_kwargs, cfg.n_envs, cfg.seed, device, decoder)
+            self.eval_env = make_run_env(spec, cfg.env_id, cfg.env_kwargs, n_eval, None, device, decoder)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"cannot build {cfg.env_id} with env_kwargs {cfg.env_kwargs} ({exc}); fix --set env_kwargs.* "
+                "or --hyperparams"
+            ) from None
         algo_cls = spec.cls
-        ckpt = find_checkpoint(self.run_dir)
+        ckpt = _find_checkpoint(self.run_dir)
         if ckpt is not None:
             try:
                 self.model, self.state = load_checkpoint(ckpt, algo_cls, self.venv, device=device)
-            except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+            except (RuntimeError, ValueError, KeyError, EOFError) as exc:
                 reason = str(exc).strip().splitlines()[0][:200]
                 raise UsageError(
                     f"cannot resume {self.run_dir}: its checkpoint does not load ({reason}); "
                     "delete that folder or pass another --out to start over"
                 ) from None
             missing = self.state.pop("missing")
+            refused = self.state.pop("env_state_refused", None)
             if missing:
+                why = f"its saved env state was refused: {refused}" if refused else "the env could not be pickled"
                 what = {
-                    "env state": "the envs start from a reset (the env could not be pickled)",
+                    "env state": f"the envs start from a reset ({why})",
                     "replay buffer": "the replay buffer starts empty and is refilled before the next update",
                 }
                 print(
@@ -288,6 +325,21 @@ class TrainingRun:
         return row
 
     def checkpoint(self) -> None:
+        """Save a checkpoint, unless a weight or a stored transition is NaN or inf: a non-finite model (or a replay
+        buffer that would make the resumed run diverge) never replaces the last good checkpoint.
+
+        :raises NonFiniteError: naming the weight or buffer field (the learners' own guard catches most cases earlier)
+        """
+        step = int(getattr(self.model, "_n_updates", 0))
+        bad = nonfinite_weight(self.model)
+        if bad is not None:
+            raise NonFiniteError(f"weight {bad}", step, GENERIC_CAUSE)
+        buffer = getattr(self.model, "replay_buffer", None)
+        field = None if buffer is None or not self.cfg.save_replay_buffer else nonfinite_buffer_field(buffer)
+        if field is not None:  # a transition not sampled yet; saving it would make every resume diverge again
+            raise NonFiniteError(
+                f"replay buffer field {field!r}", step, "the env or decoder produced it; fix them before resuming"
+            )
         self.state["last_checkpoint"] = self.state["raw_env_steps"] = self.raw
         save_checkpoint(self.run_dir, self.model, self.venv, dict(self.state), self.cfg.save_replay_buffer)
 
@@ -296,15 +348,15 @@ class TrainingRun:
         """Train (or resume) to ``cfg.steps`` raw env steps; return the final evaluation row."""
         cfg = self.cfg
         self._check_existing()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.write()
-        ckpt = find_checkpoint(self.run_dir)
+        ckpt = _find_checkpoint(self.run_dir)
         rows = read_csv_rows(self.run_dir / "evaluations.csv")
         if ckpt is not None and (self.run_dir / "model.zip").is_file() and rows:
             done = int(rows[-1]["raw_env_steps"])
-            if done >= cfg.steps:
+            if done >= cfg.steps:  # config.yaml keeps the budget that ran (a smaller --steps does not rewrite it)
                 print(f"{self.run_dir}: already complete ({done} env steps); skipping")
                 return rows[-1]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.write()
         self._build()
         if self.state["last_checkpoint"] is not None:
             print(f"{self.run_dir}: resuming at {self.raw} env steps")
@@ -346,6 +398,17 @@ class TrainingRun:
             if self.state["last_checkpoint"] != self.raw:
                 self.checkpoint()
             atomic_copy(self.run_dir / "checkpoint" / "model.zip", self.run_dir / "model.zip")
+        except (NonFiniteError, NonFiniteValueError) as exc:
+            good = self.state["last_checkpoint"]
+            where = (
+                f"the last good checkpoint ({good} env steps) is kept: fix the cause and re-run the same command to "
+                "resume from it"
+                if good is not None
+                else "no checkpoint was written yet: fix the cause and re-run the same command to start over"
+            )
+            raise TrainingDiverged(
+                f"{self.run_dir}: training stopped at {self.raw} env steps: {exc}; {where}"
+            ) from None
         finally:
             if self.pbar is not None:
                 self.pbar.close()

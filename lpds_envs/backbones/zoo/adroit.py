@@ -34,13 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from lpds_envs.backbones.zoo.adroit_scripts import DoorController, HammerController, PenController, RelocateController
-from lpds_envs.backbones.zoo.adroit_sim import ScriptedController
-from lpds_envs.backbones.data import Episode
-from lpds_envs.backbones.data import make_chunks, split_episodes
-from lpds_envs.backbones.data import save_minari
+from lpds_envs.backbones.data import Episode, make_chunks, save_minari, split_episodes
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.backbones.zoo.adroit_scripts import DoorController, HammerController, PenController, RelocateController
 from lpds_envs.backbones.zoo.adroit_ship import ship_backbone
+from lpds_envs.backbones.zoo.adroit_sim import ScriptedController
 from lpds_envs.decoders import load_decoder
 from lpds_envs.envs.adroit import require_gymnasium_robotics
 from lpds_envs.evaluation import prior_episodes
@@ -136,13 +134,28 @@ def _load_partial(path: Path, config: str) -> tuple[list[Episode], list[bool], l
         episodes = []
         for i, (s, e) in enumerate(zip(starts, ends)):
             o = obs_starts[i]
-            episodes.append(Episode(d["observations"][o:o + e - s + 1], d["actions"][s:e], d["rewards"][s:e],
-                                    d["terminations"][s:e], d["truncations"][s:e], int(d["seeds"][i])))
+            episodes.append(
+                Episode(
+                    d["observations"][o : o + e - s + 1],
+                    d["actions"][s:e],
+                    d["rewards"][s:e],
+                    d["terminations"][s:e],
+                    d["truncations"][s:e],
+                    int(d["seeds"][i]),
+                )
+            )
         return episodes, [bool(x) for x in d["success"]], [str(x) for x in d["styles"]]
 
 
-def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: float | None = None,
-                 save_every: int = 10, progress: bool = True) -> Path:
+def record_demos(
+    task: str,
+    out: Path,
+    episodes: int,
+    seed: int = 0,
+    noise: float | None = None,
+    save_every: int = 10,
+    progress: bool = True,
+) -> Path:
     """Stage 1 (resumable): record ``episodes`` scripted episodes as npz + local Minari + ``dataset.json``.
 
     :param task: ``door``, ...
@@ -164,8 +177,14 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
     eps, succ, styles = _load_partial(partial, config) if partial.is_file() else ([], [], [])
     eps, succ, styles = eps[:episodes], succ[:episodes], styles[:episodes]
     t0 = time.time()
-    bar = tqdm(range(len(eps), episodes), initial=len(eps), total=episodes, desc=f"demos {task}",
-               disable=not progress, mininterval=2.0)
+    bar = tqdm(
+        range(len(eps), episodes),
+        initial=len(eps),
+        total=episodes,
+        desc=f"demos {task}",
+        disable=not progress,
+        mininterval=2.0,
+    )
     for i in bar:
         ep, ok, style = run_controller(env, controller, seed + i)
         eps.append(ep)
@@ -191,8 +210,13 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
         if dataset_id in minari.list_local_datasets():
             minari.delete_dataset(dataset_id)
         save_minari(
-            dataset_id, eps, env, algorithm_name=f"lpds scripted {TASKS[task][1].__name__}", author="lpds",
-            author_email="lpds@users.noreply.github.com", eval_env=TASKS[task][0],
+            dataset_id,
+            eps,
+            env,
+            algorithm_name=f"lpds scripted {TASKS[task][1].__name__}",
+            author="lpds",
+            author_email="lpds@users.noreply.github.com",
+            eval_env=TASKS[task][0],
             description=f"{TASKS[task][0]}: {episodes} episodes of a noisy scripted controller with privileged state",
         )
     except Exception as exc:  # the npz is the source of truth for training; Minari is a convenience copy
@@ -202,17 +226,30 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
     returns = [float(e.rewards.sum()) for e in eps]
     _atomic_json(
         {
-            "task": task, "env": TASKS[task][0], "minari_id": dataset_id, "episodes": len(eps), "transitions": steps,
-            "episode_steps": EPISODE_STEPS, "controller": TASKS[task][1].__name__, "noise": noise, "seed": seed,
+            "task": task,
+            "env": TASKS[task][0],
+            "minari_id": dataset_id,
+            "episodes": len(eps),
+            "transitions": steps,
+            "episode_steps": EPISODE_STEPS,
+            "controller": TASKS[task][1].__name__,
+            "noise": noise,
+            "seed": seed,
             "how": " ".join(TASKS[task][1].__doc__.split()),
-            "success_rate": float(np.mean(succ)), "success_definition": "info['success'] at any step of the episode",
-            "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-            "styles": {s: {"episodes": int(sum(x == s for x in styles)),
-                           "success_rate": float(np.mean([o for o, x in zip(succ, styles) if x == s]))}
-                       for s in style_names},
+            "success_rate": float(np.mean(succ)),
+            "success_definition": "info['success'] at any step of the episode",
+            "return_mean": float(np.mean(returns)),
+            "return_std": float(np.std(returns)),
+            "styles": {
+                s: {
+                    "episodes": int(sum(x == s for x in styles)),
+                    "success_rate": float(np.mean([o for o, x in zip(succ, styles) if x == s])),
+                }
+                for s in style_names
+            },
             "seconds": round(time.time() - t0, 1),
             "command": f"python -m lpds_envs.backbones.zoo.adroit demos --task {task} --episodes {episodes} "
-                       f"--out {out} --seed {seed} --noise {noise}",
+            f"--out {out} --seed {seed} --noise {noise}",
         },
         data_dir / "dataset.json",
     )
@@ -220,14 +257,17 @@ def record_demos(task: str, out: Path, episodes: int, seed: int = 0, noise: floa
     return data_dir
 
 
-def load_demo_chunks(task: str, out: Path, chunk_size: int = BACKBONE_DEFAULTS["chunk_size"],
-                     successful_only: bool = False):
+def load_demo_chunks(
+    task: str, out: Path, chunk_size: int = BACKBONE_DEFAULTS["chunk_size"], successful_only: bool = False
+):
     """The ``(obs, chunk)`` pairs of the recorded demos (optionally only the successful episodes)."""
 
     path = Path(out) / task / "data" / "demos.npz"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; record it with: python -m lpds_envs.backbones.zoo.adroit demos "
-                                f"--task {task} --out {out}")
+        raise FileNotFoundError(
+            f"{path} does not exist; record it with: python -m lpds_envs.backbones.zoo.adroit demos "
+            f"--task {task} --out {out}"
+        )
     with np.load(path) as d:
         trajectories = split_episodes(d["observations"], d["actions"], d["episode_ends"])
         if successful_only:
@@ -235,23 +275,41 @@ def load_demo_chunks(task: str, out: Path, chunk_size: int = BACKBONE_DEFAULTS["
     return make_chunks(trajectories, chunk_size)
 
 
-def train_flow_backbone(task: str, out: Path, steps: int, batch_size: int = 512, seed: int = 0,
-                        successful_only: bool = False, name: str = "flow", progress: bool = True):
+def train_flow_backbone(
+    task: str,
+    out: Path,
+    steps: int,
+    batch_size: int = 512,
+    seed: int = 0,
+    successful_only: bool = False,
+    name: str = "flow",
+    progress: bool = True,
+):
     """Stage 2 (resumable through ``train_backbone``): the flow backbone on the demo chunks, in ``out/<task>/<name>``."""
 
     data = load_demo_chunks(task, out, successful_only=successful_only)
     arch = {k: v for k, v in BACKBONE_DEFAULTS.items() if k != "chunk_size"}
     folder = Path(out) / task / name
-    decoder = train_backbone("flow", data, out_dir=folder, steps=steps, batch_size=batch_size,
-                             seed=seed, obs_normalization="standard", progress=progress, **arch)
+    decoder = train_backbone(
+        "flow",
+        data,
+        out_dir=folder,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        obs_normalization="standard",
+        progress=progress,
+        **arch,
+    )
     meta = json.loads((folder / "training.json").read_text())
     meta["successful_only"] = successful_only
     _atomic_json(meta, folder / "training.json")
     return decoder
 
 
-def evaluate_backbone(task: str, decoder, episodes: int = 50, seed: int = 10_000, n_envs: int = 10,
-                      latent_bound: float | None = 2.5) -> dict[str, Any]:
+def evaluate_backbone(
+    task: str, decoder, episodes: int = 50, seed: int = 10_000, n_envs: int = 10, latent_bound: float | None = 2.5
+) -> dict[str, Any]:
     """Success rate and return of ``decoder`` with prior latents ``w ~ N(0, I)`` (the frozen backbone itself).
 
     Episodes run ``n_envs`` at a time through :func:`~lpds_envs.vector.make_latent_vec_env`; sub-env ``i`` of
@@ -259,9 +317,14 @@ def evaluate_backbone(task: str, decoder, episodes: int = 50, seed: int = 10_000
     """
 
     batch = prior_episodes(lambda: make_raw_env(task), decoder, episodes, seed, n_envs, latent_bound)
-    return {"episodes": episodes, "success_rate": float(batch.success.mean()),
-            "return_mean": float(batch.returns.mean()), "return_std": float(batch.returns.std()), "seed": seed,
-            "latent_bound": latent_bound}
+    return {
+        "episodes": episodes,
+        "success_rate": float(batch.success.mean()),
+        "return_mean": float(batch.returns.mean()),
+        "return_std": float(batch.returns.std()),
+        "seed": seed,
+        "latent_bound": latent_bound,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -288,14 +351,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage == "backbone":
         train_flow_backbone(args.task, out, args.bc_steps, args.batch_size, args.seed, args.successful_only, args.name)
     if args.stage == "evaluate":
-
         folder = out / args.task / args.name
         result = evaluate_backbone(args.task, load_decoder(folder), episodes=args.episodes)
         result["backbone"] = str(folder)
         _atomic_json(result, folder / "eval.json")
         print(json.dumps(result))
     if args.stage == "ship":
-
         print(f"shipped to {ship_backbone(args.task, out, args.name)}")
 
 

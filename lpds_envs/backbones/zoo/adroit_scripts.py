@@ -34,11 +34,20 @@ class DoorController(ScriptedController):
         self.thumb = s.index(["THJ4", "THJ3", "THJ2", "THJ1", "THJ0"])
         self.hinge_jid = s.model.joint("door_hinge").id
         return {
-            "above": self._u(0.045, 0.075), "grasp_dx": self._u(-0.025, 0.025), "grasp_dz": self._u(-0.02, 0.0),
-            "precurl": self._u(0.2, 0.4), "close": self._u(0.9, 1.05), "approach_gain": self._u(2.6, 3.2),
-            "turn_gain": self._u(3.0, 4.0), "turn_lead": self._u(0.5, 0.7), "latch_open": self._u(1.3, 1.45),
-            "pull_lead": self._u(0.4, 0.6), "pull_gain": self._u(2.2, 2.8), "release": self._u(0.8, 0.92),
-            "sweep_n": self._u(0.18, 0.26), "edge_n": self._u(0.02, 0.08),
+            "above": self._u(0.045, 0.075),
+            "grasp_dx": self._u(-0.025, 0.025),
+            "grasp_dz": self._u(-0.02, 0.0),
+            "precurl": self._u(0.2, 0.4),
+            "close": self._u(0.9, 1.05),
+            "approach_gain": self._u(2.6, 3.2),
+            "turn_gain": self._u(3.0, 4.0),
+            "turn_lead": self._u(0.5, 0.7),
+            "latch_open": self._u(1.3, 1.45),
+            "pull_lead": self._u(0.4, 0.6),
+            "pull_gain": self._u(2.2, 2.8),
+            "release": self._u(0.8, 0.92),
+            "sweep_n": self._u(0.18, 0.26),
+            "edge_n": self._u(0.02, 0.08),
         }
 
     def targets(self) -> np.ndarray:
@@ -99,8 +108,12 @@ class DoorController(ScriptedController):
         if self.phase in ("release", "edge", "behind", "push"):
             e_r = np.array([-np.cos(hinge), -np.sin(hinge), 0.0])
             e_n = np.array([np.sin(hinge), -np.cos(hinge), 0.0])
-            r, n = {"release": (0.45, P["sweep_n"]), "edge": (0.78, P["edge_n"]), "behind": (0.72, -0.17),
-                    "push": (0.42, 0.15)}[self.phase]
+            r, n = {
+                "release": (0.45, P["sweep_n"]),
+                "edge": (0.78, P["edge_n"]),
+                "behind": (0.72, -0.17),
+                "push": (0.42, 0.15),
+            }[self.phase]
             tgt = hinge_pos + r * e_r + n * e_n
             tgt[2] = self.z_sweep
             close, roll, gain = 0.0, 0.3, 3.0 if self.phase != "push" else P["turn_gain"]
@@ -133,12 +146,23 @@ class RelocateController(ScriptedController):
         self.fingers = s.index([n for n in s.joint_names if n[:2] in ("FF", "MF", "RF", "LF") and n[-1] in "012"])
         self.thumb = s.index(["THJ4", "THJ3", "THJ2", "THJ1", "THJ0"])
         return {
-            "above": self._u(0.05, 0.09), "dx": self._u(-0.015, 0.015), "dy": self._u(-0.03, -0.01),
-            "dz": self._u(-0.005, 0.01), "precurl": self._u(0.25, 0.5), "gain": self._u(1.6, 2.4),
-            "close_steps": self._u(5, 10), "carry_gain": self._u(1.6, 2.4), "vmax": self._u(0.06, 0.12),
+            "above": self._u(0.05, 0.09),
+            "dx": self._u(-0.015, 0.015),
+            "dy": self._u(-0.03, -0.01),
+            "dz": self._u(-0.005, 0.01),
+            "precurl": self._u(0.25, 0.5),
+            "gain": self._u(1.6, 2.4),
+            "close_steps": self._u(5, 10),
+            "carry_gain": self._u(1.6, 2.4),
+            "vmax": self._u(0.06, 0.12),
             "approach_vmax": self._u(0.08, 0.12),
-            "lift": self._u(0.12, 0.2), "via": self._u(0.05, 0.12), "j2": self._u(1.1, 1.3), "j1": self._u(1.1, 1.3),
-            "j0": self._u(0.7, 0.9), "settle": self._u(0.0, 0.02), "kv": self._u(0.1, 0.18),
+            "lift": self._u(0.12, 0.2),
+            "via": self._u(0.05, 0.12),
+            "j2": self._u(1.1, 1.3),
+            "j1": self._u(1.1, 1.3),
+            "j0": self._u(0.7, 0.9),
+            "settle": self._u(0.0, 0.02),
+            "kv": self._u(0.1, 0.18),
         }
 
     def targets(self) -> np.ndarray:
@@ -201,8 +225,12 @@ class PenController(ScriptedController):
         self.wrist = s.index(["WRJ1", "WRJ0"])
         self.rest = s.act_mean / s.ctrl_per_q + rng.normal(0.0, 0.02, s.model.nu)
         self.rest[self.wrist] = s.act_mean[self.wrist] / s.ctrl_per_q[self.wrist]
-        return {"gain": self._u(0.15, 0.5), "damping": self._u(0.02, 0.08), "switch": self._u(0.02, 0.08),
-                "delay": float(rng.integers(0, 15))}
+        return {
+            "gain": self._u(0.15, 0.5),
+            "damping": self._u(0.02, 0.08),
+            "switch": self._u(0.02, 0.08),
+            "delay": float(rng.integers(0, 15)),
+        }
 
     def _axis(self, top: str, bottom: str) -> np.ndarray:
         v = self.sim.site(top) - self.sim.site(bottom)
@@ -250,13 +278,26 @@ class HammerController(ScriptedController):
         self.drive_task = np.stack([self.nail_axis, np.array([0.0, 0.0, 1.0]), 0.3 * side])
         self.q_cmd = None
         return {
-            "dx": self._u(-0.012, 0.004), "dy": self._u(-0.038, -0.02), "dz": self._u(-0.016, -0.002),
-            "wflex": self._u(0.08, 0.22), "pre_yaw": self._u(0.1, 0.17), "reach_gain": self._u(0.8, 1.2),
-            "close": self._u(0.95, 1.05), "close_steps": self._u(7, 11), "lift_ramp": self._u(5, 10),
-            "lift_v": self._u(0.025, 0.045), "clear": self._u(0.02, 0.04), "align_v": self._u(0.03, 0.05),
-            "pre": self._u(0.03, 0.06), "dzh": self._u(-0.01, 0.01), "yaw_w": self._u(0.2, 0.5),
-            "press_v": self._u(0.025, 0.05), "depth": self._u(0.1, 0.14),
-            "back": self._u(0.03, 0.07), "swing_v": self._u(0.06, 0.1), "swing_steps": self._u(8, 14),
+            "dx": self._u(-0.012, 0.004),
+            "dy": self._u(-0.038, -0.02),
+            "dz": self._u(-0.016, -0.002),
+            "wflex": self._u(0.08, 0.22),
+            "pre_yaw": self._u(0.1, 0.17),
+            "reach_gain": self._u(0.8, 1.2),
+            "close": self._u(0.95, 1.05),
+            "close_steps": self._u(7, 11),
+            "lift_ramp": self._u(5, 10),
+            "lift_v": self._u(0.025, 0.045),
+            "clear": self._u(0.02, 0.04),
+            "align_v": self._u(0.03, 0.05),
+            "pre": self._u(0.03, 0.06),
+            "dzh": self._u(-0.01, 0.01),
+            "yaw_w": self._u(0.2, 0.5),
+            "press_v": self._u(0.025, 0.05),
+            "depth": self._u(0.1, 0.14),
+            "back": self._u(0.03, 0.07),
+            "swing_v": self._u(0.06, 0.1),
+            "swing_steps": self._u(8, 14),
         }
 
     def _face(self) -> np.ndarray:
@@ -293,15 +334,19 @@ class HammerController(ScriptedController):
                 self.phase, self.t_phase, self.lift_from = "lift", self.t, (grasp[2], handle[2])
         if self.phase not in ("reach", "grasp", "release"):
             close, yaw = 1.0, q[self.yaw]
-            slipped = self.phase == "lift" and self.t - self.t_phase == 15 and \
-                handle[2] - self.lift_from[1] < 0.4 * (grasp[2] - self.lift_from[0])
+            slipped = (
+                self.phase == "lift"
+                and self.t - self.t_phase == 15
+                and handle[2] - self.lift_from[1] < 0.4 * (grasp[2] - self.lift_from[0])
+            )
             if slipped or np.linalg.norm(grasp - handle) > 0.08:  # not holding the hammer: grasp again
                 self.phase, self.t_phase, self.grasp_at = "release", self.t, grasp
                 arm_tgt, close, yaw = grasp + np.array([0.0, 0.0, 0.05]), 0.0, P["pre_yaw"]
         if self.phase == "lift":
             ramp = min(1.0, (self.t - self.t_phase + 1) / P["lift_ramp"])  # slowly at first: fingers wrap under
-            arm_tgt = self._toward(grasp, grasp + np.array([0.0, 0.0, strike_at[2] + P["clear"] - face[2]]),
-                                   P["lift_v"] * ramp)
+            arm_tgt = self._toward(
+                grasp, grasp + np.array([0.0, 0.0, strike_at[2] + P["clear"] - face[2]]), P["lift_v"] * ramp
+            )
             if face[2] > strike_at[2] - 0.01 or self.t - self.t_phase > 40:
                 self.phase, self.t_phase = "align", self.t
         if self.phase == "align":
@@ -327,8 +372,7 @@ class HammerController(ScriptedController):
             qt[self.yaw] = yaw
         else:
             task = self.drive_task if self.phase in ("press", "swing") else None
-            dq = s.ik_point_step("palm", face, face_tgt, self.arm3, weights=np.array([1.0, 1.0, P["yaw_w"]]),
-                                 task=task)
+            dq = s.ik_point_step("palm", face, face_tgt, self.arm3, weights=np.array([1.0, 1.0, P["yaw_w"]]), task=task)
             base = q[self.arm3] if self.q_cmd is None else self.q_cmd
             self.q_cmd = np.clip(base + dq, q[self.arm3] - 0.15, q[self.arm3] + 0.15)
             qt[self.arm3] = self.q_cmd

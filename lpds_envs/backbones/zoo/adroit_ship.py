@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from lpds_envs.backbones.shipped import CHECKPOINT_DIR
-from lpds_envs.backbones.shipped import write_fingerprint
+
+from lpds_envs.backbones.shipped import CHECKPOINT_DIR, write_fingerprint
 from lpds_envs.decoders import load_decoder
 
 CARD = """# Adroit {Task} flow backbone (lpds Adroit zoo)
@@ -34,13 +34,13 @@ lpds as `LPDS-Adroit{Task}-v0`'s default backbone (paper Sec. 5.1, App. A.2).
 #: caveats printed on a task's card
 CARD_NOTES: dict[str, str] = {
     "pen": "The demonstrations are partial (wrist-only reorientation, no finger gaiting), and the backbone often "
-           "drops the pen (-5 per step), hence the negative mean return; doing nothing (zero action) succeeds in "
-           "0.08 of the same 50 episodes (return 277.6).",
+    "drops the pen (-5 per step), hence the negative mean return; doing nothing (zero action) succeeds in "
+    "0.08 of the same 50 episodes (return 277.6).",
     "hammer": "The demonstrations mix two styles: a steady press along the nail axis (0.83 of 96 episodes succeed) "
-              "and repeated strikes (0.38 of 104), which mostly drive the nail only part of the way within 200 "
-              "steps; a dropped hammer accounts for most of the rest. The arm (two shoulder joints) only just "
-              "reaches the nail with the hammer, which has to be turned hard towards the board. Doing nothing "
-              "(zero action) succeeds in none of the same 50 episodes (return -231.3).",
+    "and repeated strikes (0.38 of 104), which mostly drive the nail only part of the way within 200 "
+    "steps; a dropped hammer accounts for most of the rest. The arm (two shoulder joints) only just "
+    "reaches the nail with the hammer, which has to be turned hard towards the board. Doing nothing "
+    "(zero action) succeeds in none of the same 50 episodes (return -231.3).",
 }
 
 
@@ -63,18 +63,37 @@ def ship_backbone(task: str, out: Path, name: str = "flow", dest: Path | None = 
 
     params = sum(p.numel() for p in load_decoder(dest).parameters())
     filtered = training.get("successful_only", False)
-    (dest / "README.md").write_text(CARD.format(
-        Task=task.capitalize(), task=task, episodes=data["episodes"], transitions=data["transitions"],
-        controller=data["controller"], noise=data["noise"], demo_success=data["success_rate"],
-        demo_return=data["return_mean"], how=data["how"], demo_command=data["command"],
-        filtered="\n  Only the successful episodes were used for training." if filtered else "",
-        filter_flag=" --successful-only" if filtered else "", params=params, steps=training["steps"],
-        batch_size=training["batch_size"], ema_decay=training["ema_decay"], bc_loss=training["final_bc_loss"],
-        eval_episodes=ev["episodes"], eval_seed=ev["seed"], latent_bound=ev["latent_bound"],
-        success_rate=ev["success_rate"], return_mean=ev["return_mean"], return_std=ev["return_std"],
-        notes=f"\n- **Notes**: {CARD_NOTES[task]}" if task in CARD_NOTES else "", **cfg,
-    ))
+    (dest / "README.md").write_text(
+        CARD.format(
+            Task=task.capitalize(),
+            task=task,
+            episodes=data["episodes"],
+            transitions=data["transitions"],
+            controller=data["controller"],
+            noise=data["noise"],
+            demo_success=data["success_rate"],
+            demo_return=data["return_mean"],
+            how=data["how"],
+            demo_command=data["command"],
+            filtered="\n  Only the successful episodes were used for training." if filtered else "",
+            filter_flag=" --successful-only" if filtered else "",
+            params=params,
+            steps=training["steps"],
+            batch_size=training["batch_size"],
+            ema_decay=training["ema_decay"],
+            bc_loss=training["final_bc_loss"],
+            eval_episodes=ev["episodes"],
+            eval_seed=ev["seed"],
+            latent_bound=ev["latent_bound"],
+            success_rate=ev["success_rate"],
+            return_mean=ev["return_mean"],
+            return_std=ev["return_std"],
+            notes=f"\n- **Notes**: {CARD_NOTES[task]}" if task in CARD_NOTES else "",
+            **cfg,
+        )
+    )
     if dest.parent == CHECKPOINT_DIR:
-
-        write_fingerprint(dest.name)  # what tests/lpds_envs/backbones/test_shipped_checkpoints.py checks after installation
+        write_fingerprint(
+            dest.name
+        )  # what tests/lpds_envs/backbones/test_shipped_checkpoints.py checks after installation
     return dest

@@ -46,8 +46,9 @@ class AdroitSim:
 
     def joint(self, name: str) -> float:
         """Position of (scalar) joint ``name``."""
-        return float(self.data.qpos[self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT,
-                                                                               name)]])
+        return float(
+            self.data.qpos[self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)]]
+        )
 
     def index(self, names: list[str]) -> np.ndarray:
         """Actuator indices of the actuated joints ``names``."""
@@ -68,8 +69,16 @@ class AdroitSim:
         mujoco.mj_jacSite(self.model, self.data, self._jac, None, sid)
         return self._jac[:, self.act_dadr[actuators]].copy()
 
-    def ik_step(self, name: str, target: np.ndarray, actuators: np.ndarray, gain: float = 1.0,
-                damping: float = 0.05, max_step: float = 0.3, kv: float = 0.0) -> np.ndarray:
+    def ik_step(
+        self,
+        name: str,
+        target: np.ndarray,
+        actuators: np.ndarray,
+        gain: float = 1.0,
+        damping: float = 0.05,
+        max_step: float = 0.3,
+        kv: float = 0.0,
+    ) -> np.ndarray:
         """Damped least-squares joint step (k,) that moves site ``name`` towards world point ``target``.
 
         ``kv`` (seconds) subtracts ``kv`` times the site's current velocity from the error (Cartesian damping).
@@ -102,13 +111,28 @@ class AdroitSim:
         """Translational Jacobian (3, k) of world point ``point`` taken as rigidly attached to ``body``, w.r.t. the
         joints of ``actuators`` (e.g. the head of a tool held in the palm)."""
         jac = np.zeros((3, self.model.nv))
-        mujoco.mj_jac(self.model, self.data, jac, None, np.asarray(point, dtype=float),
-                      mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, body))
+        mujoco.mj_jac(
+            self.model,
+            self.data,
+            jac,
+            None,
+            np.asarray(point, dtype=float),
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, body),
+        )
         return jac[:, self.act_dadr[actuators]]
 
-    def ik_point_step(self, body: str, point: np.ndarray, target: np.ndarray, actuators: np.ndarray,
-                      gain: float = 1.0, damping: float = 0.05, max_step: float = 0.3,
-                      weights: np.ndarray | None = None, task: np.ndarray | None = None) -> np.ndarray:
+    def ik_point_step(
+        self,
+        body: str,
+        point: np.ndarray,
+        target: np.ndarray,
+        actuators: np.ndarray,
+        gain: float = 1.0,
+        damping: float = 0.05,
+        max_step: float = 0.3,
+        weights: np.ndarray | None = None,
+        task: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Weighted damped least-squares joint step (k,) that moves ``point`` (attached to ``body``) towards
         ``target``; joint ``i`` takes a share of the motion proportional to ``weights[i]`` (default: equal).
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lpds_envs.backbones.data import Episode, save_minari
-from lpds_envs.backbones.data import load_npz
+
+from lpds_envs.backbones.data import Episode, load_npz, save_minari
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
 from lpds_envs.decoders import load_decoder
@@ -78,7 +78,13 @@ def evaluate_policy_return(model: Any, env_id: str, episodes: int, seed: int, de
 
 
 def train_expert(
-    env_id: str, zoo: Path, steps: int, ckpt_every: int, eval_episodes: int, seed: int = 0, learning_starts: int = 10_000
+    env_id: str,
+    zoo: Path,
+    steps: int,
+    ckpt_every: int,
+    eval_episodes: int,
+    seed: int = 0,
+    learning_starts: int = 10_000,
 ) -> Path:
     """Stage 1 (resumable): SB3 SAC with checkpoints and their evaluated returns."""
     from stable_baselines3 import SAC
@@ -89,14 +95,22 @@ def train_expert(
     returns_path = out / "returns.json"
     returns = json.loads(returns_path.read_text()) if returns_path.is_file() else {}
     config_path = out / "config.json"
-    config = {"algorithm": "stable_baselines3.SAC", "policy": "MlpPolicy", "seed": seed,
-              "learning_starts": learning_starts, "checkpoint_every": ckpt_every, "eval_episodes": eval_episodes}
+    config = {
+        "algorithm": "stable_baselines3.SAC",
+        "policy": "MlpPolicy",
+        "seed": seed,
+        "learning_starts": learning_starts,
+        "checkpoint_every": ckpt_every,
+        "eval_episodes": eval_episodes,
+    }
     if config_path.is_file():
         old = json.loads(config_path.read_text())
         if (old["seed"], old["checkpoint_every"]) != (seed, ckpt_every):
-            raise ValueError(f"{out} holds an expert with seed {old['seed']} and checkpoints every "
-                             f"{old['checkpoint_every']} steps; resume it with --seed {old['seed']} --ckpt-every "
-                             f"{old['checkpoint_every']}, or pick another --zoo")
+            raise ValueError(
+                f"{out} holds an expert with seed {old['seed']} and checkpoints every "
+                f"{old['checkpoint_every']} steps; resume it with --seed {old['seed']} --ckpt-every "
+                f"{old['checkpoint_every']}, or pick another --zoo"
+            )
     else:
         _atomic_json(config, config_path)
     if returns and max(int(k) for k in returns) >= steps:
@@ -128,8 +142,10 @@ def train_expert(
         model.save_replay_buffer(tmp / "replay.pkl")
         shutil.rmtree(state, ignore_errors=True)
         os.replace(tmp, state)
-        print(f"[{env_id}] {n} steps, return {np.mean(rets):.0f} +- {np.std(rets):.0f}, {time.time() - t0:.0f} s",
-              flush=True)
+        print(
+            f"[{env_id}] {n} steps, return {np.mean(rets):.0f} +- {np.std(rets):.0f}, {time.time() - t0:.0f} s",
+            flush=True,
+        )
     return out
 
 
@@ -178,8 +194,13 @@ def record_dataset(env_id: str, zoo: Path, episodes: int, fraction: float, seed:
     dataset_id = f"lpds/{env_id.split('-')[0].lower()}/medium-v0"
     try:
         save_minari(
-            dataset_id, eps, env, algorithm_name="SB3 SAC (medium checkpoint)", author="lpds",
-            author_email="lpds@users.noreply.github.com", eval_env=env_id,
+            dataset_id,
+            eps,
+            env,
+            algorithm_name="SB3 SAC (medium checkpoint)",
+            author="lpds",
+            author_email="lpds@users.noreply.github.com",
+            eval_env=env_id,
             description=f"{env_id}: {episodes} episodes of a medium SB3 SAC checkpoint (lpds locomotion zoo)",
         )
     except Exception as exc:  # the npz is the source of truth for training; Minari is a convenience copy
@@ -187,11 +208,18 @@ def record_dataset(env_id: str, zoo: Path, episodes: int, fraction: float, seed:
         dataset_id = None
     _atomic_json(
         {
-            "env": env_id, "minari_id": dataset_id, "episodes": episodes,
+            "env": env_id,
+            "minari_id": dataset_id,
+            "episodes": episodes,
             "transitions": int(sum(len(e.actions) for e in eps)),
-            "medium_checkpoint": step, "medium_eval_return": ret, "expert_checkpoint": best,
-            "expert_eval_return": best_ret, "fraction_target": fraction, "expert": expert_config,
-            "dataset_return_mean": float(np.mean(data_returns)), "dataset_return_std": float(np.std(data_returns)),
+            "medium_checkpoint": step,
+            "medium_eval_return": ret,
+            "expert_checkpoint": best,
+            "expert_eval_return": best_ret,
+            "fraction_target": fraction,
+            "expert": expert_config,
+            "dataset_return_mean": float(np.mean(data_returns)),
+            "dataset_return_std": float(np.std(data_returns)),
         },
         out / "dataset.json",
     )
@@ -210,8 +238,15 @@ def train_backbones(
     for kind in kinds:
         out = zoo / env_id / kind
         train_backbone(
-            kind, data, out_dir=out, steps=steps, batch_size=batch_size, seed=seed, obs_normalization="minmax",
-            **common, **BACKBONE_DEFAULTS[kind],
+            kind,
+            data,
+            out_dir=out,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            obs_normalization="minmax",
+            **common,
+            **BACKBONE_DEFAULTS[kind],
         )
         outs[kind] = out
     return outs
@@ -236,15 +271,21 @@ def evaluate_backbones(env_id: str, zoo: Path, episodes: int = 20, seed: int = 1
         if path.is_file():
             results[kind] = json.loads(path.read_text())
             continue
-        batch = prior_episodes(env_id, load_decoder(zoo / env_id / kind), episodes, seed, n_envs,
-                               LATENT_BOUNDS[env_id])
+        batch = prior_episodes(env_id, load_decoder(zoo / env_id / kind), episodes, seed, n_envs, LATENT_BOUNDS[env_id])
         results[kind] = {
-            "episodes": episodes, "return_mean": float(batch.returns.mean()), "return_std": float(batch.returns.std()),
-            "length_mean": float(batch.lengths.mean()), "seed": seed, "latent_bound": LATENT_BOUNDS[env_id],
+            "episodes": episodes,
+            "return_mean": float(batch.returns.mean()),
+            "return_std": float(batch.returns.std()),
+            "length_mean": float(batch.lengths.mean()),
+            "seed": seed,
+            "latent_bound": LATENT_BOUNDS[env_id],
         }
         _atomic_json(results[kind], path)
-        print(f"[{env_id}] {kind} backbone with prior latents: return {results[kind]['return_mean']:.1f} "
-              f"+- {results[kind]['return_std']:.1f} over {episodes} episodes", flush=True)
+        print(
+            f"[{env_id}] {kind} backbone with prior latents: return {results[kind]['return_mean']:.1f} "
+            f"+- {results[kind]['return_std']:.1f} over {episodes} episodes",
+            flush=True,
+        )
     return results
 
 
@@ -285,22 +326,43 @@ def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> lis
         model, sampler = describe_sampler(kind, cfg)
         for key in ("num_inference_steps", "num_train_timesteps"):
             cfg.pop(key, None)
-        (dest / "README.md").write_text(CARD.format(
-            env=env_id, kind=kind, task=env_id.split("-")[0],
-            role="default" if kind == "diffusion" else "alternative", episodes=data["episodes"],
-            transitions=data["transitions"], expert_seed=expert.get("seed", "?"),
-            ckpt_every=expert.get("checkpoint_every", 20_000), expert_eval=expert.get("eval_episodes", 5),
-            expert_return=data["expert_eval_return"],
-            expert_step=data["expert_checkpoint"], medium_step=data["medium_checkpoint"],
-            medium_return=data["medium_eval_return"], fraction=data["fraction_target"],
-            actual=data["medium_eval_return"] / data["expert_eval_return"], expert_steps=expert_steps,
-            data_return=data["dataset_return_mean"], data_std=data["dataset_return_std"],
-            minari_id=data["minari_id"], model=model, params=params, sampler=sampler, steps=training["steps"],
-            batch_size=training["batch_size"], ema_decay=training["ema_decay"], bc_loss=training["final_bc_loss"],
-            eval_episodes=ev["episodes"], eval_seed=ev["seed"], latent_bound=ev["latent_bound"],
-            return_mean=ev["return_mean"], return_std=ev["return_std"], length_mean=ev["length_mean"],
-            **{k: cfg[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim", "chunk_size")},
-        ))
+        (dest / "README.md").write_text(
+            CARD.format(
+                env=env_id,
+                kind=kind,
+                task=env_id.split("-")[0],
+                role="default" if kind == "diffusion" else "alternative",
+                episodes=data["episodes"],
+                transitions=data["transitions"],
+                expert_seed=expert.get("seed", "?"),
+                ckpt_every=expert.get("checkpoint_every", 20_000),
+                expert_eval=expert.get("eval_episodes", 5),
+                expert_return=data["expert_eval_return"],
+                expert_step=data["expert_checkpoint"],
+                medium_step=data["medium_checkpoint"],
+                medium_return=data["medium_eval_return"],
+                fraction=data["fraction_target"],
+                actual=data["medium_eval_return"] / data["expert_eval_return"],
+                expert_steps=expert_steps,
+                data_return=data["dataset_return_mean"],
+                data_std=data["dataset_return_std"],
+                minari_id=data["minari_id"],
+                model=model,
+                params=params,
+                sampler=sampler,
+                steps=training["steps"],
+                batch_size=training["batch_size"],
+                ema_decay=training["ema_decay"],
+                bc_loss=training["final_bc_loss"],
+                eval_episodes=ev["episodes"],
+                eval_seed=ev["seed"],
+                latent_bound=ev["latent_bound"],
+                return_mean=ev["return_mean"],
+                return_std=ev["return_std"],
+                length_mean=ev["length_mean"],
+                **{k: cfg[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim", "chunk_size")},
+            )
+        )
         if dest_root is None:
             write_fingerprint(dest.name)
         written.append(dest)
@@ -309,8 +371,11 @@ def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> lis
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Locomotion zoo: experts, medium datasets, backbones (resumable)")
-    p.add_argument("stage", choices=["expert", "dataset", "backbone", "evaluate", "ship", "all"],
-                   help="'all' runs expert, dataset, backbone and evaluate; 'ship' copies the backbones into the package")
+    p.add_argument(
+        "stage",
+        choices=["expert", "dataset", "backbone", "evaluate", "ship", "all"],
+        help="'all' runs expert, dataset, backbone and evaluate; 'ship' copies the backbones into the package",
+    )
     p.add_argument("--env", required=True, choices=ENVS)
     p.add_argument("--zoo", default="zoo", help="working folder (not committed)")
     p.add_argument("--expert-steps", type=int, default=300_000)
@@ -319,8 +384,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--medium-fraction", type=float, default=0.4)
     p.add_argument("--episodes", type=int, default=200, help="dataset episodes")
     p.add_argument("--bc-steps", type=int, default=50_000)
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
-                   help="backbones to train in the backbone stage (default both; one per process runs them in parallel)")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="backbones to train in the backbone stage (default both; one per process runs them in parallel)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -331,8 +401,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage in ("expert", "all"):
         train_expert(args.env, zoo, args.expert_steps, args.ckpt_every, args.eval_episodes, args.seed)
     if args.stage in ("dataset", "all"):
-        print(json.dumps(json.loads((record_dataset(args.env, zoo, args.episodes, args.medium_fraction,
-                                                    args.seed) / "dataset.json").read_text())))
+        print(
+            json.dumps(
+                json.loads(
+                    (
+                        record_dataset(args.env, zoo, args.episodes, args.medium_fraction, args.seed) / "dataset.json"
+                    ).read_text()
+                )
+            )
+        )
     if args.stage in ("backbone", "all"):
         train_backbones(args.env, zoo, args.bc_steps, seed=args.seed, kinds=tuple(args.kinds))
     if args.stage in ("evaluate", "all"):

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpds_envs.envs.multigoal import GOALS
-from lpds_envs.envs.multigoal_pixels import INSTRUCTION, MultiGoalPixelsEnv
 from lpds_envs.decoders.pi0 import Pi0Decoder
 from lpds_envs.decoders.pi0_tiny import make_tiny_pi0
+from lpds_envs.envs.multigoal import GOALS
+from lpds_envs.envs.multigoal_pixels import INSTRUCTION, MultiGoalPixelsEnv
 from lpds_envs.vector import make_latent_vec_env
 
 STATE_NAME = "training_state.pt"
@@ -321,8 +321,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=200_000, help="dataset size (chunks)")
     parser.add_argument("--sigma", type=float, default=0.1, help="expert noise (paper: 0.1)")
     parser.add_argument("--origin-fraction", type=float, default=0.0, help="share of start states near the origin")
-    parser.add_argument("--tie-fraction", type=float, default=0.0,
-                        help="share of start states exactly at the origin (goal tie broken uniformly at random)")
+    parser.add_argument(
+        "--tie-fraction",
+        type=float,
+        default=0.0,
+        help="share of start states exactly at the origin (goal tie broken uniformly at random)",
+    )
     parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (cosine-annealed to 1%%)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rollouts", type=int, default=1000, help="rollouts for the coverage card")

@@ -41,13 +41,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lpds_envs.envs.robomimic import EXTRA_OBS_KEYS, OBS_KEYS, TASKS, env_args
-from lpds_envs.backbones.zoo.robomimic_hdf5 import RobomimicDemo, count_demos, open_writer, write_demo, write_masks
-from lpds_envs.backbones.zoo.robomimic_scripts import CONTROLLERS, RobomimicController
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
-from lpds_envs.backbones.zoo.robomimic_hdf5 import load_robomimic_chunks
+from lpds_envs.backbones.zoo.robomimic_hdf5 import (
+    RobomimicDemo,
+    count_demos,
+    load_robomimic_chunks,
+    open_writer,
+    write_demo,
+    write_masks,
+)
+from lpds_envs.backbones.zoo.robomimic_scripts import CONTROLLERS, RobomimicController
 from lpds_envs.decoders import load_decoder
+from lpds_envs.envs.robomimic import EXTRA_OBS_KEYS, OBS_KEYS, TASKS, env_args
 from lpds_envs.evaluation import prior_episodes
 
 #: default controller action noise (OU std in action units, per-episode scale drawn in [0.5, 1.5] x this)
@@ -75,8 +81,9 @@ def make_raw_env(task: str, **kwargs: Any):
     return gym.make(f"lpds/{task.capitalize()}-v0", **kwargs)
 
 
-def run_controller(env, controller: RobomimicController, seed: int, tail: int | None = DEMO_TAIL,
-                   model_file: bool = True) -> tuple[RobomimicDemo, bool]:
+def run_controller(
+    env, controller: RobomimicController, seed: int, tail: int | None = DEMO_TAIL, model_file: bool = True
+) -> tuple[RobomimicDemo, bool]:
     """One episode of ``controller`` from ``env.reset(seed=seed)`` (controller noise seeded from ``seed`` too).
 
     :param tail: stop this many steps after the first successful step (``None``: run to the time limit)
@@ -104,12 +111,19 @@ def run_controller(env, controller: RobomimicController, seed: int, tail: int | 
         rewards.append(float(info["success"]))
         if info["success"] and first_success is None:
             first_success = len(actions)
-        done = terminated or truncated or (
-            tail is not None and first_success is not None and len(actions) >= first_success + tail)
+        done = (
+            terminated
+            or truncated
+            or (tail is not None and first_success is not None and len(actions) >= first_success + tail)
+        )
     n = len(actions)
-    attrs: dict[str, Any] = {"seed": seed, "style": controller.style, "success": first_success is not None,
-                             "first_success": -1 if first_success is None else first_success,
-                             "retries": controller.retries}
+    attrs: dict[str, Any] = {
+        "seed": seed,
+        "style": controller.style,
+        "success": first_success is not None,
+        "first_success": -1 if first_success is None else first_success,
+        "retries": controller.retries,
+    }
     if model_file:
         attrs["model_file"] = raw.model_xml()
     demo = RobomimicDemo(
@@ -130,8 +144,16 @@ def _atomic_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def record_demos(task: str, out: str | Path, episodes: int, seed: int = 0, noise: float | None = None,
-                 tail: int | None = DEMO_TAIL, model_file: bool = True, progress: bool = True) -> Path:
+def record_demos(
+    task: str,
+    out: str | Path,
+    episodes: int,
+    seed: int = 0,
+    noise: float | None = None,
+    tail: int | None = DEMO_TAIL,
+    model_file: bool = True,
+    progress: bool = True,
+) -> Path:
     """Record ``episodes`` scripted episodes into ``out/<task>/demos.hdf5`` (resumable) and ``dataset.json``.
 
     :param task: ``lift``, ``can`` or ``square``
@@ -155,8 +177,14 @@ def record_demos(task: str, out: str | Path, episodes: int, seed: int = 0, noise
     f = open_writer(path, env_args(task), config)
     try:
         start = count_demos(f)
-        bar = tqdm(range(start, episodes), initial=start, total=episodes, desc=f"demos {task}",
-                   disable=not progress, mininterval=2.0)
+        bar = tqdm(
+            range(start, episodes),
+            initial=start,
+            total=episodes,
+            desc=f"demos {task}",
+            disable=not progress,
+            mininterval=2.0,
+        )
         for i in bar:
             demo, _ = run_controller(env, controller, seed + i, tail=tail, model_file=model_file)
             write_demo(f, i, demo)
@@ -172,14 +200,20 @@ def record_demos(task: str, out: str | Path, episodes: int, seed: int = 0, noise
         lengths = [int(data[n].attrs["num_samples"]) for n in names]
     by_style = {s: float(np.mean([ok for ok, st in zip(success, styles) if st == s])) for s in sorted(set(styles))}
     meta = {
-        "task": task, "robosuite_env": TASKS[task].env_name, "episodes": len(names), "transitions": int(sum(lengths)),
-        "success_rate": float(np.mean(success)), "success_rate_by_style": by_style,
+        "task": task,
+        "robosuite_env": TASKS[task].env_name,
+        "episodes": len(names),
+        "transitions": int(sum(lengths)),
+        "success_rate": float(np.mean(success)),
+        "success_rate_by_style": by_style,
         "style_counts": {s: styles.count(s) for s in sorted(set(styles))},
-        "mean_length": float(np.mean(lengths)), "obs_keys": list(OBS_KEYS), "config": config,
+        "mean_length": float(np.mean(lengths)),
+        "obs_keys": list(OBS_KEYS),
+        "config": config,
         "max_episode_steps": TASKS[task].max_episode_steps,
         "how": f"scripted {CONTROLLERS[task].__name__} (privileged simulator state, waypoints, styles, OU noise)",
         "command": f"python -m lpds_envs.backbones.zoo.robomimic demos --task {task} --episodes {episodes} "
-                   f"--seed {seed} --noise {noise} --out {out}",
+        f"--seed {seed} --noise {noise} --out {out}",
         "seconds_this_run": round(time.time() - t0, 1),
     }
     _atomic_json(meta, folder / "dataset.json")
@@ -189,14 +223,26 @@ def record_demos(task: str, out: str | Path, episodes: int, seed: int = 0, noise
 def _sampler_kwargs(task: str, kind: str) -> dict[str, Any]:
     spec = TASKS[task]
     if kind == "diffusion":
-        return {"num_train_timesteps": spec.denoising_steps, "num_inference_steps": spec.ddim_steps,
-                "beta_schedule": "cosine", "clip_sample": True}
+        return {
+            "num_train_timesteps": spec.denoising_steps,
+            "num_inference_steps": spec.ddim_steps,
+            "beta_schedule": "cosine",
+            "clip_sample": True,
+        }
     return {"num_inference_steps": spec.ddim_steps, "integrator": "euler"}
 
 
-def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, seed: int = 0,
-                    kinds: tuple[str, ...] = KINDS, successful_only: bool = True,
-                    max_demos: int | None = None, hidden_dim: int | None = None) -> dict[str, Path]:
+def train_backbones(
+    task: str,
+    out: Path,
+    steps: int,
+    batch_size: int = 256,
+    seed: int = 0,
+    kinds: tuple[str, ...] = KINDS,
+    successful_only: bool = True,
+    max_demos: int | None = None,
+    hidden_dim: int | None = None,
+) -> dict[str, Path]:
     """Stage 2 (resumable through ``train_backbone``): diffusion and flow backbones on the same chunks of
     ``out/<task>/demos.hdf5`` (``kinds`` picks some, e.g. to train the two in parallel processes).
 
@@ -207,30 +253,53 @@ def train_backbones(task: str, out: Path, steps: int, batch_size: int = 256, see
 
     path = Path(out) / task / "demos.hdf5"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run the demos stage first "
-                                f"(python -m lpds_envs.backbones.zoo.robomimic demos --task {task} --out {out})")
-    data = load_robomimic_chunks(path, BACKBONE_DEFAULTS["chunk_size"],
-                                 filter_key="successful" if successful_only else None, max_demos=max_demos)
+        raise FileNotFoundError(
+            f"{path} does not exist; run the demos stage first "
+            f"(python -m lpds_envs.backbones.zoo.robomimic demos --task {task} --out {out})"
+        )
+    data = load_robomimic_chunks(
+        path, BACKBONE_DEFAULTS["chunk_size"], filter_key="successful" if successful_only else None, max_demos=max_demos
+    )
     width = HIDDEN_DIM[task] if hidden_dim is None else int(hidden_dim)
     if width < 1:
         raise ValueError(f"hidden_dim must be >= 1, got {hidden_dim}")
-    common = {"hidden_dim": width, "n_blocks": BACKBONE_DEFAULTS["n_blocks"],
-              "time_embed_dim": BACKBONE_DEFAULTS["time_embed_dim"]}
+    common = {
+        "hidden_dim": width,
+        "n_blocks": BACKBONE_DEFAULTS["n_blocks"],
+        "time_embed_dim": BACKBONE_DEFAULTS["time_embed_dim"],
+    }
     outs = {}
     for kind in kinds:
         folder = Path(out) / task / kind
-        train_backbone(kind, data, out_dir=folder, steps=steps, batch_size=batch_size, seed=seed,
-                       obs_normalization="minmax", **common, **_sampler_kwargs(task, kind))
+        train_backbone(
+            kind,
+            data,
+            out_dir=folder,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            obs_normalization="minmax",
+            **common,
+            **_sampler_kwargs(task, kind),
+        )
         note = folder / "data.json"
         if not note.is_file():
-            _atomic_json({"hdf5": str(path), "filter_key": "successful" if successful_only else None,
-                          "max_demos": max_demos, "pairs": len(data)}, note)
+            _atomic_json(
+                {
+                    "hdf5": str(path),
+                    "filter_key": "successful" if successful_only else None,
+                    "max_demos": max_demos,
+                    "pairs": len(data),
+                },
+                note,
+            )
         outs[kind] = folder
     return outs
 
 
-def evaluate_backbones(task: str, out: Path, episodes: int = 50, seed: int = 10_000, n_envs: int = 10,
-                       kinds: tuple[str, ...] = KINDS) -> dict[str, dict]:
+def evaluate_backbones(
+    task: str, out: Path, episodes: int = 50, seed: int = 10_000, n_envs: int = 10, kinds: tuple[str, ...] = KINDS
+) -> dict[str, dict]:
     """Stage 3: success rate of each backbone with prior latents ``w ~ N(0, I)`` clipped to :data:`LATENT_BOUND`,
     ``episodes`` full episodes (DSRL runs to the time limit), sub-env ``i`` of round ``k`` reset with ``seed + k + i``."""
 
@@ -242,16 +311,25 @@ def evaluate_backbones(task: str, out: Path, episodes: int = 50, seed: int = 10_
             results[kind] = json.loads(path.read_text())
             continue
         t0 = time.time()
-        batch = prior_episodes(f"lpds/{task.capitalize()}-v0", load_decoder(folder), episodes, seed, n_envs,
-                               LATENT_BOUND)
+        batch = prior_episodes(
+            f"lpds/{task.capitalize()}-v0", load_decoder(folder), episodes, seed, n_envs, LATENT_BOUND
+        )
         results[kind] = {
-            "episodes": episodes, "success_rate": float(batch.success.mean()), "successes": int(batch.success.sum()),
-            "length_mean": float(batch.lengths.mean()), "seed": seed, "latent_bound": LATENT_BOUND,
-            "success_definition": "info['success'] at any step of the episode", "seconds": round(time.time() - t0, 1),
+            "episodes": episodes,
+            "success_rate": float(batch.success.mean()),
+            "successes": int(batch.success.sum()),
+            "length_mean": float(batch.lengths.mean()),
+            "seed": seed,
+            "latent_bound": LATENT_BOUND,
+            "success_definition": "info['success'] at any step of the episode",
+            "seconds": round(time.time() - t0, 1),
         }
         _atomic_json(results[kind], path)
-        print(f"[{task}] {kind} backbone with prior latents: success {results[kind]['success_rate']:.2f} "
-              f"({results[kind]['successes']}/{episodes})", flush=True)
+        print(
+            f"[{task}] {kind} backbone with prior latents: success {results[kind]['success_rate']:.2f} "
+            f"({results[kind]['successes']}/{episodes})",
+            flush=True,
+        )
     return results
 
 
@@ -288,12 +366,16 @@ def _range_note(success: float) -> str:
     low, high = TARGET_SUCCESS
     if low <= success <= high:
         return ""
-    room = (f"only {1 - success:.0%} of episodes fail, less room for steering to raise success"
-            if success > high else f"it succeeds in {success:.0%} of episodes, so sparse-reward steering sees few "
-                                   "successes early on")
-    return (f"\n- **Outside the {low:.0%}-{high:.0%} band** the zoo aims for: {room}. With DSRL's reward "
-            "(-1 per raw step until the task is done, episodes to the time limit) the return still measures how "
-            "fast and how steadily the task is done, which steering can improve.")
+    room = (
+        f"only {1 - success:.0%} of episodes fail, less room for steering to raise success"
+        if success > high
+        else f"it succeeds in {success:.0%} of episodes, so sparse-reward steering sees few successes early on"
+    )
+    return (
+        f"\n- **Outside the {low:.0%}-{high:.0%} band** the zoo aims for: {room}. With DSRL's reward "
+        "(-1 per raw step until the task is done, episodes to the time limit) the return still measures how "
+        "fast and how steadily the task is done, which steering can improve."
+    )
 
 
 def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[Path]:
@@ -315,22 +397,44 @@ def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[
         cfg = training["decoder"]
         model, sampler = describe_sampler(kind, cfg)
         styles = ", ".join(f"{k} {v:.0%}" for k, v in meta["success_rate_by_style"].items())
-        (dest / "README.md").write_text(CARD.format(
-            Task=task.capitalize(), task=task, kind=kind, suite_env=meta["robosuite_env"],
-            role="default" if kind == "diffusion" else "alternative", episodes=meta["episodes"],
-            controller=meta["config"]["controller"], noise=meta["config"]["noise"],
-            script_success=meta["success_rate"], styles=styles, pairs=training["data"]["pairs"],
-            subset=("its successful episodes (`mask/successful`)" if notes_max is None else
-                    f"the first {notes_max} of its successful episodes (`mask/successful`; few demos, robomimic's "
-                    "low-data regime, give a backbone that fails sometimes)"),
-            demos_flag="" if notes_max is None else f" --max-demos {notes_max}",
-            width_flag="" if cfg["hidden_dim"] == HIDDEN_DIM[task] else f" --hidden-dim {cfg['hidden_dim']}",
-            model=model, params=params, sampler=sampler, steps=training["steps"], batch_size=training["batch_size"],
-            ema_decay=training["ema_decay"], bc_loss=training["final_bc_loss"], eval_episodes=ev["episodes"],
-            max_steps=TASKS[task].max_episode_steps, eval_seed=ev["seed"], latent_bound=ev["latent_bound"],
-            success_rate=ev["success_rate"], successes=ev["successes"], range_note=_range_note(ev["success_rate"]),
-            **{k: cfg[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim", "chunk_size")},
-        ))
+        (dest / "README.md").write_text(
+            CARD.format(
+                Task=task.capitalize(),
+                task=task,
+                kind=kind,
+                suite_env=meta["robosuite_env"],
+                role="default" if kind == "diffusion" else "alternative",
+                episodes=meta["episodes"],
+                controller=meta["config"]["controller"],
+                noise=meta["config"]["noise"],
+                script_success=meta["success_rate"],
+                styles=styles,
+                pairs=training["data"]["pairs"],
+                subset=(
+                    "its successful episodes (`mask/successful`)"
+                    if notes_max is None
+                    else f"the first {notes_max} of its successful episodes (`mask/successful`; few demos, robomimic's "
+                    "low-data regime, give a backbone that fails sometimes)"
+                ),
+                demos_flag="" if notes_max is None else f" --max-demos {notes_max}",
+                width_flag="" if cfg["hidden_dim"] == HIDDEN_DIM[task] else f" --hidden-dim {cfg['hidden_dim']}",
+                model=model,
+                params=params,
+                sampler=sampler,
+                steps=training["steps"],
+                batch_size=training["batch_size"],
+                ema_decay=training["ema_decay"],
+                bc_loss=training["final_bc_loss"],
+                eval_episodes=ev["episodes"],
+                max_steps=TASKS[task].max_episode_steps,
+                eval_seed=ev["seed"],
+                latent_bound=ev["latent_bound"],
+                success_rate=ev["success_rate"],
+                successes=ev["successes"],
+                range_note=_range_note(ev["success_rate"]),
+                **{k: cfg[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim", "chunk_size")},
+            )
+        )
         if dest_root is None:
             write_fingerprint(dest.name)
         written.append(dest)
@@ -338,10 +442,14 @@ def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="robomimic zoo: scripted demonstrations in robomimic's HDF5 layout, "
-                                            "diffusion and flow backbones")
-    p.add_argument("stage", choices=["demos", "backbone", "evaluate", "ship", "all"],
-                   help="all = demos, backbone, evaluate (ship is separate: it writes into the package)")
+    p = argparse.ArgumentParser(
+        description="robomimic zoo: scripted demonstrations in robomimic's HDF5 layout, diffusion and flow backbones"
+    )
+    p.add_argument(
+        "stage",
+        choices=["demos", "backbone", "evaluate", "ship", "all"],
+        help="all = demos, backbone, evaluate (ship is separate: it writes into the package)",
+    )
     p.add_argument("--task", required=True, choices=sorted(TASKS))
     p.add_argument("--out", default="zoo/robomimic", help="working folder (not committed)")
     p.add_argument("--episodes", type=int, default=200)
@@ -349,12 +457,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tail", type=int, default=DEMO_TAIL, help="steps kept after the first success (-1: all)")
     p.add_argument("--bc-steps", type=int, default=20_000)
-    p.add_argument("--max-demos", type=int, default=None,
-                   help="backbone stage: train on the first N successful demos only (default: all)")
-    p.add_argument("--hidden-dim", type=int, default=None,
-                   help="backbone stage: residual MLP width (default: per task, HIDDEN_DIM: 512; Square 256)")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
-                   help="backbones of the backbone/evaluate stages (one per process runs them in parallel)")
+    p.add_argument(
+        "--max-demos",
+        type=int,
+        default=None,
+        help="backbone stage: train on the first N successful demos only (default: all)",
+    )
+    p.add_argument(
+        "--hidden-dim",
+        type=int,
+        default=None,
+        help="backbone stage: residual MLP width (default: per task, HIDDEN_DIM: 512; Square 256)",
+    )
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="backbones of the backbone/evaluate stages (one per process runs them in parallel)",
+    )
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -363,14 +484,24 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     if args.stage in ("demos", "all"):
-        path = record_demos(args.task, out, args.episodes, seed=args.seed, noise=args.noise,
-                            tail=None if args.tail < 0 else args.tail)
+        path = record_demos(
+            args.task, out, args.episodes, seed=args.seed, noise=args.noise, tail=None if args.tail < 0 else args.tail
+        )
         meta = json.loads((path.parent / "dataset.json").read_text())
-        print(f"{path}: {meta['episodes']} episodes, {meta['transitions']} transitions, "
-              f"success {meta['success_rate']:.2f} {meta['success_rate_by_style']}")
+        print(
+            f"{path}: {meta['episodes']} episodes, {meta['transitions']} transitions, "
+            f"success {meta['success_rate']:.2f} {meta['success_rate_by_style']}"
+        )
     if args.stage in ("backbone", "all"):
-        train_backbones(args.task, out, args.bc_steps, seed=args.seed, kinds=tuple(args.kinds),
-                        max_demos=args.max_demos, hidden_dim=args.hidden_dim)
+        train_backbones(
+            args.task,
+            out,
+            args.bc_steps,
+            seed=args.seed,
+            kinds=tuple(args.kinds),
+            max_demos=args.max_demos,
+            hidden_dim=args.hidden_dim,
+        )
     if args.stage in ("evaluate", "all"):
         evaluate_backbones(args.task, out, episodes=args.eval_episodes, kinds=tuple(args.kinds))
     if args.stage == "ship":

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from lpds_envs.envs.robomimic import OBS_KEYS
 from lpds_envs.backbones.data import ChunkDataset, make_chunks
+from lpds_envs.envs.robomimic import OBS_KEYS
 
 
 @dataclass
@@ -136,13 +136,17 @@ def read_demos(path: str | Path, filter_key: str | None = None, limit: int | Non
         demos = []
         for name in names[:limit]:
             g = data[name]
-            demos.append(RobomimicDemo(
-                obs={k: g["obs"][k][()] for k in g["obs"]},
-                next_obs={k: g["next_obs"][k][()] for k in g["next_obs"]} if "next_obs" in g else {},
-                actions=g["actions"][()], rewards=g["rewards"][()], dones=g["dones"][()],
-                states=g["states"][()] if "states" in g else np.zeros((len(g["actions"]), 0)),
-                attrs=dict(g.attrs.items()),
-            ))
+            demos.append(
+                RobomimicDemo(
+                    obs={k: g["obs"][k][()] for k in g["obs"]},
+                    next_obs={k: g["next_obs"][k][()] for k in g["next_obs"]} if "next_obs" in g else {},
+                    actions=g["actions"][()],
+                    rewards=g["rewards"][()],
+                    dones=g["dones"][()],
+                    states=g["states"][()] if "states" in g else np.zeros((len(g["actions"]), 0)),
+                    attrs=dict(g.attrs.items()),
+                )
+            )
         return demos
 
 
@@ -154,9 +158,14 @@ def read_env_args(path: str | Path) -> dict[str, Any]:
         return json.loads(f["data"].attrs["env_args"])
 
 
-def load_robomimic_chunks(path: str | Path, chunk_size: int, filter_key: str | None = None,
-                          keys: Sequence[str] = OBS_KEYS, pad: str = "last",
-                          max_demos: int | None = None) -> ChunkDataset:
+def load_robomimic_chunks(
+    path: str | Path,
+    chunk_size: int,
+    filter_key: str | None = None,
+    keys: Sequence[str] = OBS_KEYS,
+    pad: str = "last",
+    max_demos: int | None = None,
+) -> ChunkDataset:
     """Behaviour-cloning pairs ``(obs_t, a_t .. a_{t+Ta-1})`` from a robomimic HDF5 file, observations flattened in
     ``keys`` order (the env's order by default); ``max_demos`` keeps the first demos of the (filtered) list only."""
     if max_demos is not None and max_demos < 1:
@@ -166,7 +175,9 @@ def load_robomimic_chunks(path: str | Path, chunk_size: int, filter_key: str | N
         raise ValueError(f"{path} holds no demos{'' if filter_key is None else f' in mask/{filter_key}'}")
     if max_demos is not None:
         if max_demos > len(demos):
-            raise ValueError(f"max_demos={max_demos} but {path} holds only {len(demos)} demos"
-                             f"{'' if filter_key is None else f' in mask/{filter_key}'}; lower it or record more")
+            raise ValueError(
+                f"max_demos={max_demos} but {path} holds only {len(demos)} demos"
+                f"{'' if filter_key is None else f' in mask/{filter_key}'}; lower it or record more"
+            )
         demos = demos[:max_demos]
     return make_chunks([(d.flat_obs(keys), d.actions) for d in demos], chunk_size, pad=pad)

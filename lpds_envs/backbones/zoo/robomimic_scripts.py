@@ -190,9 +190,16 @@ class LiftController(RobomimicController):
     STYLES = ("hover", "diagonal", "hover_rotated")
 
     def draw_params(self, rng):
-        return {"hover": self._u(0.05, 0.12), "grasp_dz": self._u(-0.008, 0.008), "dx": self._u(-0.008, 0.008),
-                "dy": self._u(-0.008, 0.008), "speed": self._u(0.6, 1.0), "close_steps": int(rng.integers(5, 12)),
-                "lift": self._u(0.1, 0.22), "lift_speed": self._u(0.5, 1.0)}
+        return {
+            "hover": self._u(0.05, 0.12),
+            "grasp_dz": self._u(-0.008, 0.008),
+            "dx": self._u(-0.008, 0.008),
+            "dy": self._u(-0.008, 0.008),
+            "speed": self._u(0.6, 1.0),
+            "close_steps": int(rng.integers(5, 12)),
+            "lift": self._u(0.1, 0.22),
+            "lift_speed": self._u(0.5, 1.0),
+        }
 
     def plan(self):
         p = self.params
@@ -236,10 +243,20 @@ class CanController(RobomimicController):
     STYLES = ("arc", "direct", "turned")
 
     def draw_params(self, rng):
-        return {"hover": self._u(0.08, 0.13), "grasp_dz": self._u(-0.015, 0.01), "speed": self._u(0.7, 1.0),
-                "close_steps": int(rng.integers(5, 10)), "carry_z": self._u(1.04, 1.12), "low_z": self._u(1.0, 1.04),
-                "place_dx": self._u(0.035, 0.08), "place_dy": self._u(0.035, 0.1), "release_z": self._u(0.91, 0.95),
-                "turn": self._u(-1.2, 1.2), "carry_speed": self._u(0.8, 1.0), "open_steps": int(rng.integers(4, 8))}
+        return {
+            "hover": self._u(0.08, 0.13),
+            "grasp_dz": self._u(-0.015, 0.01),
+            "speed": self._u(0.7, 1.0),
+            "close_steps": int(rng.integers(5, 10)),
+            "carry_z": self._u(1.04, 1.12),
+            "low_z": self._u(1.0, 1.04),
+            "place_dx": self._u(0.035, 0.08),
+            "place_dy": self._u(0.035, 0.1),
+            "release_z": self._u(0.91, 0.95),
+            "turn": self._u(-1.2, 1.2),
+            "carry_speed": self._u(0.8, 1.0),
+            "open_steps": int(rng.integers(4, 8)),
+        }
 
     def place_target(self) -> np.ndarray:
         """Release point: inside the can's quadrant of the goal bin, near its corner closest to the robot."""
@@ -286,8 +303,9 @@ class CanController(RobomimicController):
                 self.goto("lower")
             return self.move(target, self.yaw, 1.0, p["carry_speed"])
         if self.phase == "lower":
-            if (np.linalg.norm(place[:2] - self.eef_pos[:2]) < 0.03 and self.eef_pos[2] < place[2] + 0.02) \
-                    or self.phase_t > 40:
+            if (
+                np.linalg.norm(place[:2] - self.eef_pos[:2]) < 0.03 and self.eef_pos[2] < place[2] + 0.02
+            ) or self.phase_t > 40:
                 self.goto("release")
             return self.move(place, self.yaw, 1.0, 0.7 * p["carry_speed"])
         if self.phase == "release":
@@ -313,10 +331,17 @@ class SquareController(RobomimicController):
     STYLES = ("hover", "diagonal", "align_early", "side")
 
     def draw_params(self, rng):
-        return {"hover": self._u(0.04, 0.1), "grasp_dz": self._u(-0.006, 0.006), "grasp_dr": self._u(-0.01, 0.01),
-                "speed": self._u(0.6, 1.0), "close_steps": int(rng.integers(6, 12)), "carry_z": self._u(1.0, 1.08),
-                "carry_speed": self._u(0.6, 1.0), "release_dz": self._u(0.0, 0.02),
-                "open_steps": int(rng.integers(4, 10))}
+        return {
+            "hover": self._u(0.04, 0.1),
+            "grasp_dz": self._u(-0.006, 0.006),
+            "grasp_dr": self._u(-0.01, 0.01),
+            "speed": self._u(0.6, 1.0),
+            "close_steps": int(rng.integers(6, 12)),
+            "carry_z": self._u(1.0, 1.08),
+            "carry_speed": self._u(0.6, 1.0),
+            "release_dz": self._u(0.0, 0.02),
+            "open_steps": int(rng.integers(4, 10)),
+        }
 
     def handle_dir(self) -> np.ndarray:
         nut = self.body_pos("SquareNut_main")
@@ -380,8 +405,9 @@ class SquareController(RobomimicController):
                 self.goto("lower")
             return self.move(target, yaw, 1.0, p["carry_speed"])
         if self.phase == "lower":  # small closed-loop yaw corrections as the nut settles in the grasp
-            fine = self.gripper_yaw + wrap(yaw_of(self.body_mat("peg1")[:, 0]) - yaw_of(self.body_mat("SquareNut_main")[:, 0]),
-                                           np.pi / 2)
+            fine = self.gripper_yaw + wrap(
+                yaw_of(self.body_mat("peg1")[:, 0]) - yaw_of(self.body_mat("SquareNut_main")[:, 0]), np.pi / 2
+            )
             target = np.array([*(self.eef_pos[:2] + xy_err), self.eef_pos[2] - 0.03])
             if nut[2] < peg[2] + p["release_dz"] or self.phase_t > 60:
                 self.goto("release")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lpds_envs.envs.multigoal import GOALS
 from lpds_envs.backbones.data import ChunkDataset
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.envs.multigoal import GOALS
 from lpds_envs.evaluation import multigoal_coverage
 
 
