@@ -10,7 +10,7 @@ from .data import (
     save_minari,
     split_episodes,
 )
-from .shipped import CHECKPOINT_DIR, backbone_path, load_backbone, shipped_backbones
+from .shipped import CHECKPOINT_DIR, backbone_path, load_backbone, shipped_backbones, verify_backbone
 from .train import minmax_normalization, standard_normalization, train_backbone
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "backbone_path",
     "chunk_trajectory",
     "load_backbone",
+    "verify_backbone",
     "load_minari",
     "load_npz",
     "make_chunks",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import cast
 
@@ -32,12 +33,18 @@ def backbone_path(name: str) -> Path:
     return path
 
 
-def load_backbone(name: str, device: str | torch.device = "cpu") -> Decoder:
+def load_backbone(name: str, device: str | torch.device = "cpu", verify: bool = False) -> Decoder:
     """Load shipped checkpoint ``name`` (cached per device: decoders are frozen, so sharing is safe).
 
     A folder with ``lpds_pi0.json`` is a PI0 checkpoint, loaded with :class:`~lpds_envs.decoders.Pi0Decoder` (needs
     the ``pi0`` extra); any other is an lpds decoder (``config.json`` + ``model.safetensors``).
+
+    :param name: a name of :func:`shipped_backbones`
+    :param device: where the weights go
+    :param verify: first check the checkpoint's files against its ``fingerprint.json`` (:func:`verify_backbone`)
     """
+    if verify:
+        verify_backbone(name)
     key = (name, str(device))
     if key not in _CACHE:
         path = backbone_path(name)
@@ -120,6 +127,24 @@ def compute_fingerprint(name: str) -> dict:
         with torch.no_grad():
             out["decode"] = {"batch": _FINGERPRINT_BATCH, "actions": decoder(obs, w).tolist()}
     return out
+
+
+def verify_backbone(name: str) -> None:
+    """Check that the files of shipped checkpoint ``name`` are the ones its ``fingerprint.json`` records (SHA-256): a
+    damaged or modified install (a bit flip, a partial copy) raises a ``ValueError`` naming the file."""
+    path = backbone_path(name)
+    record = path / FINGERPRINT_FILE
+    if not record.is_file():
+        raise FileNotFoundError(f"{record} is missing, so {name!r} cannot be verified; reinstall lpds")
+    expected = json.loads(record.read_text())["files"]
+    for filename, digest in expected.items():
+        if not (path / filename).is_file():
+            raise ValueError(f"{path / filename} is missing from the shipped backbone {name!r}; reinstall lpds")
+        if _sha256(path / filename) != digest:
+            raise ValueError(
+                f"{path / filename} does not match its fingerprint (SHA-256): the installed backbone {name!r} is "
+                "damaged or was modified; reinstall lpds (pip install --force-reinstall lpds)"
+            )
 
 
 def write_fingerprint(name: str) -> Path:

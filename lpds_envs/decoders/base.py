@@ -9,6 +9,7 @@ observation normalisation and action scaling as buffers, so a checkpoint is self
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import os
@@ -398,6 +399,7 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
             )
         weights_path = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, hub)
         config.update(overrides)
+        _check_config_types(config_path, target, config)
         try:
             model = target(**config)
         except TypeError as exc:
@@ -420,8 +422,44 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
                 raise ValueError(
                     f"{weights_path}: tensor {k!r} has shape {tuple(v.shape)}, config.json implies {tuple(expected[k].shape)}"
                 )
+        for k, v in state.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise ValueError(
+                    f"{weights_path}: tensor {k!r} holds NaN or inf values; the checkpoint is corrupt (save it again "
+                    "from a healthy model, or retrain it)"
+                )
         model.load_state_dict(state, strict=True)
         return model.to(device).freeze()
+
+
+_SCALAR_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _check_config_types(config_path: Any, target: type, config: dict[str, Any]) -> None:
+    """Refuse a ``config.json`` entry whose type does not match the constructor's annotation (``obs_dim: "two"``),
+    naming the entry, instead of letting a layer constructor fail deep inside torch."""
+    params = inspect.signature(target).parameters
+    for key, value in config.items():
+        if key not in params:
+            continue  # the constructor reports unknown keys itself
+        annotation = str(params[key].annotation).replace(" ", "")
+        optional = annotation.endswith("|None") or annotation.startswith("None|")
+        expected = _SCALAR_TYPES.get(annotation.removesuffix("|None").removeprefix("None|"))
+        if expected is None or (value is None and optional):
+            continue
+        if expected is bool:
+            ok = isinstance(value, bool)
+        elif expected is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif expected is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ValueError(
+                f"{config_path}: {key!r} is {value!r} ({type(value).__name__}), expected {annotation}; fix the entry "
+                "in config.json"
+            )
 
 
 #: loader of a checkpoint that is not an lpds decoder folder: ``(name_or_path, device, hub, overrides) -> Decoder``

@@ -49,3 +49,20 @@ def test_checkpoint_matches_its_fingerprint(name):
     # the cached loader returns the same model
     with torch.no_grad():
         torch.testing.assert_close(load_backbone(name)(obs, w), actions, atol=0, rtol=0)
+
+
+def test_verify_backbone_names_a_damaged_file(tmp_path, monkeypatch):
+    import shutil
+
+    from lpds_envs.backbones import shipped
+
+    src = shipped.backbone_path("multigoal-diffusion")
+    copy = tmp_path / "multigoal-diffusion"
+    shutil.copytree(src, copy)
+    monkeypatch.setattr(shipped, "CHECKPOINT_DIR", tmp_path)
+    shipped.verify_backbone("multigoal-diffusion")  # intact
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-1] ^= 0x01  # one flipped bit in the last weight
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors does not match its fingerprint"):
+        shipped.load_backbone("multigoal-diffusion", verify=True)

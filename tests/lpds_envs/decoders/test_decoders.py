@@ -305,3 +305,26 @@ def test_invalid_configs():
         FlowDecoder(obs_dim=2, action_dim=2, integrator="rk4")
     with pytest.raises(ValueError, match=">= 1"):
         FlowDecoder(obs_dim=0, action_dim=2)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    small_decoder("flow").save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[name][0] = float("nan")
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=f"{name}.*NaN or inf.*corrupt"):
+        load_decoder(tmp_path)
+
+
+def test_a_config_entry_of_the_wrong_type_is_named(tmp_path):
+    import json
+
+    small_decoder("diffusion").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["obs_dim"] = "two"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="'obs_dim' is 'two' \\(str\\), expected int"):
+        load_decoder(tmp_path)
