@@ -170,8 +170,12 @@ def make_steering_env(
     decoder: Decoder | None = None,
     latent_subspace: Any = None,
     **task_kwargs: Any,
-) -> LatentSteeringWrapper:
-    """Entry point of every ``LPDS-*-v0`` id.
+) -> gym.Env:
+    """Entry point of every ``LPDS-*-v0`` id: a :class:`~lpds_envs.wrappers.LatentSteeringWrapper`, in a
+    ``TimeLimit`` of :func:`latent_horizon` latent steps when the raw task has a step limit, so that
+    ``env.spec.max_episode_steps`` counts the steps the agent takes (chunks), not raw env steps. Likewise
+    ``env.metadata["render_fps"]`` is the raw frame rate divided by the chunk length: ``render()`` gives one frame
+    per latent step, so ``RecordVideo`` on this env writes real-time videos with the chunk's last frames.
 
     :param task: key of :data:`TASKS`
     :param backbone: ``"diffusion"`` or ``"flow"`` (the task's default when ``None``)
@@ -192,7 +196,29 @@ def make_steering_env(
         raise ValueError(f"latent_bound must be a number, None or 'default', got {bound!r}")
     wrapped = LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
     wrapped.spec_from_entry_point = True
-    return wrapped
+    fps = env.metadata.get("render_fps")
+    if fps is not None and dec.action_shape[0] > 1:
+        # render() shows one frame per latent step (the chunk's last): video recorders above this env then play
+        # in real time, at 1 / chunk of the raw frame rate; a recorder on the raw env keeps every frame
+        wrapped.metadata = {**wrapped.metadata, "render_fps": fps / dec.action_shape[0]}
+    horizon = latent_horizon(env.spec.max_episode_steps if env.spec is not None else None, dec.action_shape[0])
+    if horizon is None:
+        return wrapped
+    # the raw TimeLimit ends the episode in latent step ceil(R / Ta) anyway; this one states it in the spec
+    return gym.wrappers.TimeLimit(wrapped, horizon)
+
+
+def latent_horizon(raw_max_episode_steps: int | None, chunk_size: int) -> int | None:
+    """The episode limit in latent steps of a task limited to ``raw_max_episode_steps`` raw steps, executed in
+    chunks of ``chunk_size``: ``ceil(raw / chunk)`` (``None`` when the raw task has no limit).
+
+    ``LPDS-*`` ids report it as ``env.spec.max_episode_steps`` (e.g. 250 for ``LPDS-Hopper-v0``: 1000 raw steps in
+    chunks of 4), so wrappers that read the horizon from the spec, such as sb3-contrib's ``TimeFeatureWrapper``,
+    see the episode length the agent acts in.
+    """
+    if raw_max_episode_steps is None:
+        return None
+    return -(-int(raw_max_episode_steps) // int(chunk_size))
 
 
 def _task_name(env_id: str) -> str | None:
@@ -252,4 +278,9 @@ def register_all() -> None:
     for name in TASKS:
         env_id = f"LPDS-{name}-v0"
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point="lpds_envs.registration:make_steering_env", kwargs={"task": name})
+            gym.register(
+                env_id,
+                entry_point="lpds_envs.registration:make_steering_env",
+                vector_entry_point="lpds_envs.vector:make_steering_vector_env",  # one batched decode (make_vec)
+                kwargs={"task": name},
+            )

@@ -21,7 +21,7 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
 
-from .codec import DEFAULT_LATENT_BOUND, LatentCodec
+from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
 from .registration import raw_task_kwargs, resolve_lpds_id
 from .subspace import SubspaceCodec, make_codec
@@ -63,6 +63,7 @@ class VecLatentSteeringWrapper(VecEnvWrapper):
             )
         super().__init__(venv, action_space=codec.action_space)
         self.codec = codec
+        self.metadata = _latent_metadata(getattr(venv, "metadata", {}), decoder)  # VecVideoRecorder reads render_fps
         self.latent_subspace = None if latent_subspace is None else cast(SubspaceCodec, codec).subspace
         self._obs: Any = None
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
@@ -111,19 +112,38 @@ class VecLatentSteeringWrapper(VecEnvWrapper):
         return obs, rewards, dones, infos
 
 
+def _latent_metadata(metadata: dict[str, Any], decoder: Decoder) -> dict[str, Any]:
+    """The raw envs' metadata with ``render_fps`` per latent step (one rendered frame per chunk: real-time videos)."""
+    metadata = dict(metadata)
+    if metadata.get("render_fps") is not None:
+        metadata["render_fps"] = metadata["render_fps"] / decoder.action_shape[0]
+    return metadata
+
+
 class LatentSteeringVectorWrapper(VectorWrapper):
     """Gymnasium-native vector version: wraps a ``gymnasium.vector.VectorEnv`` of chunked envs.
 
-    ``infos["latent"]`` and ``infos["decoded_action"]`` hold the whole batch.
+    ``infos["latent"]`` and ``infos["decoded_action"]`` hold the whole batch (and ``infos["full_latent"]`` the
+    decoder's latents ``z`` with a subspace).
 
     :param env: a VectorEnv whose sub-envs take chunks (:class:`ChunkedActionWrapper`)
     :param decoder: the frozen decoder
     :param latent_bound: bound of the latent box; ``None`` = unbounded
+    :param latent_subspace: exact-prior subspace steering, as in :class:`VecLatentSteeringWrapper`: sub-env ``i``
+        has its own complement-noise stream, restarted from ``s_i`` by a reset that seeds it with ``s_i``
+        (``reset(seed=s)`` seeds sub-env ``i`` with ``s + i``, as Gymnasium's vector envs do)
     """
 
-    def __init__(self, env: VectorEnv, decoder: Decoder, latent_bound: float | None = DEFAULT_LATENT_BOUND) -> None:
+    def __init__(
+        self,
+        env: VectorEnv,
+        decoder: Decoder,
+        latent_bound: float | None = DEFAULT_LATENT_BOUND,
+        latent_subspace: Any = None,
+    ) -> None:
         super().__init__(env)
-        self.codec = LatentCodec(decoder, latent_bound)
+        self.codec = make_codec(decoder, latent_bound, latent_subspace, n_streams=env.num_envs)
+        self.latent_subspace = None if latent_subspace is None else cast(SubspaceCodec, self.codec).subspace
         if env.single_action_space.shape != decoder.action_shape:
             raise ValueError(
                 f"sub-envs take actions of shape {env.single_action_space.shape}, but the decoder produces chunks "
@@ -131,7 +151,9 @@ class LatentSteeringVectorWrapper(VectorWrapper):
             )
         self.single_action_space = self.codec.action_space
         self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.metadata = _latent_metadata(env.metadata, decoder)
         self._obs: Any = None
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)  # sub-envs that the next step resets
 
     @property
     def decoder(self) -> Decoder:
@@ -140,16 +162,34 @@ class LatentSteeringVectorWrapper(VectorWrapper):
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         # VectorEnv.reset is typed seed: int | None; Sync/AsyncVectorEnv take a list of seeds too
         obs, infos = self.env.reset(seed=seed, options=options)  # type: ignore[arg-type]
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        if self.latent_subspace is not None:  # the seeds the sub-envs got (Gymnasium: seed + i for an int)
+            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed
+            cast(SubspaceCodec, self.codec).seed([None] * self.num_envs if seeds is None else list(seeds))
         self._obs = obs
         return obs, infos
 
     def step(self, actions):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
-        w, chunks = self.codec.decode(self._obs, actions, n=self.num_envs)
+        if self.latent_subspace is None:
+            w, chunks = self.codec.decode(self._obs, actions, n=self.num_envs)
+        else:
+            # sub-envs that ended last step are reset by this one and ignore their action (Gymnasium's next-step
+            # autoreset): their complement-noise streams must not advance, as a single env's would not
+            rngs = cast(SubspaceCodec, self.codec).rngs
+            kept = {i: rngs[i].bit_generator.state for i in np.flatnonzero(self._autoreset)}
+            w, chunks = self.codec.decode(self._obs, actions, n=self.num_envs)
+            for i, state in kept.items():
+                rngs[i].bit_generator.state = state
         obs, rewards, terminations, truncations, infos = self.env.step(chunks)
         infos = dict(infos)
         infos["latent"], infos["decoded_action"] = w, chunks
+        if self.latent_subspace is not None:
+            infos["full_latent"] = cast(SubspaceCodec, self.codec).last_full_latent
+        mode = self.metadata.get("autoreset_mode")  # absent before Gymnasium 1.1: next-step autoreset
+        if mode is None or getattr(mode, "value", mode) == "NextStep":
+            self._autoreset = np.logical_or(terminations, truncations)
         self._obs = obs
         return obs, rewards, terminations, truncations, infos
 
@@ -235,9 +275,20 @@ def make_latent_vector_env(
     backbone: str | None = None,
     device: str | torch.device = "cpu",
     vectorization_mode: str = "sync",
+    latent_subspace: Any = None,
     **env_kwargs: Any,
 ) -> LatentSteeringVectorWrapper:
-    """Gymnasium counterpart of :func:`make_latent_vec_env` (``gym.make_vec`` + one batched decoder)."""
+    """Gymnasium counterpart of :func:`make_latent_vec_env` (``gym.make_vec`` + one batched decoder).
+
+    ``gym.make_vec("LPDS-<Task>-v0", num_envs=N)`` builds this too (the ids' ``vector_entry_point``,
+    :func:`make_steering_vector_env`).
+
+    :param env_id: an ``LPDS-*-v0`` id (shipped backbone), or any id plus ``decoder=``
+    :param num_envs: number of sub-envs
+    :param vectorization_mode: ``"sync"`` or ``"async"``, how the raw sub-envs run (decoding is batched either way)
+    :param latent_subspace: exact-prior subspace steering, see :class:`LatentSteeringVectorWrapper`
+    :param env_kwargs: passed to ``gym.make`` of the raw task (over an LPDS task's defaults)
+    """
     env_id, decoder, latent_bound, env_kwargs = _resolve_target(
         env_id, decoder, latent_bound, backbone, device, env_kwargs
     )
@@ -249,4 +300,40 @@ def make_latent_vector_env(
         wrappers=[lambda e: ChunkedActionWrapper(e, chunk)],
         **env_kwargs,
     )
-    return LatentSteeringVectorWrapper(venv, decoder, latent_bound)
+    return LatentSteeringVectorWrapper(venv, decoder, latent_bound, latent_subspace=latent_subspace)
+
+
+def make_steering_vector_env(
+    task: str,
+    num_envs: int = 1,
+    backbone: str | None = None,
+    latent_bound: float | None | str = "default",
+    device: str | torch.device = "cpu",
+    decoder: Decoder | None = None,
+    latent_subspace: Any = None,
+    vectorization: str = "sync",
+    **task_kwargs: Any,
+) -> LatentSteeringVectorWrapper:
+    """``vector_entry_point`` of every ``LPDS-*-v0`` id: ``gym.make_vec("LPDS-<Task>-v0", num_envs=N, **kwargs)``
+    decodes the latents of all N sub-envs in one batched decoder call (:class:`LatentSteeringVectorWrapper`), with the
+    keyword arguments of ``gym.make`` (:func:`~lpds_envs.registration.make_steering_env`). With the same seeds and
+    latents, sub-env ``i`` follows ``gym.make("LPDS-<Task>-v0")`` reset with ``seed + i``.
+
+    ``gym.make_vec(..., vectorization_mode="sync")`` (or ``"async"``) instead vectorizes N single envs, each
+    decoding on its own; that mode is also the one that accepts ``wrappers=``.
+
+    :param task: key of :data:`~lpds_envs.registration.TASKS`
+    :param num_envs: number of sub-envs
+    :param vectorization: ``"sync"`` or ``"async"``, how the raw sub-envs run
+    """
+    return make_latent_vector_env(
+        f"LPDS-{task}-v0",
+        num_envs=num_envs,
+        decoder=decoder,
+        latent_bound=latent_bound,
+        backbone=backbone,
+        device=device,
+        vectorization_mode=vectorization,
+        latent_subspace=latent_subspace,
+        **task_kwargs,
+    )

@@ -52,6 +52,7 @@ def test_wheel_ships_the_checkpoints(tmp_path):
         assert ckpt + f in names
     assert not any(n.endswith("training_state.pt") for n in names)
     assert any(n.startswith("algorithms/") for n in names)
+    assert "lpds_envs/py.typed" in names and "algorithms/py.typed" in names  # PEP 561: the annotations are used
     shipped = sorted(p.parent.name for p in (ROOT / "lpds_envs/backbones/checkpoints").glob("*/model.safetensors"))
     missing = [d for d in shipped if f"lpds_envs/backbones/checkpoints/{d}/model.safetensors" not in names]
     assert not missing, f"checkpoints left out of the wheel: {missing}"

@@ -14,6 +14,7 @@ import copy
 import inspect
 import itertools
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -333,10 +334,15 @@ def make_run_env(
 
     def factory(**kwargs: Any) -> gym.Env:
         i = next(counter)
-        if video_dir is not None and i < video_envs:
-            env = gym.make(raw_id, render_mode="rgb_array", **kwargs)
+        if video_dir is None:
+            return gym.make(raw_id, **kwargs)
+        # every sub-env renders rgb_array (a VecEnv needs one render mode); only the first video_envs record
+        env = gym.make(raw_id, render_mode="rgb_array", **kwargs)
+        if i >= video_envs:
+            return env
+        with warnings.catch_warnings():  # the folder is shared by the recorders (lpds evaluate notes old videos)
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
             return RecordVideo(env, str(video_dir), episode_trigger=lambda ep: ep == 0, name_prefix=f"{env_id}-env{i}")
-        return gym.make(raw_id, **kwargs)
 
     if spec.env_type == "latent":
         bound = kw.get("latent_bound", task_bound)

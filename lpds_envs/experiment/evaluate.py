@@ -92,7 +92,9 @@ def evaluate_saved(
     :param env_id: the env (default: the run's)
     :param algo: the algorithm (needed only for a ``.zip`` outside a run folder)
     :param deterministic: evaluation policy (default: the algorithm's)
-    :param video: write videos of the first ``video_episodes`` episodes to this folder (``MUJOCO_GL=egl``)
+    :param video: write videos of the first ``video_episodes`` episodes to this folder (``MUJOCO_GL=egl``); the
+        episodes run in parallel sub-envs, so each recorded sub-env writes the first episode it plays
+        (``<env_id>-env<i>-episode-0.mp4``), any number of ``episodes`` with any ``video_episodes`` up to their count
     :param entropy_states: probe states for the action entropy (0 skips it)
     :param vs_backbone: also run the frozen backbone (prior latents) on the same episodes and report the gain in
         return with its standard error (:func:`compare_with_backbone`)
@@ -112,8 +114,13 @@ def evaluate_saved(
         raise UsageError(f"--vs-backbone compares latent learners with prior latents; {algo} acts in action space")
     env_kwargs = cfg.env_kwargs if cfg is not None else {}
     if video is not None:
+        if video_episodes < 1:
+            raise UsageError(f"--video-episodes must be >= 1, got {video_episodes} (or run without --video)")
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
         _check_video(env_id, env_kwargs)
+        old = sorted(Path(video).glob(f"{env_id}-env*.mp4"))
+        if old:
+            print(f"note: overwriting {len(old)} earlier video(s) of {env_id} in {video}")
         Path(video).mkdir(parents=True, exist_ok=True)
     dev = str(get_device(device))
     n_envs = min(episodes, MAX_EVAL_ENVS)

@@ -2,16 +2,21 @@
 
 Every trial is an ordinary ``lpds train`` run written to ``<out>/<env_id>/<algo>_<key>=<value>.../seed_<k>/``
 (same files as ``train``, so ``lpds plot`` reads both, and a re-run of the sweep resumes or skips finished runs).
-Without ``address`` Ray starts locally and runs as many trials at once as there are CPUs (one CPU per trial);
-with ``address`` the same command runs on an existing Ray cluster (``ray start --head`` / ``auto``), which must
-see the same output folder (a shared file system) and have lpds installed.
+Without ``address`` Ray starts locally, bound to the loopback address (127.0.0.1, no dashboard), and runs as many
+trials at once as there are CPUs (one CPU per trial); with ``address`` the same command runs on an existing Ray
+cluster (``ray start --head`` / ``auto`` / ``HOST:PORT``), which must see the same output folder (a shared file
+system) and have lpds installed. A failed trial makes the sweep report its error and count as failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +121,68 @@ def build_sweep(
     return cfgs
 
 
+def tune_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """An evaluation row as Ray Tune metrics: numbers as floats, empty cells (e.g. ``action_entropy`` when entropy
+    logging is off) left out. Rows read back from ``evaluations.csv`` (a resumed or finished run) hold strings.
+    """
+    metrics = {}
+    for key, value in row.items():
+        if value is None or value == "":
+            continue
+        try:
+            metrics[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return metrics
+
+
 def _trial(config: dict[str, Any]) -> None:
     """A Ray Tune function trainable: one ``lpds train`` run, reporting every evaluation."""
     from ray import tune  # the optional sweep extra
 
     cfg = RunConfig(**config["run"])
-    final = train_run(cfg, progress=False, on_eval=lambda row: tune.report(dict(row)))
-    tune.report({**{k: float(v) for k, v in final.items()}, "done": True})
+    reported = []
+
+    def report(row: dict[str, Any]) -> None:
+        reported.append(row)
+        tune.report(tune_metrics(row))
+
+    final = train_run(cfg, progress=False, on_eval=report)
+    if not reported:  # the run was already complete: report its final evaluation once
+        tune.report(tune_metrics(final))
+
+
+def trial_error(error: BaseException | str) -> str:
+    """The one line of a failed trial's error that names the exception (``ValueError: ...``), not Ray's wrapper."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*:", line):
+            return line
+    return lines[-1] if lines else type(error).__name__
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Make a local Ray start bound to 127.0.0.1 instead of the machine's routable address.
+
+    Ray resolves ``127.0.0.1`` to the routable address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (the
+    switch that keeps Ray local on macOS and Windows): with it, the GCS, raylet, workers and agents all listen on
+    loopback. The variable is set for the processes Ray starts here and restored afterwards, so a later
+    ``--address`` connection in the same process is unaffected.
+    """
+    from ray._private import ray_constants  # the optional sweep extra; read at call time by ray's services
+
+    name = getattr(ray_constants, "ENABLE_RAY_CLUSTERS_ENV_VAR", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    saved_env, saved_flag = os.environ.get(name), getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False  # the flag was read when ray was imported
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved_env
 
 
 def run_sweep(cfgs: list[RunConfig], address: str | None = None, cpus_per_trial: float = 1.0, verbose: int = 1) -> int:
@@ -136,7 +196,21 @@ def run_sweep(cfgs: list[RunConfig], address: str | None = None, cpus_per_trial:
     out.mkdir(parents=True, exist_ok=True)
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1, configure_logging=verbose > 0)
+        quiet = {"include_dashboard": False, "log_to_driver": verbose > 1, "configure_logging": verbose > 0}
+        if address is None:  # a private local Ray on loopback only (never an existing cluster found by chance)
+            with loopback_only():
+                ray.init(address="local", _node_ip_address="127.0.0.1", **quiet)
+        else:
+            loopback = address.rpartition("://")[2].startswith(("127.", "localhost"))
+            try:  # a cluster started on loopback is reached on loopback (else Ray rewrites 127.0.0.1)
+                with loopback_only() if loopback else contextlib.nullcontext():
+                    ray.init(address=address, **quiet)
+            except ConnectionError as exc:
+                raise UsageError(
+                    f"could not connect to the Ray cluster at {address} ({exc}); check `ray status` on the head node, "
+                    "and if the cluster uses token authentication (on by default since Ray 2.59), "
+                    "export RAY_AUTH_MODE=token on this machine"
+                ) from None
     trials = [{"run": cfg.to_dict()} for cfg in cfgs]
     tuner = tune.Tuner(
         tune.with_resources(_trial, {"cpu": cpus_per_trial}),
@@ -160,8 +234,13 @@ def run_sweep(cfgs: list[RunConfig], address: str | None = None, cpus_per_trial:
         if result.error is not None:
             failed += 1
             cfg = result.config["run"]
-            print(f"trial {cfg['name']} seed {cfg['seed']} failed: {str(result.error).strip().splitlines()[-1]}")
+            print(
+                f"lpds sweep: trial {cfg['name']} seed {cfg['seed']} failed: {trial_error(result.error)}",
+                file=sys.stderr,
+            )
     print(final_table(cfgs))
+    if failed:
+        print(f"lpds sweep: {failed} of {len(cfgs)} trials failed (logs under {out / '_ray'})", file=sys.stderr)
     return failed
 
 

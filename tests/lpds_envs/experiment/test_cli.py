@@ -3,6 +3,7 @@
 import csv
 import importlib.util
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -218,6 +219,33 @@ def test_evaluate_video(trained, tmp_path, capsys):
     else:
         cli.main(argv)
         assert list((tmp_path / "videos").glob("*.mp4"))
+
+
+def test_video_env_renders_rgb_array_in_every_sub_env(tmp_path):
+    from gymnasium.wrappers import RecordVideo
+
+    from lpds_envs.experiment.config import get_algo, make_run_env
+
+    venv = make_run_env(get_algo("lpds"), ENV, n_envs=3, video_dir=tmp_path, video_envs=1)
+    try:  # SB3's VecEnv needs one render mode for all sub-envs; only the first one records
+        assert venv.get_attr("render_mode") == ["rgb_array"] * 3
+        assert venv.env_is_wrapped(RecordVideo) == [True, False, False]
+    finally:
+        venv.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("moviepy") is None, reason="--video needs moviepy")
+def test_evaluate_video_of_several_episodes(trained, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    argv = ["evaluate", "--model", str(run_dir(trained)), "--episodes", "3", "--video", str(videos)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli.main([*argv, "--video-episodes", "2", "--entropy-states", "0"])
+    assert not [w for w in caught if "Overwriting existing videos" in str(w.message)]
+    assert sorted(p.name for p in videos.glob("*.mp4")) == [f"{ENV}-env0-episode-0.mp4", f"{ENV}-env1-episode-0.mp4"]
+    assert ", 3 episodes," in capsys.readouterr().out
+    cli.main([*argv, "--entropy-states", "0"])  # the default, one video, of a three-episode evaluation
+    assert "note: overwriting 2 earlier video(s)" in capsys.readouterr().out
 
 
 def test_plot_writes_figures_and_table(trained, tmp_path, capsys):
