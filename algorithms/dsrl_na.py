@@ -56,6 +56,9 @@ class DSRLNA(SteeringAlgorithm):
     :param device: torch device of the networks
     :param compile_decoder: as :class:`~algorithms.LagrangianSAC`
     :param prior_cache: as :class:`~algorithms.LagrangianSAC` (the cached prior samples are unclipped here)
+    :param td_target: as :class:`~algorithms.LagrangianSAC` (``"decode"``, ``"decode_per_update"`` or
+        ``"latent_critic"``; the entropy term ``- ent_coef log pi^W(w'|s')`` is kept in every mode)
+    :param target_decode_dtype: as :class:`~algorithms.LagrangianSAC`
     :param _init_setup_model: build the networks now (SB3's convention; ``load`` passes ``False``)
     """
 
@@ -89,6 +92,8 @@ class DSRLNA(SteeringAlgorithm):
         device: torch.device | str = "auto",
         compile_decoder: bool = False,
         prior_cache: int = 0,
+        td_target: str = "decode",
+        target_decode_dtype: str = "float32",
         _init_setup_model: bool = True,
     ) -> None:
         self.ent_coef = ent_coef
@@ -115,6 +120,8 @@ class DSRLNA(SteeringAlgorithm):
             device=device,
             compile_decoder=compile_decoder,
             prior_cache=prior_cache,
+            td_target=td_target,
+            target_decode_dtype=target_decode_dtype,
         )
         if _init_setup_model:
             self._setup_model()
@@ -142,6 +149,14 @@ class DSRLNA(SteeringAlgorithm):
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "log_ent_coef", "ent_coef_optimizer"]
 
+    def next_latents(self, replay: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The TD target's next latents ``w' ~ pi^W(.|s')`` and their log-probabilities.
+
+        :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
+        :return: ``(next_w, next_log_prob)``
+        """
+        return self.actor.action_log_prob(replay.next_observations)
+
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         """``gradient_steps`` DSRL-NA updates (see the class doc), then their mean losses and values logged.
 
@@ -162,17 +177,17 @@ class DSRLNA(SteeringAlgorithm):
         if self.ent_coef_optimizer is not None:
             keys.append("ent_coef_loss")
         logs: dict[str, list[float]] = {k: [] for k in keys}
-        for step in range(gradient_steps):
-            replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        # each batch with its next latents w' ~ pi^W(.|s') and the prior samples, decoded as td_target says
+        # (exact: one decoder call per step; eps unclipped, as aliasing needs)
+        for step, (replay, td) in enumerate(self.update_batches(gradient_steps, batch_size)):
             obs, next_obs = replay.observations, replay.next_observations
+            eps, eps_chunks = td.eps, td.eps_chunks
             ent_coef = self.log_ent_coef.detach().exp()
 
-            # next latents of the current policy and the prior samples, decoded in one call; soft TD target
+            # soft TD target
             with torch.no_grad():
-                next_w, next_log_prob = self.actor.action_log_prob(next_obs)
-                next_chunks, eps, eps_chunks = self.decode_next_and_prior(replay, next_w)  # unclipped eps (aliasing)
-                next_q = self.action_critic_target(next_obs, next_chunks).min(dim=1, keepdim=True).values
-                next_q = next_q - ent_coef * next_log_prob.reshape(-1, 1)
+                assert td.next_log_prob is not None  # next_latents returns it
+                next_q = self.next_value(next_obs, td) - ent_coef * td.next_log_prob.reshape(-1, 1)
                 target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q
 
             # action critic on the stored decoded chunks; latent critic aliased to it on the prior
@@ -199,8 +214,7 @@ class DSRLNA(SteeringAlgorithm):
                 self.ent_coef_optimizer.step()
                 logs["ent_coef_loss"].append(float(ent_loss.item()))
 
-            decoded = {"next chunks": next_chunks, "prior chunks": eps_chunks}
-            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, decoded)
+            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, td.decoded())
 
             # target network
             if step % self.target_update_interval == 0:

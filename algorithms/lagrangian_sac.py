@@ -23,6 +23,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         eps', eps ~ N(0, I);  a' = Phi(clip(eps' + Delta(s')); s');  a_eps = Phi(clip(eps); s)   # one decoder call
                                                              # (a_eps cached per transition with prior_cache)
         y = r + gamma (1 - done) min_j Q^A_targ,j(s', a')                                         # TD target
+                                  # (td_target="latent_critic": min_j Q^W_targ,j(s', eps' + Delta(s')), no a')
         Q^A <- Q^A - lr grad 0.5 sum_j (Q^A_j(s, a) - y)^2                 # a = the stored decoded chunk
         Q^W <- Q^W - lr grad sum_j (Q^W_j(s, eps) - Q^A_j(s, a_eps))^2     # latent_critic_steps times
         theta <- theta + lr grad [min_j Q^W_j(s, eps + Delta(s)) - alpha (||Delta(s)||^2 - delta)]
@@ -67,6 +68,26 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         gradient step (the TD target's ``Phi(eps' + Delta(s'); s')`` must still be decoded) at the price of a finite
         set of prior samples per stored state and ``k * (d + Ta * act_dim)`` floats per transition of memory.
         0 (default) is Algorithm 1 as written.
+    :param td_target: how the TD target's next value ``min_j Q_targ,j`` is computed; all but ``"decode"`` are fast
+        approximations, off by default:
+
+        - ``"decode"`` (default): Algorithm 1 as written; each gradient step decodes ``a' = Phi(eps' + Delta(s'); s')``
+          with the actor as it is at that step.
+        - ``"decode_per_update"``: the next latents of all ``gradient_steps`` batches of one ``train()`` call are
+          drawn with the actor as it is at the start of the call and decoded in one batched decoder call (with the
+          fresh prior samples, when there is no ``prior_cache``). The same decoder work in fewer, larger calls; the
+          targets of later steps use a next latent that lags the actor by up to ``gradient_steps - 1`` steps.
+        - ``"latent_critic"``: no next-chunk decode at all; the target bootstraps from a Polyak target of the latent
+          critic, ``y = r + gamma (1 - done) min_j Q^W_targ,j(s', clip(eps' + Delta(s')))`` (updated with ``tau``
+          alongside Q^A's). Q^W is distilled from Q^A on the prior, so this trusts Q^W at the perturbed latents, as
+          the actor's update already does. With ``prior_cache`` a gradient step then decodes nothing (about 2.5x
+          the gradient steps/s of ``prior_cache`` alone at DSRL's Hopper config; it learned as the exact algorithm in
+          the toy and Hopper checks of docs/results/speed.md, which are few seeds: hence off by default).
+    :param target_decode_dtype: ``"float32"`` (default, exact) or ``"bfloat16"``: decode the TD target's next chunks
+        under ``torch.autocast`` in bfloat16 (the executed actions and Q^W's prior chunks stay float32). Only with a
+        decoded TD target. Measured on the shipped Hopper decoder on an AVX512-BF16 CPU: ~1.7x faster per decode,
+        but 0.75% of the chunk entries move by > 0.1 (up to 0.2 near reset states, 1.6 on random ones) from float32
+        (docs/results/speed.md); not recommended.
     :param _init_setup_model: build the networks now (SB3's convention; ``load`` passes ``False``)
 
     Example::
@@ -106,6 +127,8 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         device: torch.device | str = "auto",
         compile_decoder: bool = False,
         prior_cache: int = 0,
+        td_target: str = "decode",
+        target_decode_dtype: str = "float32",
         _init_setup_model: bool = True,
     ) -> None:
         self._init_trust_region(delta, alpha_init, alpha_lr, use_lagrangian)
@@ -131,9 +154,19 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             device=device,
             compile_decoder=compile_decoder,
             prior_cache=prior_cache,
+            td_target=td_target,
+            target_decode_dtype=target_decode_dtype,
         )
         if _init_setup_model:
             self._setup_model()
+
+    def next_latents(self, replay: Any) -> tuple[torch.Tensor, None]:
+        """The TD target's next latents ``clip(eps' + Delta(s'))``, ``eps' ~ N(0, I)`` (line 9).
+
+        :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
+        :return: ``(next_w, None)``
+        """
+        return self.clip_latent(torch.randn_like(replay.actions) + self.actor(replay.next_observations)), None
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         """``gradient_steps`` updates of Algorithm 1 (lines 7-20), then their mean losses and values logged.
@@ -153,19 +186,16 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         logs: dict[str, list[float]] = {
             k: [] for k in ("critic_loss", "latent_critic_loss", "actor_loss", "perturbation_sq", "q_w")
         }
-        for step in range(gradient_steps):
-            replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        # each batch with its next latents eps' + Delta(s') and Q^W's prior samples, decoded as td_target says
+        # (Algorithm 1: one decoder call per step for the next chunks and the prior samples; with prior_cache the
+        # prior samples were decoded when their transition was stored)
+        for step, (replay, td) in enumerate(self.update_batches(gradient_steps, batch_size)):
             obs, next_obs = replay.observations, replay.next_observations
+            eps, eps_chunks = td.eps, td.eps_chunks  # eps clipped to the box
 
-            # decode the next actions of the current steered policy and the prior samples in one call
-            # (with prior_cache the prior samples were decoded when their transition was stored)
+            # TD target on the action critic (line 10)
             with torch.no_grad():
-                next_w = self.clip_latent(torch.randn_like(replay.actions) + self.actor(next_obs))
-                next_chunks, eps, eps_chunks = self.decode_next_and_prior(replay, next_w)  # eps clipped to the box
-
-                # TD target on the action critic (line 10)
-                next_q = self.action_critic_target(next_obs, next_chunks).min(dim=1, keepdim=True).values
-                target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q
+                target_q = replay.rewards + (1 - replay.dones) * self.gamma * self.next_value(next_obs, td)
 
             # action critic on the stored decoded chunks (line 11)
             logs["critic_loss"].append(self.action_critic_step(replay, target_q))
@@ -184,8 +214,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             logs["perturbation_sq"].append(float(perturbation_sq.mean().item()))
             logs["q_w"].append(float(q_w.mean().item()))
 
-            decoded = {"next chunks": next_chunks, "prior chunks": eps_chunks}
-            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, decoded)
+            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, td.decoded())
 
             # projected dual ascent on alpha (line 19)
             self.dual_step(perturbation_sq, delta)

@@ -271,6 +271,9 @@ class SteeringPolicy(BasePolicy):
     :param with_latent_critic: ``False`` leaves out Q^W (``latent_critic`` is ``None``, no optimizer), for learners
         that train Q^A only (LP-DS-A). The random draws of its initialisation are still made, so that a seed gives
         the same actor and action critic, and the same training, with or without it.
+    :param with_latent_critic_target: also keep a Polyak target ``latent_critic_target`` of Q^W (a frozen copy, in
+        evaluation mode), for learners that bootstrap their TD target from it (``td_target="latent_critic"``);
+        ``None`` otherwise. Copying draws no random numbers, so the other networks are the same either way.
     """
 
     actor: PerturbationActor | SquashedGaussianActor
@@ -292,6 +295,7 @@ class SteeringPolicy(BasePolicy):
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         with_latent_critic: bool = True,
+        with_latent_critic_target: bool = False,
     ) -> None:
         if optimizer_kwargs is None and optimizer_class in (torch.optim.Adam, torch.optim.AdamW):
             optimizer_kwargs = {"fused": True}
@@ -331,6 +335,13 @@ class SteeringPolicy(BasePolicy):
         # streams (torch's, and the observation space's for image extractors) end where they did with it
         latent_critic = QEnsemble(self.make_features_extractor(), latent_dim, *args, n_critics, layer_norm)
         self.latent_critic: QEnsemble | None = latent_critic if self.with_latent_critic else None
+        if with_latent_critic_target and self.latent_critic is None:
+            raise ValueError("with_latent_critic_target=True needs the latent critic (with_latent_critic=True)")
+        self.with_latent_critic_target = bool(with_latent_critic_target)
+        self.latent_critic_target: QEnsemble | None = None
+        if self.latent_critic is not None and self.with_latent_critic_target:
+            self.latent_critic_target = copy.deepcopy(self.latent_critic).requires_grad_(False)
+            self.latent_critic_target.train(False)
         lr = lr_schedule(1)
         make_optimizer: Callable[..., torch.optim.Optimizer] = optimizer_class  # takes lr= (Optimizer's base doesn't)
         self.actor.optimizer = make_optimizer(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)
@@ -366,6 +377,7 @@ class SteeringPolicy(BasePolicy):
             layer_norm=self.layer_norm,
             actor_init_scale=self.actor_init_scale,
             with_latent_critic=self.with_latent_critic,
+            with_latent_critic_target=self.with_latent_critic_target,
         )
         return data
 
@@ -385,7 +397,7 @@ class SteeringPolicy(BasePolicy):
         return perturbation if deterministic else perturbation + torch.randn_like(perturbation)
 
     def set_training_mode(self, mode: bool) -> None:
-        """Put every network in training (``True``) or evaluation mode; the Q^A target stays in evaluation mode.
+        """Put every network in training (``True``) or evaluation mode; the targets stay in evaluation mode.
 
         :param mode: training mode
         """

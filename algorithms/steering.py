@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -99,6 +100,60 @@ def check_sb3_arguments(batch_size: Any, buffer_size: Any, learning_starts: Any,
             raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
 
 
+#: values of the steering learners' ``td_target`` option (see :class:`~algorithms.LagrangianSAC`)
+TD_TARGETS = ("decode", "decode_per_update", "latent_critic")
+#: values of their ``target_decode_dtype`` option
+TARGET_DECODE_DTYPES = ("float32", "bfloat16")
+
+
+def check_td_target(td_target: Any, target_decode_dtype: Any, uses_latent_critic: bool) -> None:
+    """Refuse an unknown ``td_target`` or ``target_decode_dtype`` (or a combination that would be silently ignored).
+
+    :param td_target: one of :data:`TD_TARGETS`
+    :param target_decode_dtype: one of :data:`TARGET_DECODE_DTYPES`
+    :param uses_latent_critic: whether the learner trains Q^W (``"latent_critic"`` needs it)
+    :raises ValueError: naming the value and the valid ones
+    """
+    if td_target not in TD_TARGETS:
+        raise ValueError(f"td_target must be one of {TD_TARGETS} ('decode': Algorithm 1 as written), got {td_target!r}")
+    if target_decode_dtype not in TARGET_DECODE_DTYPES:
+        raise ValueError(
+            f"target_decode_dtype must be one of {TARGET_DECODE_DTYPES} ('float32': exact), got {target_decode_dtype!r}"
+        )
+    if td_target == "latent_critic" and not uses_latent_critic:
+        raise ValueError("td_target='latent_critic' bootstraps from Q^W's target: this learner has no latent critic")
+    if td_target == "latent_critic" and target_decode_dtype != "float32":
+        raise ValueError(
+            "target_decode_dtype only applies to a decoded TD target; td_target='latent_critic' decodes none: "
+            "leave target_decode_dtype='float32'"
+        )
+
+
+@dataclass
+class TDInputs:
+    """What one gradient step needs besides its replay batch: the next latents and Q^W's prior samples.
+
+    :param next_w: next latents ``(B, d)`` of the policy (clipped as the learner needs)
+    :param next_log_prob: their log-probabilities ``(B,)`` for a stochastic latent policy (DSRL-NA), else ``None``
+    :param next_chunks: their decoded chunks ``Phi(next_w; s')``, flat; ``None`` with ``td_target="latent_critic"``
+    :param eps: Q^W's prior latents ``(B, d)``
+    :param eps_chunks: their decoded chunks ``Phi(eps; s)``, flat
+    """
+
+    next_w: torch.Tensor
+    next_log_prob: torch.Tensor | None
+    next_chunks: torch.Tensor | None
+    eps: torch.Tensor
+    eps_chunks: torch.Tensor
+
+    def decoded(self) -> dict[str, torch.Tensor]:
+        """The decoded chunks by name, for :func:`~algorithms.faults.check_losses`."""
+        out = {"prior chunks": self.eps_chunks}
+        if self.next_chunks is not None:
+            out["next chunks"] = self.next_chunks
+        return out
+
+
 #: SB3 insists on finite Box bounds; an unbounded latent env (``latent_bound=None``) is shown to SB3 with this stand-in
 UNBOUNDED_STANDIN = 1e6
 
@@ -171,6 +226,8 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
     :param device: torch device of the networks
     :param compile_decoder: decode the training batches through a ``torch.compile`` copy of the decoder
     :param prior_cache: prior samples decoded and cached per stored transition (0: fresh prior samples every step)
+    :param td_target: how the TD target's next value is computed (``"decode"``: exact; see LagrangianSAC)
+    :param target_decode_dtype: ``"float32"`` (exact) or ``"bfloat16"`` autocast of the TD target's next-chunk decode
     """
 
     policy_aliases = {"MlpPolicy": SteeringPolicy, "MultiInputPolicy": MultiInputSteeringPolicy}  # noqa: RUF012
@@ -179,6 +236,7 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
     action_critic: QEnsemble
     action_critic_target: QEnsemble
     latent_critic: QEnsemble | None
+    latent_critic_target: QEnsemble | None  # Q^W's Polyak target, only with td_target="latent_critic"
     replay_buffer: LatentReplayBuffer
     action_space: spaces.Box  # supported_action_spaces=(spaces.Box,)
     clip_prior_samples = True  # Q^W is distilled on prior latents clipped to the latent box, as the env clips them
@@ -207,8 +265,12 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         device: torch.device | str = "auto",
         compile_decoder: bool = False,
         prior_cache: int = 0,
+        td_target: str = "decode",
+        target_decode_dtype: str = "float32",
     ) -> None:
         check_sb3_arguments(batch_size, buffer_size, learning_starts, tau, gamma)
+        check_td_target(td_target, target_decode_dtype, self.uses_latent_critic)
+        self.td_target, self.target_decode_dtype = td_target, target_decode_dtype
         if latent_critic_steps < 1:
             raise ValueError(f"latent_critic_steps must be >= 1, got {latent_critic_steps}")
         if int(prior_cache) != prior_cache or prior_cache < 0:
@@ -296,6 +358,8 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "decoded_action_dim": decoded_dim}
         if getattr(self, "prior_cache", 0):
             self.replay_buffer_kwargs["prior_samples"] = self.prior_cache
+        if self.td_target == "latent_critic":
+            self.policy_kwargs["with_latent_critic_target"] = True
         if not self.uses_latent_critic:
             self.policy_kwargs["with_latent_critic"] = False
         elif not self.policy_kwargs.get("with_latent_critic", True):
@@ -307,6 +371,7 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         self.action_critic = self.policy.action_critic
         self.action_critic_target = self.policy.action_critic_target
         self.latent_critic = self.policy.latent_critic
+        self.latent_critic_target = self.policy.latent_critic_target
 
     def _expected_action_dim(self) -> int:
         """Size of the agent's action: the flat latent (subclasses acting elsewhere override this)."""
@@ -322,6 +387,7 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
             "action_critic",
             "action_critic_target",
             "latent_critic",
+            "latent_critic_target",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -382,6 +448,7 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         Without ``prior_cache`` the prior latents are fresh ``eps ~ N(0, I)`` (clipped unless the learner aliases
         noise), decoded together with ``next_w`` in one call; with it they come from the replay, decoded when their
         transition was stored (the frozen decoder's ``Phi(eps; s)`` never changes), and only ``next_w`` is decoded.
+        With ``target_decode_dtype="bfloat16"`` the next chunks are decoded in a call of their own under autocast.
 
         :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
         :param next_w: the next latents ``(B, d)`` of the current policy (already clipped as the learner needs)
@@ -389,12 +456,111 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         """
         next_obs = replay.next_observations
         if replay.prior_latents is not None:
-            return self.decode(next_obs, next_w), replay.prior_latents, replay.prior_chunks
+            return self.decode_target(next_obs, next_w), replay.prior_latents, replay.prior_chunks
         eps = torch.randn_like(replay.actions)
         if self.clip_prior_samples:
             eps = self.clip_latent(eps)
+        if self.target_decode_dtype != "float32":
+            return self.decode_target(next_obs, next_w), eps, self.decode(replay.observations, eps)
         next_chunks, eps_chunks = self.decode_batches((next_obs, next_w), (replay.observations, eps))
         return next_chunks, eps, eps_chunks
+
+    def prior_samples(self, replay: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q^W's prior latents of a batch and their decodes: cached (``prior_cache``) or fresh and decoded now.
+
+        :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
+        :return: ``(eps, eps_chunks)``
+        """
+        if replay.prior_latents is not None:
+            return replay.prior_latents, replay.prior_chunks
+        eps = torch.randn_like(replay.actions)
+        if self.clip_prior_samples:
+            eps = self.clip_latent(eps)
+        return eps, self.decode(replay.observations, eps)
+
+    def next_latents(self, replay: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The current policy's next latents ``w'`` for the TD target (each learner defines its policy).
+
+        :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
+        :return: ``(next_w, next_log_prob)``; ``next_log_prob`` is ``None`` for a policy without an entropy term
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define next_latents")
+
+    def update_batches(self, gradient_steps: int, batch_size: int) -> Iterator[tuple[Any, TDInputs]]:
+        """The replay batches of one ``train()`` call with their :class:`TDInputs`, one gradient step at a time.
+
+        ``td_target="decode"`` (Algorithm 1): each step samples its batch, draws the next latents with the actor as
+        it is at that step and decodes them with Q^W's prior samples in one call. ``"decode_per_update"``: all the
+        call's batches are sampled first and their next latents drawn with the actor as it is at the start of the
+        call, then decoded (with the fresh prior samples) in a single batched call. ``"latent_critic"``: as
+        ``"decode"``, but the next latents are not decoded (:meth:`next_value` bootstraps from Q^W's target).
+
+        Consume the iterator one step at a time: in ``"decode"`` and ``"latent_critic"`` mode the next latents of a
+        step are drawn only when it is reached, after the previous step's updates.
+
+        :param gradient_steps: gradient steps of this call
+        :param batch_size: minibatch size
+        :return: an iterator of ``(replay, td_inputs)``
+        """
+        if self.td_target == "decode_per_update":
+            yield from self._decode_per_update(gradient_steps, batch_size)
+            return
+        for _ in range(gradient_steps):
+            replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            with torch.no_grad():
+                next_w, next_log_prob = self.next_latents(replay)
+                if self.td_target == "latent_critic":
+                    next_chunks = None
+                    eps, eps_chunks = self.prior_samples(replay)
+                else:
+                    next_chunks, eps, eps_chunks = self.decode_next_and_prior(replay, next_w)
+            yield replay, TDInputs(next_w, next_log_prob, next_chunks, eps, eps_chunks)
+
+    def _decode_per_update(self, gradient_steps: int, batch_size: int) -> list[tuple[Any, TDInputs]]:
+        """``update_batches`` for ``td_target="decode_per_update"``: every next chunk of the call in one decode."""
+        replays: list[Any] = [  # LatentReplayBufferSamples
+            self.replay_buffer.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)
+        ]
+        with torch.no_grad():
+            latents = [self.next_latents(replay) for replay in replays]
+            cached = replays[0].prior_latents is not None if replays else True
+            priors: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+            for replay in replays:
+                if cached:
+                    priors.append((replay.prior_latents, replay.prior_chunks))
+                else:
+                    eps = torch.randn_like(replay.actions)
+                    priors.append((self.clip_latent(eps) if self.clip_prior_samples else eps, None))
+            next_pairs = [(replay.next_observations, w) for replay, (w, _) in zip(replays, latents)]
+            prior_pairs = [] if cached else [(replay.observations, eps) for replay, (eps, _) in zip(replays, priors)]
+            if self.target_decode_dtype != "float32":
+                next_all = self.decode_target(
+                    _cat_obs([o for o, _ in next_pairs]), torch.cat([w for _, w in next_pairs])
+                )
+                next_chunks = list(torch.split(next_all, [len(w) for _, w in next_pairs]))
+                prior_chunks = self.decode_batches(*prior_pairs) if prior_pairs else []
+            else:
+                decoded = self.decode_batches(*next_pairs, *prior_pairs)
+                next_chunks, prior_chunks = decoded[: len(next_pairs)], decoded[len(next_pairs) :]
+        out = []
+        for i, replay in enumerate(replays):
+            eps, eps_chunks = priors[i]
+            eps_chunks = prior_chunks[i] if eps_chunks is None else eps_chunks
+            out.append((replay, TDInputs(latents[i][0], latents[i][1], next_chunks[i], eps, eps_chunks)))
+        return out
+
+    def next_value(self, next_obs: Any, td: TDInputs) -> torch.Tensor:
+        """``min_j Q^A_targ,j(s', a')`` on the decoded next chunks, or ``min_j Q^W_targ,j(s', w')`` without them.
+
+        :param next_obs: the batch's next observations
+        :param td: the step's :class:`TDInputs`
+        :return: ``(B, 1)``
+        """
+        if td.next_chunks is None:
+            if self.latent_critic_target is None:
+                raise RuntimeError("td_target='latent_critic' needs Q^W's target network (built by _setup_model)")
+            return self.latent_critic_target(next_obs, td.next_w).min(dim=1, keepdim=True).values
+        return self.action_critic_target(next_obs, td.next_chunks).min(dim=1, keepdim=True).values
 
     def dump_logs(self) -> None:
         """SB3's ``dump_logs`` plus ``time/raw_env_steps`` (executed env steps, as opposed to latent steps)."""
@@ -433,6 +599,18 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
         if decoder is None:
             raise RuntimeError("training needs the decoder: load with env=<latent env> or decoder=")
         return decoder(obs, w).flatten(1).to(self.device)
+
+    def decode_target(self, obs: torch.Tensor | dict[str, torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode` for the TD target's next chunks, under bf16 autocast when ``target_decode_dtype`` asks.
+
+        :param obs: a batch of next observations
+        :param w: their next latents ``(B, d)``
+        :return: flat float32 chunks ``(B, Ta * act_dim)``
+        """
+        if self.target_decode_dtype == "float32":
+            return self.decode(obs, w)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+            return self.decode(obs, w).float()
 
     def _require_decoder(self) -> Decoder:
         """The frozen decoder, for the steps that cannot run without it.
@@ -522,7 +700,10 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
                 p.requires_grad_(flag)
 
     def polyak_update_targets(self) -> None:
-        """``theta_targ <- (1 - tau) theta_targ + tau theta`` for Q^A's target (one fused call); buffers copied."""
+        """``theta_targ <- (1 - tau) theta_targ + tau theta`` for Q^A's target (one fused call); buffers copied.
+
+        With ``td_target="latent_critic"`` Q^W's target is moved the same way.
+        """
         with torch.no_grad():
             # torch._foreach_lerp_ (private-named, as used by torch.optim): no public fused multi-tensor lerp exists;
             # a loop of Tensor.lerp_ gives the same numbers but one kernel launch per tensor on GPU
@@ -531,6 +712,13 @@ class SteeringAlgorithm(RawStepProgressMixin, OffPolicyAlgorithm):
             )
             for b, b_targ in zip(self.action_critic.buffers(), self.action_critic_target.buffers()):
                 b_targ.copy_(b)
+            if self.latent_critic_target is not None:  # only with td_target="latent_critic"
+                latent_critic = self._require_latent_critic()
+                torch._foreach_lerp_(
+                    list(self.latent_critic_target.parameters()), list(latent_critic.parameters()), self.tau
+                )
+                for b, b_targ in zip(latent_critic.buffers(), self.latent_critic_target.buffers()):
+                    b_targ.copy_(b)
 
     def steered_policy(self, deterministic: bool = False) -> nn.Module:
         """A plain ``nn.Module`` mapping raw observations to raw action chunks: ``Phi(clip(eps + Delta(s)); s)``.
