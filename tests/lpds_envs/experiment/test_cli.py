@@ -222,6 +222,7 @@ def test_evaluate_video(trained, tmp_path, capsys):
 
 
 def test_video_env_renders_rgb_array_in_every_sub_env(tmp_path):
+    pytest.importorskip("moviepy", reason="RecordVideo needs moviepy (gymnasium[other])")
     from gymnasium.wrappers import RecordVideo
 
     from lpds_envs.experiment.config import get_algo, make_run_env
