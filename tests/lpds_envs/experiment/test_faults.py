@@ -5,6 +5,9 @@ import io
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ from lpds_envs.experiment import checkpoint as checkpoint_module
 from lpds_envs.experiment import cli
 from lpds_envs.experiment import runs as runs_module
 from lpds_envs.experiment.checkpoint import RestrictedUnpickler, from_json, to_json
-from tests.lpds_envs.experiment.test_cli import ENV, TINY, eval_rows, run_dir, train_argv
+from tests.lpds_envs.experiment.test_cli import ENV, TINY, _final_state, eval_rows, run_dir, train_argv
 
 CKPT = ["--eval-freq", "50", "--checkpoint-freq", "50"]
 
@@ -263,3 +266,83 @@ def test_a_skipped_rerun_with_a_smaller_budget_leaves_config_yaml_alone(tmp_path
     cli.main(train_argv(tmp_path, steps=40))
     assert "already complete (50 env steps); skipping" in capsys.readouterr().out
     assert config.read_text() == before
+
+
+# ------------------------------------------------------------------ SIGKILL in the middle of saving a checkpoint
+
+# Runs `lpds train` in a child process that kills itself (SIGKILL: nothing is cleaned up, no handler runs) at one stage
+# of its second checkpoint. Stages: after model.zip is written into checkpoint.tmp (buffer not yet), once checkpoint.tmp
+# is complete but before the swap, between the two renames (only checkpoint.old and checkpoint.tmp exist), and after
+# the swap while checkpoint.old is still on disk.
+_KILLER = """
+import os, signal, sys
+from lpds_envs.experiment import checkpoint as ck, cli, runs
+
+stage, calls = sys.argv[1], {"save": 0, "replace": 0}
+save, replace, save_buffer, fsync = runs.save_checkpoint, os.replace, ck.save_buffer, ck.fsync_path
+
+def die(name):
+    if calls["save"] == 2 and stage == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def counting_save(run_dir, *args, **kwargs):
+    calls["save"] += 1
+    calls["run_dir"] = str(run_dir)
+    return save(run_dir, *args, **kwargs)
+
+def counting_replace(src, dst):
+    calls["replace"] += 1
+    die("before_swap" if str(src).endswith("checkpoint") and calls["save"] == 2 else "")
+    die("between_renames" if str(src).endswith("checkpoint.tmp") else "")
+    return replace(src, dst)
+
+def buffer_then_die(*args):
+    die("mid_write")
+    return save_buffer(*args)
+
+def fsync_then_die(path):
+    fsync(path)
+    if str(path) == calls.get("run_dir"):
+        die("after_swap")
+
+runs.save_checkpoint, os.replace, ck.save_buffer, ck.fsync_path = counting_save, counting_replace, buffer_then_die, fsync_then_die
+cli.main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("stage", ["mid_write", "before_swap", "between_renames", "after_swap"])
+def test_a_kill_at_any_stage_of_saving_leaves_a_checkpoint_that_resumes_bit_exactly(tmp_path, stage):
+    extra = ["--checkpoint-freq", "100"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    argv = train_argv(cut, "lpds", steps=300, extra=extra)
+    proc = subprocess.run([sys.executable, "-c", _KILLER, stage, *argv], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    folder = run_dir(cut)
+    left = sorted(p.name for p in folder.iterdir() if p.name.startswith("checkpoint"))
+    expected = {
+        "mid_write": ["checkpoint", "checkpoint.tmp"],
+        "before_swap": ["checkpoint", "checkpoint.tmp"],
+        "between_renames": ["checkpoint.old", "checkpoint.tmp"],
+        "after_swap": ["checkpoint", "checkpoint.old"],
+    }[stage]
+    assert left == expected  # the kill hit the stage it was meant to
+    resumed_at = 200 if stage == "after_swap" else 100
+    assert checkpoint_module.find_checkpoint(folder) is not None
+    assert (
+        json.loads((checkpoint_module.find_checkpoint(folder) / "state.json").read_text())["run"]["raw_env_steps"]
+        == resumed_at
+    )
+
+    cli.main(argv)  # the same command resumes from the newest complete checkpoint and finishes
+    cli.main(train_argv(full, "lpds", steps=300, extra=extra))
+    data_a, params_a, buf_a, rows_a, log_a = _final_state(run_dir(full))
+    data_b, params_b, buf_b, rows_b, log_b = _final_state(folder)
+    assert data_a["raw_env_steps"] == data_b["raw_env_steps"] == 300
+    for name in params_a:
+        for key, tensor in params_a[name].items():
+            if isinstance(tensor, torch.Tensor):
+                assert torch.equal(tensor, params_b[name][key]), (name, key)
+    for key in buf_a:
+        np.testing.assert_array_equal(buf_a[key], buf_b[key], err_msg=key)
+    assert rows_a == rows_b and log_a == log_b
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint"]
