@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from lpds_envs.decoders.base import Decoder
 
-from .faults import check_losses, check_weights
 from .policies import DSRLNAPolicy, MultiInputDSRLNAPolicy, SquashedGaussianActor
 from .steering import SteeringAlgorithm
+from .updates import TrainLog, optimizer_step
 
 
 class DSRLNA(SteeringAlgorithm):
@@ -176,7 +175,7 @@ class DSRLNA(SteeringAlgorithm):
         keys = ["critic_loss", "latent_critic_loss", "actor_loss", "q_w", "ent_coef", "entropy"]
         if self.ent_coef_optimizer is not None:
             keys.append("ent_coef_loss")
-        logs: dict[str, list[float]] = {k: [] for k in keys}
+        log = TrainLog(*keys)
         # each batch with its next latents w' ~ pi^W(.|s') and the prior samples, decoded as td_target says
         # (exact: one decoder call per step; eps unclipped, as aliasing needs)
         for step, (replay, td) in enumerate(self.update_batches(gradient_steps, batch_size)):
@@ -188,41 +187,29 @@ class DSRLNA(SteeringAlgorithm):
             with torch.no_grad():
                 assert td.next_log_prob is not None  # next_latents returns it
                 next_q = self.next_value(next_obs, td) - ent_coef * td.next_log_prob.reshape(-1, 1)
-                target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q
+                target_q = self.bellman_target(replay, next_q)
 
             # action critic on the stored decoded chunks; latent critic aliased to it on the prior
-            logs["critic_loss"].append(self.action_critic_step(replay, target_q))
-            logs["latent_critic_loss"].append(self.latent_critic_distill(obs, eps, eps_chunks))
+            log.add(critic_loss=self.action_critic_step(replay, target_q))
+            log.add(latent_critic_loss=self.latent_critic_distill(obs, eps, eps_chunks))
 
             # latent actor: minimise ent_coef log pi^W(w|s) - min_j Q^W_j(s, w)
             w, log_prob = self.actor.action_log_prob(obs)
             q_w = self.latent_value(obs, w)
             actor_loss = (ent_coef * log_prob - q_w).mean()
-            self.actor.optimizer.zero_grad()
-            actor_loss.backward()
-            self.actor.optimizer.step()
-            logs["actor_loss"].append(float(actor_loss.item()))
-            logs["q_w"].append(float(q_w.mean().item()))
-            logs["ent_coef"].append(float(ent_coef.item()))
-            logs["entropy"].append(float(-log_prob.mean().item()))
+            optimizer_step(self.actor.optimizer, actor_loss)
+            log.add(actor_loss=actor_loss, q_w=q_w.mean(), ent_coef=ent_coef, entropy=-log_prob.mean().item())
 
             # temperature step towards target_entropy
             if self.ent_coef_optimizer is not None:
                 ent_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
-                self.ent_coef_optimizer.zero_grad()
-                ent_loss.backward()
-                self.ent_coef_optimizer.step()
-                logs["ent_coef_loss"].append(float(ent_loss.item()))
+                optimizer_step(self.ent_coef_optimizer, ent_loss)
+                log.add(ent_coef_loss=ent_loss)
 
-            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, td.decoded())
+            self.check_update(log, step, replay, td.decoded())
 
             # target network
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
 
-        self._n_updates += gradient_steps
-        check_weights(self, self._n_updates)  # once per call: the loop's losses were checked step by step
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        for key, values in logs.items():
-            self.logger.record(f"train/{key}", float(np.mean(values)))
-        self.logger.record("time/raw_env_steps", self.raw_env_steps)
+        self.record_train_logs(gradient_steps, log)

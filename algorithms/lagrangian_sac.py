@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from lpds_envs.decoders.base import Decoder
 
-from .faults import check_losses, check_weights
 from .policies import SteeringPolicy
-from .steering import LagrangianTrustRegion, SteeringAlgorithm
+from .steering import SteeringAlgorithm
+from .trust_region import LagrangianTrustRegion
+from .updates import TrainLog, optimizer_step
 
 
 class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
@@ -183,9 +183,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             [self.actor.optimizer, self.action_critic.optimizer, self._require_latent_critic().optimizer]
         )
         delta = self.delta  # the trust-region target of this update (a schedule moves it between updates)
-        logs: dict[str, list[float]] = {
-            k: [] for k in ("critic_loss", "latent_critic_loss", "actor_loss", "perturbation_sq", "q_w")
-        }
+        log = TrainLog("critic_loss", "latent_critic_loss", "actor_loss", "perturbation_sq", "q_w")
         # each batch with its next latents eps' + Delta(s') and Q^W's prior samples, decoded as td_target says
         # (Algorithm 1: one decoder call per step for the next chunks and the prior samples; with prior_cache the
         # prior samples were decoded when their transition was stored)
@@ -195,26 +193,22 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
 
             # TD target on the action critic (line 10)
             with torch.no_grad():
-                target_q = replay.rewards + (1 - replay.dones) * self.gamma * self.next_value(next_obs, td)
+                target_q = self.bellman_target(replay, self.next_value(next_obs, td))
 
             # action critic on the stored decoded chunks (line 11)
-            logs["critic_loss"].append(self.action_critic_step(replay, target_q))
+            log.add(critic_loss=self.action_critic_step(replay, target_q))
             # latent critic distilled on the prior (lines 14-15)
-            logs["latent_critic_loss"].append(self.latent_critic_distill(obs, eps, eps_chunks))
+            log.add(latent_critic_loss=self.latent_critic_distill(obs, eps, eps_chunks))
 
             # actor: maximise Q^W(s, eps + Delta(s)) - alpha (||Delta(s)||^2 - delta) (lines 17-18)
             perturbation = self.actor(obs)
             perturbation_sq = perturbation.pow(2).sum(dim=1)
             q_w = self.latent_value(obs, torch.randn_like(perturbation) + perturbation)
-            actor_loss = (-q_w + self.alpha * (perturbation_sq - delta)).mean()
-            self.actor.optimizer.zero_grad()
-            actor_loss.backward()
-            self.actor.optimizer.step()
-            logs["actor_loss"].append(float(actor_loss.item()))
-            logs["perturbation_sq"].append(float(perturbation_sq.mean().item()))
-            logs["q_w"].append(float(q_w.mean().item()))
+            actor_loss = self.trust_region_actor_loss(q_w, perturbation_sq, delta)
+            optimizer_step(self.actor.optimizer, actor_loss)
+            log.add(actor_loss=actor_loss, perturbation_sq=perturbation_sq.mean(), q_w=q_w.mean())
 
-            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, td.decoded())
+            self.check_update(log, step, replay, td.decoded())
 
             # projected dual ascent on alpha (line 19)
             self.dual_step(perturbation_sq, delta)
@@ -223,11 +217,4 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
 
-        self._n_updates += gradient_steps
-        check_weights(self, self._n_updates)  # once per call: the loop's losses were checked step by step
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/alpha", self.alpha)
-        self.logger.record("train/delta", delta)
-        for key, values in logs.items():
-            self.logger.record(f"train/{key}", float(np.mean(values)))
-        self.logger.record("time/raw_env_steps", self.raw_env_steps)
+        self.record_train_logs(gradient_steps, log, alpha=self.alpha, delta=delta)

@@ -20,9 +20,10 @@ from lpds_envs.codec import check_finite_chunks, check_finite_obs, to_batch
 from lpds_envs.decoders.base import Decoder
 from lpds_envs.wrappers import ChunkedActionWrapper
 
-from .faults import check_losses, check_weights
 from .policies import SteeringPolicy
-from .steering import LagrangianTrustRegion, SteeringAlgorithm
+from .steering import SteeringAlgorithm
+from .trust_region import LagrangianTrustRegion
+from .updates import TrainLog, optimizer_step
 
 
 class ResidualActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -271,7 +272,7 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.action_critic.optimizer])
         delta = self.delta  # the trust-region target of this update
-        logs: dict[str, list[float]] = {k: [] for k in ("critic_loss", "actor_loss", "perturbation_sq", "q_a")}
+        log = TrainLog("critic_loss", "actor_loss", "perturbation_sq", "q_a")
         decoder = self._require_decoder()
         latent = (-1, *decoder.latent_shape)
         for step in range(gradient_steps):
@@ -285,36 +286,24 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
                 next_base, base = self.decode_batches((next_obs, eps[:n].view(latent)), (obs, eps[n:].view(latent)))
                 next_a = self._executed_chunk(next_base, self.actor(next_obs))
                 next_q = self.action_critic_target(next_obs, next_a).min(dim=1, keepdim=True).values
-                target_q = replay.rewards + (1 - replay.dones) * self.gamma * next_q
+                target_q = self.bellman_target(replay, next_q)
 
             # action critic on the executed chunks
-            logs["critic_loss"].append(self.action_critic_step(replay, target_q))
+            log.add(critic_loss=self.action_critic_step(replay, target_q))
 
             # actor: maximise Q^A(s, clip(b + Delta_a(s))) - alpha (||Delta_a(s)||^2 - delta)
             residual = self.actor(obs)
             perturbation_sq = residual.pow(2).sum(dim=1)
             q_a = self.action_critic(obs, self._executed_chunk(base, residual)).min(dim=1).values
-            actor_loss = (-q_a + self.alpha * (perturbation_sq - delta)).mean()
-            self.actor.optimizer.zero_grad()
-            actor_loss.backward()
-            self.actor.optimizer.step()
-            logs["actor_loss"].append(float(actor_loss.item()))
-            logs["perturbation_sq"].append(float(perturbation_sq.mean().item()))
-            logs["q_a"].append(float(q_a.mean().item()))
+            actor_loss = self.trust_region_actor_loss(q_a, perturbation_sq, delta)
+            optimizer_step(self.actor.optimizer, actor_loss)
+            log.add(actor_loss=actor_loss, perturbation_sq=perturbation_sq.mean(), q_a=q_a.mean())
 
-            decoded = {"next chunks": next_base, "prior chunks": base}
-            check_losses({k: v[-1] for k, v in logs.items() if v}, self._n_updates + step + 1, replay, decoded)
+            self.check_update(log, step, replay, {"next chunks": next_base, "prior chunks": base})
 
             # projected dual ascent on alpha; target network
             self.dual_step(perturbation_sq, delta)
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
 
-        self._n_updates += gradient_steps
-        check_weights(self, self._n_updates)  # once per call: the loop's losses were checked step by step
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/alpha", self.alpha)
-        self.logger.record("train/delta", delta)
-        for key, values in logs.items():
-            self.logger.record(f"train/{key}", float(np.mean(values)))
-        self.logger.record("time/raw_env_steps", self.raw_env_steps)
+        self.record_train_logs(gradient_steps, log, alpha=self.alpha, delta=delta)

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: import path, machine description, table formatting."""
+"""Helpers shared by the benchmark scripts: import path, machine description, table formatting, interleaved
+training blocks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,85 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+#: the shared-machinery methods of a steering learner that the training benchmarks time, and the part each counts in
+TIMED_CALLS = {"decode": "decode", "action_critic_step": "q_a", "latent_critic_distill": "q_w"}
+
+
+class CallTimer:
+    """Accumulates the wall time of a steering learner's decoder calls (both decode paths, with and without
+    ``prior_cache``, go through ``decode``), Q^A steps and Q^W distillations, by wrapping those methods on the model.
+
+    :param model: a steering learner (LagrangianSAC, DSRLNA, ...)
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.t = dict.fromkeys(TIMED_CALLS.values(), 0.0)
+        for name, key in TIMED_CALLS.items():
+            setattr(model, name, self._wrap(getattr(model, name), key))
+
+    def _wrap(self, fn: Any, key: str) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.t[key] += time.perf_counter() - t0
+            return out
+
+        return run
+
+    def reset(self) -> None:
+        for k in self.t:
+            self.t[k] = 0.0
+
+
+def train_in_blocks(
+    models: dict[str, Any],
+    timers: dict[str, CallTimer],
+    blocks: int,
+    steps: int,
+    batch: int,
+    reference: str,
+    rest: str = "rest",
+    progress: bool = False,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+    """Round-robin blocks of one ``train(gradient_steps=steps)`` call per learner, interleaved so that load on the
+    machine hits every learner alike.
+
+    :param models: the learners by name, their buffers filled
+    :param timers: a :class:`CallTimer` per steering learner to split its time
+    :param blocks: how many rounds
+    :param steps: gradient steps per ``train`` call
+    :param batch: minibatch size
+    :param reference: the learner the ratios are taken to, block by block
+    :param rest: the name of the part of a block that no timer covers
+    :param progress: print each block's rates
+    :return: ``(rates, ratios, split)``: gradient steps/s per block, the ratio to ``reference`` per block, and per
+        timed learner the fraction of each block spent in each timed part and in ``rest``
+    """
+    rates: dict[str, list[float]] = {n: [] for n in models}
+    ratios: dict[str, list[float]] = {n: [] for n in models}
+    split = {n: {k: [] for k in (*TIMED_CALLS.values(), rest)} for n in timers}
+    for b in range(blocks):
+        block = {}
+        for name, model in models.items():
+            if name in timers:
+                timers[name].reset()
+            t0 = time.perf_counter()
+            model.train(gradient_steps=steps, batch_size=batch)
+            dt = time.perf_counter() - t0
+            block[name] = steps / dt
+            if name in timers:
+                t = timers[name].t
+                for k in TIMED_CALLS.values():
+                    split[name][k].append(t[k] / dt)
+                split[name][rest].append(1 - sum(t.values()) / dt)
+        for name in models:
+            rates[name].append(block[name])
+            ratios[name].append(block[name] / block[reference])
+        if progress:
+            print(f"block {b + 1}/{blocks}: " + ", ".join(f"{n} {r:.1f}/s" for n, r in block.items()), flush=True)
+    return rates, ratios, split
 
 
 def final_vs_backbone(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_repo_to_path, machine_info, markdown_table, median  # noqa: E402
+from _common import CallTimer, add_repo_to_path, machine_info, markdown_table, median, train_in_blocks  # noqa: E402
 
 add_repo_to_path()
 
@@ -67,28 +67,6 @@ class RawSteps(RawStepCallback):
         return {}
 
 
-class Timed:
-    """Accumulates the wall time of a steering learner's decoder calls, Q^A steps and Q^W distillations."""
-
-    def __init__(self, model: Any) -> None:
-        self.t = dict.fromkeys(PARTS[:3], 0.0)
-        for name, key in (("decode", "decode"), ("action_critic_step", "q_a"), ("latent_critic_distill", "q_w")):
-            setattr(model, name, self._wrap(getattr(model, name), key))
-
-    def _wrap(self, fn: Any, key: str) -> Any:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            self.t[key] += time.perf_counter() - t0
-            return out
-
-        return run
-
-    def reset(self) -> None:
-        for k in self.t:
-            self.t[k] = 0.0
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--env", default="LPDS-Hopper-v0")
@@ -118,30 +96,10 @@ def main(argv: list[str] | None = None) -> None:
         model.train(gradient_steps=2, batch_size=batch)  # warm-up
         models[name] = model
         if name != REFERENCE:
-            timers[name] = Timed(model)
+            timers[name] = CallTimer(model)
         print(f"built {name}", flush=True)
 
-    rates: dict[str, list[float]] = {n: [] for n in names}
-    ratios: dict[str, list[float]] = {n: [] for n in names}
-    split: dict[str, dict[str, list[float]]] = {n: {k: [] for k in PARTS} for n in timers}
-    for b in range(blocks):
-        block = {}
-        for name, model in models.items():
-            if name in timers:
-                timers[name].reset()
-            t0 = time.perf_counter()
-            model.train(gradient_steps=steps, batch_size=batch)
-            dt = time.perf_counter() - t0
-            block[name] = steps / dt
-            if name in timers:
-                t = timers[name].t
-                for k in PARTS[:3]:
-                    split[name][k].append(t[k] / dt)
-                split[name]["rest"].append(1 - sum(t.values()) / dt)
-        for name in names:
-            rates[name].append(block[name])
-            ratios[name].append(block[name] / block[REFERENCE])
-        print(f"block {b + 1}/{blocks}: " + ", ".join(f"{n} {r:.1f}/s" for n, r in block.items()), flush=True)
+    rates, ratios, split = train_in_blocks(models, timers, blocks, steps, batch, REFERENCE, progress=True)
 
     raw_rates: dict[str, list[float]] = {n: [] for n in names}
     learn_grad_rates: dict[str, list[float]] = {n: [] for n in names}

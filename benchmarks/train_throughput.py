@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_repo_to_path, machine_info, markdown_table, median  # noqa: E402
+from _common import CallTimer, add_repo_to_path, machine_info, markdown_table, median, train_in_blocks  # noqa: E402
 
 add_repo_to_path()
 
@@ -36,34 +35,6 @@ from stable_baselines3 import SAC  # noqa: E402
 
 from algorithms import DSRLNA, LagrangianSAC  # noqa: E402
 from lpds_envs import make_latent_vec_env  # noqa: E402
-
-
-class Timed:
-    """Accumulates wall time of the shared-machinery calls of a steering learner."""
-
-    def __init__(self, model) -> None:
-        self.t = {"decode": 0.0, "q_a": 0.0, "q_w": 0.0}
-        for name, key in (
-            ("decode", "decode"),  # both decode paths (with and without prior_cache) go through it
-            ("action_critic_step", "q_a"),
-            ("latent_critic_distill", "q_w"),
-        ):
-            fn = getattr(model, name)
-            setattr(model, name, self._wrap(fn, key))
-
-    def _wrap(self, fn, key):
-        def run(*a, **k):
-            t0 = time.perf_counter()
-            out = fn(*a, **k)
-            self.t[key] += time.perf_counter() - t0
-            return out
-
-        return run
-
-    def reset(self) -> None:
-        for k in self.t:
-            self.t[k] = 0.0
-
 
 LEARNERS = (
     "LagrangianSAC",
@@ -129,31 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     net_arch, batch = [int(x) for x in args.net.split(",")], 256
     blocks, steps = (3, 20) if args.quick else (8, 100)
     models = build(args.env, net_arch, batch, args.learning_starts, args.layer_norm, args.prior_cache, args.learners)
-    timers = {k: Timed(m) for k, m in models.items() if not k.startswith("SB3 SAC")}
+    timers = {k: CallTimer(m) for k, m in models.items() if not k.startswith("SB3 SAC")}
     for m in models.values():  # warm-up
         m.train(gradient_steps=5, batch_size=batch)
-    rates: dict[str, list[float]] = {k: [] for k in models}
-    ratios: dict[str, list[float]] = {k: [] for k in models}
-    breakdown: dict[str, dict[str, list[float]]] = {
-        k: {"decode": [], "q_a": [], "q_w": [], "actor+dual+targets": []} for k in timers
-    }
-    for _ in range(blocks):
-        block = {}
-        for name, m in models.items():
-            if name in timers:
-                timers[name].reset()
-            t0 = time.perf_counter()
-            m.train(gradient_steps=steps, batch_size=batch)
-            dt = time.perf_counter() - t0
-            block[name] = steps / dt
-            if name in timers:
-                t = timers[name].t
-                for k in ("decode", "q_a", "q_w"):
-                    breakdown[name][k].append(t[k] / dt)
-                breakdown[name]["actor+dual+targets"].append(1 - sum(t.values()) / dt)
-        for name in models:
-            rates[name].append(block[name])
-            ratios[name].append(block[name] / block["SB3 SAC (DSRL-SAC)"])
+    rates, ratios, breakdown = train_in_blocks(
+        models, timers, blocks, steps, batch, "SB3 SAC (DSRL-SAC)", rest="actor+dual+targets"
+    )
     rows = []
     for name in models:
         row = [name, f"{median(rates[name]):.1f}", f"{median(ratios[name]):.2f}x"]

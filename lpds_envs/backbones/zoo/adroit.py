@@ -39,6 +39,7 @@ from lpds_envs.backbones.train import train_backbone
 from lpds_envs.backbones.zoo.adroit_scripts import DoorController, HammerController, PenController, RelocateController
 from lpds_envs.backbones.zoo.adroit_ship import ship_backbone
 from lpds_envs.backbones.zoo.adroit_sim import ScriptedController
+from lpds_envs.backbones.zoo.common import atomic_json, parse_stage_args
 from lpds_envs.decoders import load_decoder
 from lpds_envs.envs.adroit import require_gymnasium_robotics
 from lpds_envs.evaluation import prior_episodes
@@ -98,12 +99,6 @@ def run_controller(env, controller: ScriptedController, seed: int) -> tuple[Epis
         seed=seed,
     )
     return episode, success, controller.style
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def _save_partial(path: Path, episodes: list[Episode], success: list[bool], styles: list[str], config: str) -> None:
@@ -224,7 +219,7 @@ def record_demos(
         dataset_id = None
     style_names = sorted(set(styles))
     returns = [float(e.rewards.sum()) for e in eps]
-    _atomic_json(
+    atomic_json(
         {
             "task": task,
             "env": TASKS[task][0],
@@ -303,7 +298,7 @@ def train_flow_backbone(
     )
     meta = json.loads((folder / "training.json").read_text())
     meta["successful_only"] = successful_only
-    _atomic_json(meta, folder / "training.json")
+    atomic_json(meta, folder / "training.json")
     return decoder
 
 
@@ -338,12 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="zoo/adroit", help="working folder (not committed)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--noise", type=float, default=None, help="controller action noise (default: per task)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     out = Path(args.out)
     if args.stage == "demos":
         data_dir = record_demos(args.task, out, args.episodes, args.seed, args.noise)
@@ -354,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         folder = out / args.task / args.name
         result = evaluate_backbone(args.task, load_decoder(folder), episodes=args.episodes)
         result["backbone"] = str(folder)
-        _atomic_json(result, folder / "eval.json")
+        atomic_json(result, folder / "eval.json")
         print(json.dumps(result))
     if args.stage == "ship":
         print(f"shipped to {ship_backbone(args.task, out, args.name)}")

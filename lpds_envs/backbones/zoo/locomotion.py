@@ -35,6 +35,7 @@ import numpy as np
 from lpds_envs.backbones.data import Episode, load_npz, save_minari
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.backbones.zoo.common import add_backbone_options, atomic_json, parse_stage_args
 from lpds_envs.decoders import load_decoder
 from lpds_envs.evaluation import prior_episodes
 
@@ -50,12 +51,6 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
     "diffusion": {"num_train_timesteps": 20, "num_inference_steps": 5, "beta_schedule": "cosine", "clip_sample": True},
     "flow": {"num_inference_steps": 5, "integrator": "euler"},
 }
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def evaluate_policy_return(model: Any, env_id: str, episodes: int, seed: int, deterministic: bool = True) -> list:
@@ -112,7 +107,7 @@ def train_expert(
                 f"{old['checkpoint_every']}, or pick another --zoo"
             )
     else:
-        _atomic_json(config, config_path)
+        atomic_json(config, config_path)
     if returns and max(int(k) for k in returns) >= steps:
         return out  # done (the resumable state may have been deleted to save space)
     if (state / "model.zip").is_file():
@@ -134,7 +129,7 @@ def train_expert(
         model.save(out / f"step_{n}.zip")
         rets = evaluate_policy_return(model, env_id, eval_episodes, seed=10_000)
         returns[str(n)] = {"mean": float(np.mean(rets)), "std": float(np.std(rets)), "episodes": eval_episodes}
-        _atomic_json(returns, returns_path)
+        atomic_json(returns, returns_path)
         tmp = out / "state.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -206,7 +201,7 @@ def record_dataset(env_id: str, zoo: Path, episodes: int, fraction: float, seed:
     except Exception as exc:  # the npz is the source of truth for training; Minari is a convenience copy
         print(f"[{env_id}] Minari dataset not written ({type(exc).__name__}: {exc})")
         dataset_id = None
-    _atomic_json(
+    atomic_json(
         {
             "env": env_id,
             "minari_id": dataset_id,
@@ -280,7 +275,7 @@ def evaluate_backbones(env_id: str, zoo: Path, episodes: int = 20, seed: int = 1
             "seed": seed,
             "latent_bound": LATENT_BOUNDS[env_id],
         }
-        _atomic_json(results[kind], path)
+        atomic_json(results[kind], path)
         print(
             f"[{env_id}] {kind} backbone with prior latents: return {results[kind]['return_mean']:.1f} "
             f"+- {results[kind]['return_std']:.1f} over {episodes} episodes",
@@ -383,20 +378,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--medium-fraction", type=float, default=0.4)
     p.add_argument("--episodes", type=int, default=200, help="dataset episodes")
-    p.add_argument("--bc-steps", type=int, default=50_000)
-    p.add_argument(
-        "--kinds",
-        nargs="+",
-        choices=KINDS,
-        default=list(KINDS),
-        help="backbones to train in the backbone stage (default both; one per process runs them in parallel)",
+    add_backbone_options(
+        p,
+        KINDS,
+        50_000,
+        "backbones to train in the backbone stage (default both; one per process runs them in parallel)",
     )
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     zoo = Path(args.zoo)
     if args.stage in ("expert", "all"):
         train_expert(args.env, zoo, args.expert_steps, args.ckpt_every, args.eval_episodes, args.seed)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.backbones.zoo.common import add_backbone_options, atomic_json, parse_stage_args
 from lpds_envs.backbones.zoo.robomimic_hdf5 import (
     RobomimicDemo,
     count_demos,
@@ -138,12 +138,6 @@ def run_controller(
     return demo, first_success is not None
 
 
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def record_demos(
     task: str,
     out: str | Path,
@@ -216,7 +210,7 @@ def record_demos(
         f"--seed {seed} --noise {noise} --out {out}",
         "seconds_this_run": round(time.time() - t0, 1),
     }
-    _atomic_json(meta, folder / "dataset.json")
+    atomic_json(meta, folder / "dataset.json")
     return path
 
 
@@ -284,7 +278,7 @@ def train_backbones(
         )
         note = folder / "data.json"
         if not note.is_file():
-            _atomic_json(
+            atomic_json(
                 {
                     "hdf5": str(path),
                     "filter_key": "successful" if successful_only else None,
@@ -324,7 +318,7 @@ def evaluate_backbones(
             "success_definition": "info['success'] at any step of the episode",
             "seconds": round(time.time() - t0, 1),
         }
-        _atomic_json(results[kind], path)
+        atomic_json(results[kind], path)
         print(
             f"[{task}] {kind} backbone with prior latents: success {results[kind]['success_rate']:.2f} "
             f"({results[kind]['successes']}/{episodes})",
@@ -454,9 +448,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="zoo/robomimic", help="working folder (not committed)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--noise", type=float, default=None, help="controller action noise (default: per task)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tail", type=int, default=DEMO_TAIL, help="steps kept after the first success (-1: all)")
-    p.add_argument("--bc-steps", type=int, default=20_000)
+    add_backbone_options(
+        p, KINDS, 20_000, "backbones of the backbone/evaluate stages (one per process runs them in parallel)"
+    )
     p.add_argument(
         "--max-demos",
         type=int,
@@ -469,19 +464,8 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="backbone stage: residual MLP width (default: per task, HIDDEN_DIM: 512; Square 256)",
     )
-    p.add_argument(
-        "--kinds",
-        nargs="+",
-        choices=KINDS,
-        default=list(KINDS),
-        help="backbones of the backbone/evaluate stages (one per process runs them in parallel)",
-    )
     p.add_argument("--eval-episodes", type=int, default=50)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    args = parse_stage_args(p, argv)
     out = Path(args.out)
     if args.stage in ("demos", "all"):
         path = record_demos(
