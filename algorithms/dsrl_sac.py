@@ -32,13 +32,6 @@ class PriorWarmupMixin:
     ``learning_starts`` on the learner's own sampling is unchanged.
     """
 
-    action_space: spaces.Box  # these learners support Box action spaces only
-    num_timesteps: int
-    policy: Any
-    logger: Any
-    replay_buffer: Any
-    _n_updates: int
-
     def _setup_model(self) -> None:
         learner: Any = self
         # CrossQ has no target networks, hence no tau: check it as the neutral 1.0
@@ -50,12 +43,12 @@ class PriorWarmupMixin:
         self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         """Warm-up: ``w ~ N(0, I)`` clipped to the latent box (the frozen backbone); then the learner's own sampling."""
-        if self.num_timesteps >= learning_starts:
+        learner: Any = self  # an SB3 off-policy learner with a Box action space
+        if learner.num_timesteps >= learning_starts:
             return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
-        shape = (n_envs, *self.action_space.shape)
-        w = np.clip(np.random.standard_normal(shape), self.action_space.low, self.action_space.high)
-        w = w.astype(self.action_space.dtype)
-        return w, self.policy.scale_action(w)  # the buffer holds actions scaled to [-1, 1]
+        space: spaces.Box = learner.action_space
+        w = np.clip(np.random.standard_normal((n_envs, *space.shape)), space.low, space.high).astype(space.dtype)
+        return w, learner.policy.scale_action(w)  # the buffer holds actions scaled to [-1, 1]
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """The learner's ``train``, then the finiteness guard: its logged losses and all weights must be finite.
@@ -65,11 +58,12 @@ class PriorWarmupMixin:
         :raises NonFiniteError: naming the first non-finite loss or weight (the update that made it is the last one)
         """
         super().train(gradient_steps, batch_size)  # type: ignore[misc]
-        logged = self.logger.name_to_value
+        learner: Any = self
+        logged = learner.logger.name_to_value
         for key in SAC_LOSS_KEYS:
             if key in logged and not math.isfinite(float(logged[key])):
-                raise NonFiniteError(key, self._n_updates, buffer_cause(self.replay_buffer))
-        check_weights(self, self._n_updates)
+                raise NonFiniteError(key, learner._n_updates, buffer_cause(learner.replay_buffer))
+        check_weights(self, learner._n_updates)
 
 
 class DSRLSAC(PriorWarmupMixin, RawStepProgressMixin, SAC):

@@ -118,7 +118,9 @@ def wandb_run(run_dir: Path, cfg: dict[str, Any], project: str | None = None) ->
     )
 
 
-def tracking_formats(track: str | None, run_dir: Path, cfg: dict[str, Any], project: str | None = None) -> list[KVWriter]:
+def tracking_formats(
+    track: str | None, run_dir: Path, cfg: dict[str, Any], project: str | None = None
+) -> list[KVWriter]:
     """The SB3 logger outputs of ``--track track`` (see the module docstring).
 
     :param track: ``None``, ``"tensorboard"`` or ``"wandb"``
