@@ -108,3 +108,14 @@ def test_plain_rl_zoo_reads_our_preset_file_and_the_launcher_keeps_the_trained_l
     _load_and_evaluate("dsrl-tqc", model, 80, env_kwargs={"latent_bound": 1.5})
     argv = rl_zoo.zoo_argv("enjoy", ["--algo", "tqc", "--env", ENV, "-f", logs])
     assert argv[-2:] == ["--env-kwargs", "latent_bound:1.5"]
+
+
+def test_without_rl_zoo_the_launcher_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "rl_zoo3", None)  # import rl_zoo3 now raises ImportError
+    monkeypatch.setitem(sys.modules, "rl_zoo3.utils", None)
+    with pytest.raises(SystemExit) as exc:
+        rl_zoo.main(["train", "--algo", "lpds", "--env", ENV])
+    assert 'RL Zoo (rl_zoo3) is not installed; pip install "lpds[zoo]"' in str(exc.value.code)
+    with pytest.raises(SystemExit) as exc:
+        rl_zoo.main(["fit", "--algo", "lpds"])
+    assert exc.value.code == 2 and "unknown command 'fit'" in capsys.readouterr().err
