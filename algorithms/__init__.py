@@ -4,11 +4,14 @@
 - :class:`DSRLNA`: DSRL with noise aliasing.
 - DSRL-SAC is plain ``stable_baselines3.SAC("MlpPolicy", latent_env)``; :class:`DSRLSAC` is the same learner with
   the reference code's warm-up on the backbone's prior latents (what ``lpds train --algo dsrl`` runs).
+- :class:`DSRLTQC`, :class:`DSRLCrossQ`: sb3-contrib's TQC and CrossQ on the latent env with the same warm-up
+  (``lpds train --algo dsrl-tqc`` / ``dsrl-crossq``).
 
 ``"MultiInputPolicy"`` (SB3's ``CombinedExtractor``) takes Dict observations such as camera images + state.
 """
 
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
+from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
 from .faults import NonFiniteError
@@ -28,6 +31,8 @@ __all__ = [
     "DSRLNA",
     "DSRLNAPolicy",
     "DSRLSAC",
+    "DSRLCrossQ",
+    "DSRLTQC",
     "LagrangianSAC",
     "NonFiniteError",
     "ResidualActionSAC",

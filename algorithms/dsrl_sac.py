@@ -1,4 +1,8 @@
-"""DSRLSAC: DSRL-SAC as the reference code runs it: SB3 SAC on the latent env, warmed up on the backbone's prior."""
+"""DSRLSAC: DSRL-SAC as the reference code runs it: SB3 SAC on the latent env, warmed up on the backbone's prior.
+
+:class:`PriorWarmupMixin` holds what DSRL adds to an SB3 off-policy learner (the prior warm-up and the finiteness
+guard); :mod:`algorithms.dsrl_contrib` puts it on sb3-contrib's TQC and CrossQ.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,62 @@ from .faults import NonFiniteError, buffer_cause, check_weights
 from .progress import RawStepProgressMixin
 from .steering import check_sb3_arguments
 
+#: the losses SB3's SAC (and sb3-contrib's TQC and CrossQ) log in ``train``, checked after each call
+SAC_LOSS_KEYS = ("train/critic_loss", "train/actor_loss", "train/ent_coef_loss", "train/ent_coef")
 
-class DSRLSAC(RawStepProgressMixin, SAC):
+
+class PriorWarmupMixin:
+    """Mixin for an SB3 off-policy learner on a latent-steering env (SAC, TQC, CrossQ): DSRL's warm-up on the
+    backbone's prior, argument checks, and the finiteness guard after every ``train`` call.
+
+    SB3 samples its first ``learning_starts`` actions uniformly from the action space, which on a latent env is a
+    uniform draw over the latent box ``[-b, b]^d``: far from the ``N(0, I)`` latents the frozen backbone was trained
+    on. The DSRL reference code (``collect_rollouts`` in ajwagen/dsrl ``utils.py``) instead rolls out the backbone
+    itself, ``w ~ N(0, I)`` clipped to the box, as LP-DS's warm-up does. This mixin does the same; from
+    ``learning_starts`` on the learner's own sampling is unchanged.
+    """
+
+    def _setup_model(self) -> None:
+        learner: Any = self
+        # CrossQ has no target networks, hence no tau: check it as the neutral 1.0
+        tau = getattr(learner, "tau", 1.0)
+        check_sb3_arguments(learner.batch_size, learner.buffer_size, learner.learning_starts, tau, learner.gamma)
+        super()._setup_model()  # type: ignore[misc]
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Warm-up: ``w ~ N(0, I)`` clipped to the latent box (the frozen backbone); then the learner's own sampling."""
+        learner: Any = self  # an SB3 off-policy learner with a Box action space
+        if learner.num_timesteps >= learning_starts:
+            return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
+        space: spaces.Box = learner.action_space
+        w = np.clip(np.random.standard_normal((n_envs, *space.shape)), space.low, space.high).astype(space.dtype)
+        return w, learner.policy.scale_action(w)  # the buffer holds actions scaled to [-1, 1]
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """The learner's ``train``, then the finiteness guard: its logged losses and all weights must be finite.
+
+        :param gradient_steps: gradient steps to take
+        :param batch_size: minibatch size of each step
+        :raises NonFiniteError: naming the first non-finite loss or weight (the update that made it is the last one)
+        """
+        super().train(gradient_steps, batch_size)  # type: ignore[misc]
+        learner: Any = self
+        logged = learner.logger.name_to_value
+        for key in SAC_LOSS_KEYS:
+            if key in logged and not math.isfinite(float(logged[key])):
+                raise NonFiniteError(key, learner._n_updates, buffer_cause(learner.replay_buffer))
+        check_weights(self, learner._n_updates)
+
+
+class DSRLSAC(PriorWarmupMixin, RawStepProgressMixin, SAC):
     """SB3 :class:`~stable_baselines3.SAC` on a latent-steering env, with DSRL's warm-up.
 
     Plain ``SAC("MlpPolicy", latent_env)`` is already DSRL-SAC; the one difference is what fills the replay buffer
-    before learning starts. SB3 samples its first ``learning_starts`` actions uniformly from the action space, which
-    on a latent env is a uniform draw over the latent box ``[-b, b]^d``: far from the ``N(0, I)`` latents the frozen
-    backbone was trained on. The DSRL reference code (``collect_rollouts`` in ajwagen/dsrl ``utils.py``) instead
-    rolls out the backbone itself, ``w ~ N(0, I)`` clipped to the box, as LP-DS's warm-up does. This class does the
-    same; from ``learning_starts`` on it is SB3 SAC unchanged.
+    before learning starts (:class:`PriorWarmupMixin`): the backbone's prior ``w ~ N(0, I)`` clipped to the box, as
+    the DSRL reference code does, instead of SB3's uniform draw over the box. From ``learning_starts`` on it is SB3
+    SAC unchanged.
 
     Example::
 
@@ -34,34 +84,3 @@ class DSRLSAC(RawStepProgressMixin, SAC):
     :param args: as :class:`~stable_baselines3.SAC`
     :param kwargs: as :class:`~stable_baselines3.SAC`
     """
-
-    action_space: spaces.Box  # SAC supports Box action spaces only
-
-    def _setup_model(self) -> None:
-        check_sb3_arguments(self.batch_size, self.buffer_size, self.learning_starts, self.tau, self.gamma)
-        super()._setup_model()
-
-    def _sample_action(
-        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Warm-up: ``w ~ N(0, I)`` clipped to the latent box (the frozen backbone); then SB3 SAC's own sampling."""
-        if self.num_timesteps >= learning_starts:
-            return super()._sample_action(learning_starts, action_noise, n_envs)
-        shape = (n_envs, *self.action_space.shape)
-        w = np.clip(np.random.standard_normal(shape), self.action_space.low, self.action_space.high)
-        w = w.astype(self.action_space.dtype)
-        return w, self.policy.scale_action(w)  # SAC's buffer holds actions scaled to [-1, 1]
-
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        """SB3 SAC's ``train``, then the finiteness guard: its logged losses and all weights must be finite.
-
-        :param gradient_steps: gradient steps to take
-        :param batch_size: minibatch size of each step
-        :raises NonFiniteError: naming the first non-finite loss or weight (the update that made it is the last one)
-        """
-        super().train(gradient_steps, batch_size)
-        logged = self.logger.name_to_value
-        for key in ("train/critic_loss", "train/actor_loss", "train/ent_coef_loss", "train/ent_coef"):
-            if key in logged and not math.isfinite(float(logged[key])):
-                raise NonFiniteError(key, self._n_updates, buffer_cause(self.replay_buffer))
-        check_weights(self, self._n_updates)

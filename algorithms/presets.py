@@ -1,5 +1,8 @@
-"""Per-env hyperparameter presets (``algorithms/hyperparams/<algo>.yml``, RL Zoo style), read by the Python API
-and the ``lpds`` CLI alike.
+"""Per-env hyperparameter presets (``algorithms/hyperparams/<algo>.yml``), read by the Python API and the ``lpds``
+CLI alike. The files are valid RL Zoo hyperparameter files too (``--conf-file``): every entry names RL Zoo's
+``policy`` and ``n_timesteps``. ``n_timesteps`` is RL Zoo's budget in latent steps and only RL Zoo reads it
+(``lpds train`` budgets in raw env steps, ``--steps``); :func:`get_preset` leaves both out (``MlpPolicy`` is the
+default policy), so what ``lpds train`` records is the same as before they were added.
 
 Example::
 
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from stable_baselines3 import SAC
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from lpds_envs.vector import make_latent_vec_env
 
@@ -27,6 +30,10 @@ from .registry import get_algorithm
 from .steering import SteeringAlgorithm
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+#: keys of a preset entry that only RL Zoo reads (its budget, in latent steps)
+ZOO_ONLY_KEYS = ("n_timesteps",)
+#: the policy a preset entry names for RL Zoo, which the learners use when none is given
+DEFAULT_POLICY = "MlpPolicy"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -63,6 +70,18 @@ def load_presets(algo: str) -> dict[str, dict[str, Any]]:
     return yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
 
 
+def lpds_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """A preset entry (or an RL Zoo hyperparameter entry) as ``lpds`` uses it: without RL Zoo's budget
+    (:data:`ZOO_ONLY_KEYS`) and without ``policy`` when it names the default :data:`DEFAULT_POLICY`.
+
+    :param entry: one env's settings
+    """
+    out = {k: v for k, v in entry.items() if k not in ZOO_ONLY_KEYS}
+    if out.get("policy") == DEFAULT_POLICY:
+        del out["policy"]
+    return out
+
+
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``base`` updated with ``over``, dicts merged key by key at every depth (neither input is modified)."""
     out = copy.deepcopy(base)
@@ -76,8 +95,9 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def get_preset(algo: str, env_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The preset of ``env_id`` for ``algo`` (empty when the env has none), with ``overrides`` merged on top
-    (:func:`deep_merge`: nested dicts such as ``policy_kwargs`` and ``env_kwargs`` are merged key by key)."""
-    return deep_merge(load_presets(algo).get(env_id, {}), overrides or {})
+    (:func:`deep_merge`: nested dicts such as ``policy_kwargs`` and ``env_kwargs`` are merged key by key). RL Zoo's
+    keys are left out (:func:`lpds_settings`)."""
+    return deep_merge(lpds_settings(load_presets(algo).get(env_id, {})), overrides or {})
 
 
 def make_algorithm(
@@ -87,12 +107,13 @@ def make_algorithm(
     seed: int | None = None,
     overrides: dict[str, Any] | None = None,
     **kwargs: Any,
-) -> SteeringAlgorithm | SAC:
+) -> SteeringAlgorithm | OffPolicyAlgorithm:
     """Build the latent VecEnv and the learner of ``algo`` for ``env_id`` from its preset.
 
     ``algo`` is a latent learner of :data:`algorithms.registry.ALGORITHMS`: ``lpds`` (:class:`~algorithms.LagrangianSAC`),
     ``dsrl`` (:class:`~algorithms.DSRLSAC`: SB3 ``SAC`` on the latent env with the DSRL code's warm-up on prior
-    latents), ``dsrl-na`` (:class:`~algorithms.DSRLNA`) or an LP-DS ablation. Its preset, then the ablation's fixed
+    latents), ``dsrl-na`` (:class:`~algorithms.DSRLNA`), ``dsrl-tqc`` / ``dsrl-crossq``
+    (:class:`~algorithms.DSRLTQC`, :class:`~algorithms.DSRLCrossQ`: sb3-contrib's TQC / CrossQ) or an LP-DS ablation. Its preset, then the ablation's fixed
     settings, then ``overrides`` (:func:`deep_merge`); ``kwargs`` go to the learner. ``n_envs`` defaults to the
     preset's (1 when it has none); a preset's ``policy`` (default ``"MlpPolicy"``) is used.
     """

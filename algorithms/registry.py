@@ -4,8 +4,8 @@ evaluation tools know, with its preset and the env it acts on.
 Example::
 
     >>> from algorithms.registry import ALGORITHMS, get_algorithm
-    >>> sorted(ALGORITHMS)[:3]
-    ['dsrl', 'dsrl-na', 'lpds']
+    >>> sorted(ALGORITHMS)[:4]
+    ['dsrl', 'dsrl-crossq', 'dsrl-na', 'dsrl-tqc']
     >>> spec = get_algorithm("lpds")
     >>> spec.cls.__name__, spec.preset, spec.counts_raw_steps
     ('LagrangianSAC', 'lpds', True)
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
 from .lagrangian_sac import LagrangianSAC
@@ -69,6 +70,18 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             summary="DSRL-SAC (SB3 SAC on the latent env, warmed up on the prior as the DSRL code does)",
         ),
         AlgoSpec("dsrl-na", DSRLNA, "dsrl-na", summary="DSRL-NA"),
+        AlgoSpec(
+            "dsrl-tqc",
+            DSRLTQC,
+            "dsrl-tqc",
+            summary="DSRL-TQC (sb3-contrib TQC on the latent env, DSRL's prior warm-up)",
+        ),
+        AlgoSpec(
+            "dsrl-crossq",
+            DSRLCrossQ,
+            "dsrl-crossq",
+            summary="DSRL-CrossQ (sb3-contrib CrossQ on the latent env, DSRL's prior warm-up)",
+        ),
         AlgoSpec(
             "lpds-a",
             ResidualActionSAC,

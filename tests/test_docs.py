@@ -53,7 +53,16 @@ def html(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_site_builds_with_every_page(html: Path) -> None:
-    for page in ["index", "getting-started", "concepts", "zoo", "compatibility", "contributing", "results/index"]:
+    for page in [
+        "index",
+        "getting-started",
+        "concepts",
+        "zoo",
+        "compatibility",
+        "rl-zoo",
+        "contributing",
+        "results/index",
+    ]:
         assert (html / f"{page}.html").is_file(), f"{page}.html was not built"
     for page in API_PAGES:
         assert (html / "api" / f"{page}.html").is_file(), f"api/{page}.html was not built"

@@ -9,6 +9,7 @@ import torch
 #: every first-party module with examples (test_every_module_with_examples_is_listed keeps this complete); modules
 #: whose examples need an optional extra are skipped when it is missing
 MODULES = {
+    "algorithms.dsrl_contrib": None,
     "algorithms.dsrl_sac": None,
     "algorithms.lagrangian_sac": None,
     "algorithms.presets": None,

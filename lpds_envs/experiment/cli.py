@@ -20,6 +20,7 @@ from .evaluate import evaluate_saved
 from .plotting import plot_runs
 from .runs import TrainingDiverged, command_line, train_seeds
 from .sweep import build_sweep, run_sweep
+from .tracking import TRACKERS, check_tracker
 
 ALGO_HELP = ", ".join(ALGORITHMS)
 
@@ -90,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jobs", type=int, default=1, help="run up to N seeds in parallel subprocesses (default 1)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--verbose", action="store_true", help="also print SB3's log tables")
+    train.add_argument(
+        "--track",
+        choices=TRACKERS,
+        default=None,
+        help='also log to TensorBoard or Weights & Biases (pip install "lpds[tracking]"; WANDB_MODE=offline: no network)',
+    )
+    train.add_argument("--wandb-project", default=None, help="W&B project of --track wandb (default: lpds)")
 
     ev = sub.add_parser("evaluate", help="evaluate a trained model: return, success, executed steps, action entropy")
     ev.add_argument("--model", required=True, help="a run folder of `lpds train` or a model .zip")
@@ -157,6 +165,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         raise _usage("--eval-episodes must be >= 1")
     if len(set(args.seeds)) != len(args.seeds):
         raise _usage(f"--seeds has duplicates {args.seeds}; list each seed once")
+    check_tracker(args.track)
     cfgs = [
         RunConfig(
             algo=args.algo,
@@ -169,6 +178,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             overrides=overrides,
             hyperparams_file=args.hyperparams,
             command=command_line(argv),
+            track=args.track,
+            wandb_project=args.wandb_project,
             **_run_kwargs(args),
         )
         for seed in args.seeds

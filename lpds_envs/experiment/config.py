@@ -27,7 +27,7 @@ import yaml
 from gymnasium.wrappers import RecordVideo
 from stable_baselines3.common.env_util import make_vec_env
 
-from algorithms.presets import deep_merge, get_preset
+from algorithms.presets import deep_merge, get_preset, lpds_settings
 from algorithms.registry import ALGORITHMS, AlgoSpec
 from algorithms.residual_action import ResidualActionWrapper
 
@@ -96,7 +96,8 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 def load_hyperparams_file(path: str | Path, env_id: str) -> dict[str, Any]:
-    """An RL-Zoo-style file (``{env_id: {...}}``, the entry of ``env_id`` is used) or a flat dict of settings."""
+    """An RL-Zoo-style file (``{env_id: {...}}``, the entry of ``env_id`` is used) or a flat dict of settings; RL Zoo's
+    ``n_timesteps`` is ignored (the budget is ``--steps``, :func:`~algorithms.presets.lpds_settings`)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"hyperparameter file {str(path)!r} not found; pass --hyperparams an existing .yml file")
@@ -107,11 +108,11 @@ def load_hyperparams_file(path: str | Path, env_id: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a mapping (env id -> settings, or settings); fix the file")
     if env_id in data:
-        return dict(data[env_id] or {})
+        return lpds_settings(dict(data[env_id] or {}))
     env_like = [k for k in data if isinstance(k, str) and "-v" in k and isinstance(data[k], dict)]
     if env_like:
         raise UsageError(f"{path} has entries for {env_like} but none for {env_id!r}; add an {env_id}: entry")
-    return data
+    return lpds_settings(data)
 
 
 def resolve_hyperparams(
@@ -188,6 +189,9 @@ class RunConfig:
     :param save_replay_buffer: include the replay buffer in checkpoints (needed for an exact resume)
     :param device: torch device of the learner and the decoder
     :param learner_defaults: the learner's defaults of the arguments not in ``hyperparams`` (filled in)
+    :param track: also log to ``"tensorboard"`` or ``"wandb"`` (:mod:`lpds_envs.experiment.tracking`; ``None``: the
+        CSV log, plus TensorBoard when it is installed)
+    :param wandb_project: the W&B project of ``track="wandb"`` (default ``WANDB_PROJECT``, else ``lpds``)
     """
 
     algo: str
@@ -210,6 +214,8 @@ class RunConfig:
     command: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     learner_defaults: dict[str, Any] = field(default_factory=dict)
+    track: str | None = None
+    wandb_project: str | None = None
 
     #: settings that must match for a re-run to resume an existing run folder
     IDENTITY = ("algo", "env_id", "seed", "hyperparams", "eval_deterministic")  # one evaluation policy per curve

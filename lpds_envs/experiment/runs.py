@@ -3,7 +3,8 @@
 A run folder ``<out>/<env_id>/<name>/seed_<k>/`` holds::
 
     config.yaml        everything the run uses (RunConfig)
-    progress.csv       SB3's training log (plus TensorBoard event files when tensorboard is installed)
+    progress.csv       SB3's training log (plus TensorBoard event files when tensorboard is installed, and a W&B
+                       run with --track wandb: lpds_envs.experiment.tracking)
     evaluations.csv    periodic evaluation: raw_env_steps, latent_steps, mean_return, std_return, success_rate, ...,
                        action_entropy (with --eval-entropy-states; empty otherwise)
     checkpoint/        the latest complete checkpoint (see lpds_envs.experiment.checkpoint)
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger
+from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, KVWriter, Logger
 from stable_baselines3.common.utils import get_device
 from tqdm import tqdm
 
@@ -52,6 +53,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import CONFIG_FILE, RunConfig, UsageError, make_run_env
+from .tracking import tracking_formats
 
 EVAL_COLUMNS = (
     "raw_env_steps",
@@ -118,17 +120,11 @@ class _ResumableCSV(CSVOutputFormat):
             self.keys = header
 
 
-def _make_logger(run_dir: Path, keep_until: int | None, verbose: int) -> Logger:
-    formats: list[Any] = [_ResumableCSV(str(run_dir / "progress.csv"), keep_until)]
+def _make_logger(run_dir: Path, keep_until: int | None, verbose: int, cfg: RunConfig) -> Logger:
+    formats: list[KVWriter] = [_ResumableCSV(str(run_dir / "progress.csv"), keep_until)]
     if verbose:
         formats.append(HumanOutputFormat(sys.stdout))
-    try:
-        import tensorboard  # noqa: F401
-        from stable_baselines3.common.logger import TensorBoardOutputFormat
-
-        formats.append(TensorBoardOutputFormat(str(run_dir / "tensorboard")))
-    except ImportError:
-        pass
+    formats += tracking_formats(cfg.track, run_dir, cfg.to_dict(), cfg.wandb_project)
     return Logger(folder=str(run_dir), output_formats=formats)
 
 
@@ -244,7 +240,7 @@ class TrainingRun:
             keep = self.state["raw_env_steps"]
             rows = [r for r in read_csv_rows(self.run_dir / "evaluations.csv") if int(r["raw_env_steps"]) <= keep]
             self._write_evaluations(rows)
-            logger = _make_logger(self.run_dir, self.model.num_timesteps, self.verbose)
+            logger = _make_logger(self.run_dir, self.model.num_timesteps, self.verbose, cfg)
         else:
             hp = cfg.learner_kwargs
             policy = cfg.hyperparams.get("policy", "MlpPolicy")
@@ -257,7 +253,7 @@ class TrainingRun:
             self.model.raw_env_steps = 0  # SAC does not count raw env steps itself (_RunCallback does)
             self.state = {"raw_env_steps": 0, "last_eval": None, "last_checkpoint": None, "started": time.time()}
             self._write_evaluations([])
-            logger = _make_logger(self.run_dir, None, self.verbose)
+            logger = _make_logger(self.run_dir, None, self.verbose, cfg)
         self.model.set_logger(logger)
         # progress (for schedules of the learning rate or delta) is the spent fraction of the raw-step budget
         self.model.raw_step_budget = cfg.steps

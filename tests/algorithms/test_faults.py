@@ -9,7 +9,16 @@ import pytest
 import torch
 from stable_baselines3 import SAC
 
-from algorithms import DSRLNA, DSRLSAC, LagrangianSAC, NonFiniteError, ResidualActionSAC, ResidualActionWrapper
+from algorithms import (
+    DSRLNA,
+    DSRLSAC,
+    DSRLTQC,
+    DSRLCrossQ,
+    LagrangianSAC,
+    NonFiniteError,
+    ResidualActionSAC,
+    ResidualActionWrapper,
+)
 from algorithms.faults import check_weights, nonfinite_weight
 from lpds_envs import LatentSteeringWrapper, make_latent_vec_env, make_latent_vector_env
 from lpds_envs.codec import NonFiniteValueError
@@ -58,6 +67,8 @@ LEARNERS = {
     "lpds": lambda env: LagrangianSAC("MlpPolicy", env, **small()),
     "dsrl-na": lambda env: DSRLNA("MlpPolicy", env, **small()),
     "dsrl": lambda env: DSRLSAC("MlpPolicy", env, **small()),
+    "dsrl-tqc": lambda env: DSRLTQC("MlpPolicy", env, **small()),
+    "dsrl-crossq": lambda env: DSRLCrossQ("MlpPolicy", env, **small()),
 }
 
 

@@ -1,0 +1,76 @@
+"""``lpds train --track tensorboard|wandb`` on the toy (tiny budgets); W&B runs offline (no network)."""
+
+import csv
+
+import pytest
+
+from lpds_envs.experiment import cli, tracking
+
+ENV = "LPDS-MultiGoal-v0"
+TINY = ["learning_starts=40", "batch_size=32", "buffer_size=400", "policy_kwargs.net_arch=[16,16]"]
+
+
+def train(out, steps, *extra):
+    cli.main(["train", "--algo", "lpds", "--env", ENV, "--steps", str(steps), "--out", str(out), "--eval-freq", "50",
+              "--eval-episodes", "2", "--no-progress", *extra, "--set", *TINY])  # fmt: skip
+    return out / ENV / "lpds" / "seed_0"
+
+
+def eval_rows(run):
+    with open(run / "evaluations.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home"))
+
+
+def test_track_wandb_logs_the_run_offline_and_a_resumed_run_continues_it(tmp_path, wandb_offline):
+    run = train(tmp_path, 100, "--track", "wandb", "--wandb-project", "lpds-test")
+    run_id = (run / tracking.WANDB_ID_FILE).read_text().strip()
+    (first,) = (run / "wandb").glob(f"offline-run-*-{run_id}")
+    data = (first / f"run-{run_id}.wandb").read_bytes()  # W&B's record log: protobuf records, keys and JSON values
+    for key in (b"eval/mean_return", b"eval/success_rate", b"train/critic_loss", b"time/raw_env_steps", b"global_step"):
+        assert key in data, key
+    at_50 = next(r for r in eval_rows(run) if r["raw_env_steps"] == "50")
+    assert at_50["mean_return"].encode() in data  # the evaluation at 50 env steps, as evaluations.csv has it
+    assert b"lpds-test" in data and f"{ENV}/lpds/seed_0".encode() in data  # project and run name
+
+    train(tmp_path, 150, "--track", "wandb", "--wandb-project", "lpds-test")  # extends the run: the same W&B run
+    assert (run / tracking.WANDB_ID_FILE).read_text().strip() == run_id
+    assert len(list((run / "wandb").glob(f"offline-run-*-{run_id}"))) == 2
+
+
+def test_track_tensorboard_writes_the_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(tmp_path, 100, "--track", "tensorboard")
+    (events,) = (run / "tensorboard").rglob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events.parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"eval/mean_return", "train/critic_loss", "time/raw_env_steps"} <= tags
+
+
+@pytest.mark.parametrize("track", ["wandb", "tensorboard"])
+def test_a_missing_tracker_names_the_extra(track, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tracking, "tracker_installed", lambda name: False)
+    with pytest.raises(SystemExit) as exc:
+        train(tmp_path, 100, "--track", track)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--track {track} needs the {track} package" in err and 'pip install "lpds[tracking]"' in err
+    assert not (tmp_path / ENV).exists()  # refused before any run folder is made
+
+
+def test_an_unknown_tracker_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train(tmp_path, 100, "--track", "mlflow")
+    assert exc.value.code == 2 and "--track" in capsys.readouterr().err
