@@ -127,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--max-steps", type=int, default=None, help="use evaluations up to this many raw env steps (a common budget)"
     )
+    plot.add_argument(
+        "--aggregate",
+        choices=["mean", "iqm"],
+        default="mean",
+        help="iqm: also rliable's IQM, median, mean, optimality gap, probability of improvement and performance "
+        "profiles of the final evaluations, with stratified-bootstrap CIs (pip install lpds[plot])",
+    )
+    plot.add_argument("--metric", choices=["return", "success"], default="return", help="score of --aggregate iqm")
+    plot.add_argument(
+        "--normalize",
+        choices=["auto", "none", "minmax"],
+        default="auto",
+        help="per-env min-max scaling of the scores (auto: for returns of several envs)",
+    )
     return parser
 
 
@@ -250,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             code = 0
         else:
-            plot_runs(args.dirs, args.out, args.bootstrap, args.max_steps)
+            plot_runs(args.dirs, args.out, args.bootstrap, args.max_steps, args.aggregate, args.metric, args.normalize)
             code = 0
     except UsageError as exc:
         print(f"lpds {args.command}: error: {exc}", file=sys.stderr)
