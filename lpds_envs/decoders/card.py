@@ -146,8 +146,8 @@ def usage_snippet(
             "import lpds_envs  # registers the LPDS-* ids",
             "",
             f"env = gym.make({env_id!r}, {make})  # the action is this decoder's input noise",
-            "obs, info = env.reset(seed=0)",
-            "obs, reward, terminated, truncated, info = env.step(env.action_space.sample())",
+            "observation, info = env.reset(seed=0)",
+            "observation, reward, terminated, truncated, info = env.step(env.action_space.sample())",
         ]
     return "\n".join(lines)
 
