@@ -224,6 +224,7 @@ def plot_aggregates(result: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     metric = result["metric"]
+    unit = ("normalised " if result["normalized"] and metric == "return" else "") + metric
     variants = list(result["aggregates"])
     written = [out / f"aggregates_{metric}.md", out / f"aggregates_{metric}.json"]
     written[0].write_text(aggregates_markdown(result))
@@ -238,7 +239,7 @@ def plot_aggregates(result: dict[str, Any], out: Path) -> list[Path]:
         ax.set_yticks(range(len(variants)), variants if ax is axes[0][0] else [""] * len(variants))
         ax.set_title(key.replace("_", " ").replace("iqm", "IQM"))
         ax.grid(axis="x", alpha=0.3)
-    fig.supxlabel(metric)
+    fig.supxlabel(unit)
     fig.tight_layout()
     for ext in ("png", "pdf"):
         fig.savefig(out / f"aggregates_{metric}.{ext}", dpi=120)
@@ -250,7 +251,7 @@ def plot_aggregates(result: dict[str, Any], out: Path) -> list[Path]:
         prof = result["profiles"][v]
         ax.plot(taus, prof["fraction"], color=f"C{i % 10}", label=v)
         ax.fill_between(taus, prof["lower"], prof["upper"], color=f"C{i % 10}", alpha=0.2, linewidth=0)
-    ax.set(xlabel=f"{metric} threshold tau", ylabel="fraction of runs with score > tau", title="performance profile")
+    ax.set(xlabel=f"{unit} threshold tau", ylabel="fraction of runs with score > tau", title="performance profile")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
