@@ -25,6 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..decoders import DiffusionDecoder, FlowDecoder, PretrainedDecoder
+from ..decoders.card import format_metric
 from .data import ChunkDataset
 
 DECODER_KINDS: dict[str, type[DiffusionDecoder] | type[FlowDecoder]] = {
@@ -72,6 +73,7 @@ def train_backbone(
     checkpoint_every: int = 2_000,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    card: dict[str, Any] | None = None,
     **decoder_kwargs: Any,
 ) -> PretrainedDecoder:
     """Train a decoder by behaviour cloning and (if ``out_dir`` is given) save it with ``save_pretrained``.
@@ -88,6 +90,10 @@ def train_backbone(
     :param ema_decay: decay of the exponential moving average of the weights
     :param seed: seeds initialisation, batches and noise
     :param checkpoint_every: steps between resumable training-state saves
+    :param card: what the model card ``README.md`` in ``out_dir`` says beyond the training run itself (keyword
+        arguments of :func:`~lpds_envs.decoders.card.decoder_card`: ``title``, ``env_id``, ``task``, ``data``,
+        ``command``, ``metrics``, ...); the card always records the data size, the training settings and the final
+        BC loss
     :param decoder_kwargs: architecture and sampler arguments of the decoder class
     :return: the frozen EMA decoder
     """
@@ -182,4 +188,46 @@ def train_backbone(
         tmp = Path(out_dir) / "training.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, Path(out_dir) / "training.json")
+        tmp = Path(out_dir) / "README.md.tmp"
+        final.generate_model_card(**training_card(meta, data, out_dir, card)).save(tmp)
+        os.replace(tmp, Path(out_dir) / "README.md")
     return final
+
+
+def training_card(
+    meta: dict[str, Any], data: ChunkDataset, out_dir: str | os.PathLike, card: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Model card entries of a :func:`train_backbone` run (record ``meta`` = its ``training.json``), over which
+    ``card``'s own entries go (a caller's ``metrics`` are added after the BC loss)."""
+    card = dict(card or {})
+    kind = meta["kind"]
+    settings = ", ".join(
+        f"{k}={meta[k]!r}"
+        for k in ("steps", "batch_size", "learning_rate", "weight_decay", "ema_decay", "obs_normalization", "seed")
+    )
+    entries: dict[str, Any] = {
+        "source": str(out_dir),
+        "title": f"{kind.capitalize()} backbone trained with lpds",
+        "data": card.pop(
+            "data",
+            f"{len(data):,} (observation, action chunk) pairs: observations of {data.obs_dim} dims, chunks of "
+            f"{data.chunk_size} steps x {data.action_dim} action dims.",
+        ),
+        "training": (
+            f"Behaviour cloning with `lpds_envs.backbones.train_backbone` ({'DDPM epsilon loss' if kind == 'diffusion' else 'conditional flow matching'}): "
+            f"{meta['steps']:,} AdamW steps, batch {meta['batch_size']}, learning rate {meta['learning_rate']} "
+            f"(cosine to 1%), weight decay {meta['weight_decay']}, EMA {meta['ema_decay']} (the EMA weights are "
+            f"saved), observations normalised `{meta['obs_normalization']}`, actions min-max scaled to [-1, 1], "
+            f"seed {meta['seed']}. The full record, with the loss curve, is `training.json`."
+        ),
+        "command": card.pop("command", f'train_backbone("{kind}", data, out_dir="{out_dir}", {settings})'),
+        "metrics": [
+            (
+                "final BC loss (EMA-smoothed, training data)",
+                format_metric(meta["final_bc_loss"]),
+                "running mean (0.99) of the training loss, read every 100 steps",
+            ),
+            *card.pop("metrics", []),
+        ],
+    }
+    return {**entries, **card}

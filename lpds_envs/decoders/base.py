@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
-from huggingface_hub import ModelHubMixin, hf_hub_download
+from huggingface_hub import ModelCard, ModelHubMixin, hf_hub_download
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .card import decoder_card
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -328,6 +330,43 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
         return copy.to(self.device).freeze()
 
     # ------------------------------------------------------------------ save / load
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """This decoder's model card (:func:`lpds_envs.decoders.card.decoder_card`): what it is, its shapes and
+        sampler, and a snippet that loads it; ``kwargs`` (``save_pretrained(..., model_card_kwargs=...)``) add the
+        task, data, training command and metrics (``title``, ``env_id``, ``task``, ``data``, ``training``,
+        ``command``, ``metrics``, ...)."""
+        kwargs.setdefault("source", "path/to/this/folder")
+        kwargs.setdefault("n_params", sum(p.numel() for p in self.parameters()))
+        return decoder_card({"decoder_type": self.decoder_type, **self.get_config()}, **kwargs)
+
+    def save_pretrained(  # type: ignore[override]
+        self, save_directory: str | Path, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str | None:
+        """Write ``config.json``, ``model.safetensors`` and, when the folder has none, a model card ``README.md``
+        whose usage snippet loads this folder (or, when pushing, the repo).
+
+        :param save_directory: the folder
+        :param model_card_kwargs: what the card says beyond the decoder itself (see :meth:`generate_model_card`)
+        :param kwargs: :meth:`huggingface_hub.ModelHubMixin.save_pretrained`'s (``push_to_hub=``, ``repo_id=``)
+        """
+        card_kwargs = {"source": str(save_directory), **(model_card_kwargs or {})}
+        if kwargs.get("push_to_hub"):
+            card_kwargs["source"] = kwargs.get("repo_id") or Path(save_directory).name
+        return super().save_pretrained(save_directory, model_card_kwargs=card_kwargs, **kwargs)
+
+    def push_to_hub(  # type: ignore[override]
+        self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str:
+        """Upload this decoder (weights, config and card) to Hub repo ``repo_id`` in one commit; the card's snippet
+        loads ``repo_id``. ``kwargs`` are :meth:`huggingface_hub.ModelHubMixin.push_to_hub`'s (``token``,
+        ``private``, ``commit_message``, ``branch``, ...).
+
+        :param repo_id: ``"user/name"``
+        :param model_card_kwargs: what the card says beyond the decoder itself (see :meth:`generate_model_card`)
+        """
+        card_kwargs = {**(model_card_kwargs or {}), "source": repo_id}
+        return super().push_to_hub(repo_id, model_card_kwargs=card_kwargs, **kwargs)
+
     def get_config(self) -> dict[str, Any]:
         """The ``__init__`` keyword arguments that rebuild this decoder (stored in ``config.json``)."""
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""The ``lpds`` command line: ``demo``, ``train``, ``evaluate``, ``sweep``, ``plot``.
+"""The ``lpds`` command line: ``demo``, ``train``, ``evaluate``, ``sweep``, ``plot``, ``push``.
 
 Mistakes in the input (unknown algorithm or env id, malformed ``--set``, a missing run folder, ...) end with
 exit code 2 and one line saying what to do; an interrupted ``train`` exits with 130 and resumes when re-run; a
@@ -17,6 +17,7 @@ from algorithms.registry import ALGORITHMS
 from .config import RunConfig, UsageError, check_env_id, get_algo, parse_set, resolve_hyperparams
 from .demo import run_demo
 from .evaluate import evaluate_saved
+from .hub import push_folder
 from .plotting import plot_runs
 from .runs import TrainingDiverged, command_line, train_seeds
 from .sweep import build_sweep, run_sweep
@@ -135,6 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--max-steps", type=int, default=None, help="use evaluations up to this many raw env steps (a common budget)"
     )
+    plot.add_argument(
+        "--aggregate",
+        choices=["mean", "iqm"],
+        default="mean",
+        help="iqm: also rliable's IQM, median, mean, optimality gap, probability of improvement and performance "
+        "profiles of the final evaluations, with stratified-bootstrap CIs (pip install lpds[plot])",
+    )
+    plot.add_argument("--metric", choices=["return", "success"], default="return", help="score of --aggregate iqm")
+    plot.add_argument(
+        "--normalize",
+        choices=["auto", "none", "minmax"],
+        default="auto",
+        help="per-env min-max scaling of the scores (auto: for returns of several envs)",
+    )
+
+    push = sub.add_parser("push", help="upload a run folder (model, config, evaluations, card) or a decoder folder")
+    push.add_argument(
+        "folder", metavar="DIR", help="a run folder of `lpds train` (OUT/<env>/<name>/seed_<k>) or a decoder folder"
+    )
+    push.add_argument("--repo-id", required=True, help="Hugging Face Hub repo, user/name (created if needed)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", default=None, help="branch to commit to (default main)")
+    push.add_argument("--message", default=None, help="commit message")
+    push.add_argument("--token", default=None, help="Hub token (default: the logged-in one, or HF_TOKEN)")
     return parser
 
 
@@ -260,8 +285,19 @@ def main(argv: list[str] | None = None) -> None:
                 args.vs_backbone,
             )
             code = 0
+        elif args.command == "push":
+            commit = push_folder(
+                args.folder,
+                args.repo_id,
+                token=args.token,
+                private=args.private or None,
+                revision=args.revision,
+                commit_message=args.message,
+            )
+            print(f"pushed {args.folder} to {args.repo_id}: {getattr(commit, 'commit_url', commit)}")
+            code = 0
         else:
-            plot_runs(args.dirs, args.out, args.bootstrap, args.max_steps)
+            plot_runs(args.dirs, args.out, args.bootstrap, args.max_steps, args.aggregate, args.metric, args.normalize)
             code = 0
     except UsageError as exc:
         print(f"lpds {args.command}: error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .aggregates import compute_aggregates, plot_aggregates, score_matrices
 from .config import CONFIG_FILE, RunConfig, UsageError
 from .runs import read_csv_rows
 
@@ -164,12 +165,28 @@ def final_table(groups: dict[str, dict[str, list[RunCurve]]], n_boot: int = 2000
 
 
 def plot_runs(
-    dirs: list[str | Path], out: str | Path | None = None, n_boot: int = 2000, max_steps: int | None = None
+    dirs: list[str | Path],
+    out: str | Path | None = None,
+    n_boot: int = 2000,
+    max_steps: int | None = None,
+    summary: str = "mean",
+    metric: str = "return",
+    normalize: str = "auto",
 ) -> list[Path]:
-    """Write ``learning_curves_<env>.png/.pdf`` and ``final_performance.md`` to ``out`` (default: the first dir).
+    """Write ``learning_curves_<env>.png/.pdf`` and ``final_performance.md`` to ``out`` (default: the first dir);
+    with ``summary="iqm"`` also rliable's aggregates of the final evaluations (:mod:`.aggregates`):
+    ``aggregates_<metric>.{md,json,png,pdf}`` and ``performance_profile_<metric>.{png,pdf}``.
 
+    :param dirs: output folders of ``lpds train`` / ``lpds sweep``
+    :param out: where the figures and tables go
+    :param n_boot: bootstrap replicates (of every interval)
     :param max_steps: use each run's evaluations up to this many raw env steps only (default: all)
+    :param summary: ``"mean"`` (curves and table only) or ``"iqm"`` (also rliable's aggregates)
+    :param metric: score of the aggregates: ``"return"`` or ``"success"``
+    :param normalize: ``"auto"``, ``"none"`` or ``"minmax"`` (see :func:`.aggregates.score_matrices`)
     """
+    if summary not in ("mean", "iqm"):
+        raise UsageError(f"--aggregate must be mean or iqm, got {summary!r}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,6 +227,11 @@ def plot_runs(
     (out / "final_performance.md").write_text(table)
     written.append(out / "final_performance.md")
     print(table)
+    if summary == "iqm":
+        result = compute_aggregates(score_matrices(groups, metric, normalize), reps=n_boot)
+        aggregate_files = plot_aggregates(result, out)
+        print(aggregate_files[0].read_text())
+        written += aggregate_files
     for path in written:
         print(f"wrote {path}")
     return written

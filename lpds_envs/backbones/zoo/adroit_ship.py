@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, write_fingerprint
+from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.decoders import load_decoder
 
 CARD = """# Adroit {Task} flow backbone (lpds Adroit zoo)
@@ -63,7 +64,8 @@ def ship_backbone(task: str, out: Path, name: str = "flow", dest: Path | None = 
 
     params = sum(p.numel() for p in load_decoder(dest).parameters())
     filtered = training.get("successful_only", False)
-    (dest / "README.md").write_text(
+    write_backbone_card(
+        dest,
         CARD.format(
             Task=task.capitalize(),
             task=task,
@@ -90,7 +92,7 @@ def ship_backbone(task: str, out: Path, name: str = "flow", dest: Path | None = 
             return_std=ev["return_std"],
             notes=f"\n- **Notes**: {CARD_NOTES[task]}" if task in CARD_NOTES else "",
             **cfg,
-        )
+        ),
     )
     if dest.parent == CHECKPOINT_DIR:
         write_fingerprint(

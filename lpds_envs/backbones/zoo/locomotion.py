@@ -35,6 +35,7 @@ import numpy as np
 from lpds_envs.backbones.data import Episode, load_npz, save_minari
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.backbones.zoo.common import add_backbone_options, atomic_json, parse_stage_args
 from lpds_envs.decoders import load_decoder
 from lpds_envs.evaluation import prior_episodes
@@ -321,7 +322,8 @@ def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> lis
         model, sampler = describe_sampler(kind, cfg)
         for key in ("num_inference_steps", "num_train_timesteps"):
             cfg.pop(key, None)
-        (dest / "README.md").write_text(
+        write_backbone_card(
+            dest,
             CARD.format(
                 env=env_id,
                 kind=kind,
@@ -356,7 +358,7 @@ def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> lis
                 return_std=ev["return_std"],
                 length_mean=ev["length_mean"],
                 **{k: cfg[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim", "chunk_size")},
-            )
+            ),
         )
         if dest_root is None:
             write_fingerprint(dest.name)

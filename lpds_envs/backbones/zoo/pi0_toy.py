@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.decoders.pi0 import Pi0Decoder
 from lpds_envs.decoders.pi0_tiny import make_tiny_pi0
 from lpds_envs.envs.multigoal import GOALS
@@ -309,7 +310,7 @@ write, plus `lpds_pi0.json` (instruction `"{INSTRUCTION}"`, camera `image`, stat
   near-origin data only sharpened it (`--origin-fraction 0.25`: [0, 1, 0, 0]). Exact-origin starts with the tie
   broken at random make the data themselves four-modal at the start state.
 """
-    (out / "README.md").write_text(card)
+    write_backbone_card(out, card)
     return card
 
 

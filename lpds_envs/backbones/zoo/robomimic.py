@@ -42,6 +42,7 @@ import numpy as np
 
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.backbones.zoo.common import add_backbone_options, atomic_json, parse_stage_args
 from lpds_envs.backbones.zoo.robomimic_hdf5 import (
     RobomimicDemo,
@@ -391,7 +392,8 @@ def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[
         cfg = training["decoder"]
         model, sampler = describe_sampler(kind, cfg)
         styles = ", ".join(f"{k} {v:.0%}" for k, v in meta["success_rate_by_style"].items())
-        (dest / "README.md").write_text(
+        write_backbone_card(
+            dest,
             CARD.format(
                 Task=task.capitalize(),
                 task=task,
@@ -427,7 +429,7 @@ def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[
                 successes=ev["successes"],
                 range_note=_range_note(ev["success_rate"]),
                 **{k: cfg[k] for k in ("hidden_dim", "n_blocks", "time_embed_dim", "chunk_size")},
-            )
+            ),
         )
         if dest_root is None:
             write_fingerprint(dest.name)

@@ -17,6 +17,7 @@ import numpy as np
 
 from lpds_envs.backbones.data import ChunkDataset
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.envs.multigoal import GOALS
 from lpds_envs.evaluation import multigoal_coverage
 
@@ -83,7 +84,7 @@ Frozen diffusion policy for `lpds/MultiGoal-v0` (paper App. B), shipped with lpd
   goal fractions (bottom-left, top-right, top-left, bottom-right) = [{fractions}], no goal = {coverage["no_goal"]:.3f},
   mean return {coverage["mean_return"]:.2f}.
 """
-    (out / "README.md").write_text(card)
+    write_backbone_card(out, card)
     print(card)
 
 
