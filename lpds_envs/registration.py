@@ -255,6 +255,7 @@ def register_all() -> None:
     raw = {
         "lpds/MultiGoal-v0": ("lpds_envs.envs.multigoal:MultiGoalEnv", 20),
         "lpds/MultiGoalPixels-v0": ("lpds_envs.envs.multigoal_pixels:MultiGoalPixelsEnv", 20),
+        "lpds/Avoiding-v0": ("lpds_envs.envs.avoiding:AvoidingEnv", 250),  # D3IL's max_steps_per_episode
     }
     for env_id, (entry, steps) in raw.items():
         if env_id not in gym.registry:
