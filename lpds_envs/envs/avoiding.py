@@ -165,7 +165,7 @@ class AvoidingEnv(gym.Env, gym.utils.RecordConstructorArgs):
 
     def _info(self) -> dict[str, Any]:
         encoding = np.zeros(9, dtype=np.int8)
-        for level, (offset, gap) in enumerate(zip((0, 2, 5), self._gaps)):
+        for offset, gap in zip((0, 2, 5), self._gaps):
             if gap >= 0:
                 encoding[offset + gap] = 1
         return {

@@ -134,7 +134,7 @@ def test_success_and_route_on_hand_made_paths(route):
 def test_truncation_at_250_steps():
     env = gym.make("lpds/Avoiding-v0")
     env.reset(seed=0)
-    for t in range(250):
+    for _ in range(250):
         *_, terminated, truncated, info = env.step(np.array([0.0, 0.0]))
         assert not terminated
     assert truncated and not info["success"]
