@@ -44,6 +44,14 @@ TASKS: dict[str, SteeringTask] = {
         default_backbone="diffusion",
         latent_bound=2.5,
     ),
+    # D3IL's Avoiding (paper Sec. 5.2.2, App. F), re-implemented kinematically (lpds_envs.envs.avoiding); diffusion
+    # backbone on scripted demonstrations of all 24 routes (lpds_envs.backbones.zoo.avoiding), chunks of 8 steps
+    "Avoiding": SteeringTask(
+        raw_id="lpds/Avoiding-v0",
+        backbones={"diffusion": "avoiding-diffusion"},
+        default_backbone="diffusion",
+        latent_bound=2.5,
+    ),
     # gymnasium-robotics Adroit (needs the adroit extra); flow backbones trained on scripted demos (App. A.2)
     "AdroitDoor": SteeringTask(
         raw_id="lpds/AdroitDoor-v0",

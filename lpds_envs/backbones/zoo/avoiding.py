@@ -30,7 +30,7 @@ from lpds_envs.backbones.data import load_npz
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
 from lpds_envs.decoders import load_decoder
-from lpds_envs.envs.avoiding import GOAL_Y, LEVEL_Y, N_ROUTES, START, AvoidingEnv, route_gaps
+from lpds_envs.envs.avoiding import GOAL_Y, LEVEL_Y, MAX_EPISODE_STEPS, N_ROUTES, START, AvoidingEnv, route_gaps
 from lpds_envs.evaluation import prior_episodes
 from lpds_envs.metrics import avoiding_route, behaviour_entropy
 
@@ -187,6 +187,83 @@ def avoiding_coverage(decoder: Any, n_rollouts: int = 200, seed: int = 0, n_envs
         "behaviour_entropy": behaviour_entropy(routes, success),
         "routes": routes.tolist(),
     }
+
+
+def rollout_paths(
+    decoder: Any, n: int = 100, seed: int = 0, latent_fn: Any = None, latent_bound: float | None = None
+) -> dict[str, Any]:
+    """``n`` episodes of ``decoder`` on ``AvoidingEnv`` with every raw step's position kept (for trajectory figures).
+
+    Episode ``i`` resets with seed ``seed + i``; latents come from ``latent_fn(obs (n, 4) float32 tensor) -> (n,
+    latent_dim)`` (e.g. :func:`lpds_envs.metrics.model_sampler` of a trained learner), else from ``N(0, I)`` seeded
+    with ``seed``, clipped to ``latent_bound`` when given. Each chunk is executed open loop, as
+    :class:`~lpds_envs.wrappers.ChunkedActionWrapper` does.
+
+    :return: ``paths`` (list of ``(T + 1, 2)`` arrays), ``routes``, ``success`` and ``collision`` per episode
+    """
+    import torch
+
+    envs = [AvoidingEnv() for _ in range(n)]
+    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    paths = [[o[2:].copy()] for o in obs]
+    done = np.zeros(n, dtype=bool)
+    steps = np.zeros(n, dtype=int)
+    infos: list[dict[str, Any]] = [{} for _ in range(n)]
+    gen = torch.Generator().manual_seed(seed)
+    latent_dim = int(np.prod(decoder.latent_shape))
+    while not done.all():
+        o = torch.as_tensor(obs, dtype=torch.float32)
+        with torch.no_grad():
+            w = latent_fn(o) if latent_fn is not None else torch.randn(n, latent_dim, generator=gen)
+            w = torch.as_tensor(w, dtype=torch.float32)
+            if latent_bound is not None:
+                w = w.clamp(-latent_bound, latent_bound)
+            chunks = decoder(o, w.reshape(n, *decoder.latent_shape)).cpu().numpy()
+        for i in np.flatnonzero(~done):
+            for a in chunks[i]:
+                obs[i], _, terminated, _, infos[i] = envs[i].step(a)
+                steps[i] += 1
+                paths[i].append(obs[i][2:].copy())
+                if terminated or steps[i] >= MAX_EPISODE_STEPS:
+                    done[i] = True
+                    break
+    return {
+        "paths": [np.stack(p) for p in paths],
+        "routes": np.array([info["route"] for info in infos]),
+        "success": np.array([info["success"] for info in infos]),
+        "collision": np.array([info["collision"] for info in infos]),
+    }
+
+
+def trajectory_figure(panels: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLike, size: int = 320) -> None:
+    """Save a row of panels in the style of the paper's Fig. 4: each panel draws one method's rollout paths
+    (:func:`rollout_paths` output; successes blue, failures grey) over the scene, titled with its label, success
+    rate, number of routes and behaviour entropy. PNG via Pillow."""
+    from PIL import Image, ImageDraw
+
+    from lpds_envs.envs.avoiding import render_paths
+
+    images = []
+    for label, roll in panels:
+        colors = [(40, 60, 200) if s else (170, 170, 170) for s in roll["success"]]
+        img = Image.fromarray(render_paths(roll["paths"], size=size, colors=colors))
+        canvas = Image.new("RGB", (img.width, img.height + 34), "white")
+        canvas.paste(img, (0, 34))
+        ok = np.asarray(roll["success"], dtype=bool)
+        routes = np.asarray(roll["routes"])
+        text = (
+            f"{label}\nsuccess {ok.mean():.2f}, routes {len(set(routes[ok].tolist()))}, "
+            f"H {behaviour_entropy(routes, ok):.2f}"
+        )
+        ImageDraw.Draw(canvas).multiline_text((4, 2), text, fill="black")
+        images.append(canvas)
+    out = Image.new("RGB", (sum(i.width for i in images) + 8 * (len(images) - 1), images[0].height), "white")
+    x = 0
+    for im in images:
+        out.paste(im, (x, 0))
+        x += im.width + 8
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
 
 
 def _cmd_demos(args: argparse.Namespace) -> None:
