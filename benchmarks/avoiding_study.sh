@@ -6,7 +6,7 @@
 # Each run is an `lpds train` folder: re-running resumes unfinished runs and skips finished ones. The budget grows in
 # stages (STAGES, raw env steps): extending a finished run keeps the smaller budget's final model as model_<k>.zip, so
 # the report can draw route-entropy curves from those models. Single-threaded; one run at a time.
-# Usage: OMP_NUM_THREADS=1 nohup bash benchmarks/avoiding_study.sh > benchmarks/results/avoiding_study.log 2>&1 &
+# Usage (mkdir -p benchmarks/results/runs_avoiding first): OMP_NUM_THREADS=1 nohup bash benchmarks/avoiding_study.sh > benchmarks/results/runs_avoiding/study.log 2>&1 &
 # Environment: STAGES (default "10000 20000 50000"), SEEDS (default "0 1 2"), VARIANTS (default
 # "lpds-d0.01 lpds-d0.05 lpds-d0.3 dsrl").
 # Report: python benchmarks/avoiding_report.py

@@ -30,7 +30,16 @@ from lpds_envs.backbones.data import load_npz
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
 from lpds_envs.decoders import load_decoder
-from lpds_envs.envs.avoiding import GOAL_Y, LEVEL_Y, MAX_EPISODE_STEPS, N_ROUTES, START, AvoidingEnv, route_gaps
+from lpds_envs.envs.avoiding import (
+    GOAL_Y,
+    LEVEL_Y,
+    MAX_EPISODE_STEPS,
+    N_ROUTES,
+    START,
+    AvoidingEnv,
+    render_paths,
+    route_gaps,
+)
 from lpds_envs.evaluation import prior_episodes
 from lpds_envs.metrics import avoiding_route, behaviour_entropy
 
@@ -240,8 +249,6 @@ def trajectory_figure(panels: Sequence[tuple[str, dict[str, Any]]], path: str | 
     (:func:`rollout_paths` output; successes blue, failures grey) over the scene, titled with its label, success
     rate, number of routes and behaviour entropy. PNG via Pillow."""
     from PIL import Image, ImageDraw
-
-    from lpds_envs.envs.avoiding import render_paths
 
     images = []
     for label, roll in panels:

@@ -62,12 +62,12 @@ def test_registered_steering_env():
 
 
 # fixed-seed coverage of the shipped backbone's prior rollouts (card: lpds_envs/backbones/checkpoints/avoiding-diffusion)
-MIN_ROUTES = 8
-MIN_SUCCESS = 0.5
+MIN_ROUTES = 14  # measured 18 (card: 22 of 24 over 500 rollouts)
+MIN_SUCCESS = 0.45  # measured 0.56
 
 
 def test_shipped_backbone_prior_rollouts_cover_many_routes():
     cov = zoo.avoiding_coverage(task_decoder("Avoiding"), n_rollouts=200, seed=0)
     assert cov["routes_hit"] >= MIN_ROUTES, cov["route_histogram"]
     assert cov["success_rate"] >= MIN_SUCCESS
-    assert cov["behaviour_entropy"] > 0.5
+    assert cov["behaviour_entropy"] > 0.65  # measured 0.76
