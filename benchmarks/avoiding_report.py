@@ -94,12 +94,13 @@ def main(argv: list[str] | None = None) -> None:
         for run_dir in sorted((runs / variant).glob("seed_*")):
             seed = int(run_dir.name.split("_")[1])
             algo = "dsrl" if variant == "dsrl" else "lpds"
-            for steps, path in _models(run_dir):
+            models = _models(run_dir)
+            for k, (steps, path) in enumerate(models):
                 model = load_trained(path, algo, venv, device="cpu")
                 roll = rollout_paths(decoder, n=args.episodes, seed=20_000, latent_fn=model_sampler(model))
-                per_seed.setdefault(str(seed), {})[str(steps)] = _summary(roll)
-                if seed == args.fig_seed and path.name == "model.zip":
-                    panels.append((f"{variant} ({steps // 1000}k steps)", roll))
+                per_seed.setdefault(str(seed), {})[str(int(round(steps, -3)))] = _summary(roll)  # stage budget
+                if seed == args.fig_seed and k == len(models) - 1:  # the largest finished budget
+                    panels.append((f"{variant} ({steps / 1000:.0f}k steps)", roll))
             with open(run_dir / "evaluations.csv") as f:
                 per_seed.setdefault(str(seed), {})["curve"] = [
                     {k: float(r[k]) for k in ("raw_env_steps", "mean_return", "success_rate")}
@@ -128,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         x = [c["raw_env_steps"] for c in curves[0][:n]]
         for ax, key in zip(axes[:2], ("success_rate", "mean_return")):
             ax.plot(x, np.mean([[c[i][key] for i in range(n)] for c in curves], axis=0), label=variant)
-        budgets = sorted({int(k) for s in per_seed.values() for k in s if k != "curve"})
+        # budgets every seed has finished
+        budgets = sorted(set.intersection(*({int(k) for k in s if k != "curve"} for s in per_seed.values())))
+        if not budgets:
+            continue
         ent = [np.mean([s[str(b)]["behaviour_entropy"] for s in per_seed.values() if str(b) in s]) for b in budgets]
         axes[2].plot(budgets, ent, marker="o", label=variant)
         final = budgets[-1]
