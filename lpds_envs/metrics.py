@@ -1,5 +1,5 @@
 """Diversity metrics of paper App. B and C: k-NN (Kozachenko-Leonenko) entropy, the action entropy of a (steered)
-generative policy, and trajectory-level mode coverage.
+generative policy, trajectory-level mode coverage, and D3IL's route classifier and behaviour entropy (Avoiding).
 
 Example::
 
@@ -142,3 +142,66 @@ def mode_coverage(
     if radius is not None:
         nearest = np.where(dist.min(axis=1) < radius, nearest, -1)
     return np.array([np.mean(nearest == j) for j in range(len(g))])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# D3IL Avoiding (Jia et al. 2024): routes and behaviour entropy. The rows and splits are those of D3IL's
+# ``ObstacleAvoidanceEnv.check_mode`` (ALRhub/d3il, environments/d3il/envs/gym_avoiding_env/gym_avoiding/envs/
+# avoiding.py), the same as ``lpds_envs.envs.avoiding.LEVEL_Y`` / ``LEVEL_SPLITS`` (a test checks they agree; the
+# two modules sit side by side in the layer contract and do not import each other).
+
+AVOIDING_LEVEL_Y = (-0.1, 0.08, 0.26)
+AVOIDING_LEVEL_SPLITS = ((0.5,), (0.425, 0.575), (0.35, 0.5, 0.65))
+AVOIDING_LEVEL_WINDOW = 0.03
+AVOIDING_N_ROUTES = 24
+
+
+def avoiding_route(path: np.ndarray) -> int:
+    """The Avoiding route (0..23) of an end-effector path, or -1 when it did not pass all three obstacle rows.
+
+    D3IL's rule, applied to the positions in order: rows 1 and 2 are read at the first position within 0.03 of the
+    row's y, row 3 at the first position with y at or past its row; the gap is counted from small x (row 1: 2 gaps
+    split at x = 0.5; row 2: 3 split at 0.425, 0.575; row 3: 4 split at 0.35, 0.5, 0.65), and the route is
+    ``12 * gap1 + 4 * gap2 + gap3``.
+
+    :param path: positions ``(T, 2)``, or Avoiding observations ``(T, 4)`` (desired x, y, actual x, y: the actual
+        position is used)
+    """
+    p = np.asarray(path, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] not in (2, 4) or len(p) == 0:
+        raise ValueError(f"path must have shape (T, 2) or (T, 4) with T >= 1, got {p.shape}")
+    x, y = p[:, -2], p[:, -1]
+    gaps = []
+    for level, (row_y, splits) in enumerate(zip(AVOIDING_LEVEL_Y, AVOIDING_LEVEL_SPLITS)):
+        inside = (np.abs(y - row_y) <= AVOIDING_LEVEL_WINDOW) if level < 2 else (y >= row_y)
+        if not inside.any():
+            return -1
+        gaps.append(int(np.searchsorted(np.asarray(splits), x[int(np.argmax(inside))], side="right")))
+    return 12 * gaps[0] + 4 * gaps[1] + gaps[2]
+
+
+def behaviour_entropy(
+    modes: Sequence[int] | np.ndarray, success: Sequence[bool] | np.ndarray | None = None, n_modes: int = 24
+) -> float:
+    """D3IL's behaviour entropy ``-sum_b p(b) log_{n_modes} p(b)`` of the empirical distribution of the modes (routes)
+    of the successful rollouts: 0 when every success takes the same route (or none succeeds), 1 when the
+    successes are spread evenly over all ``n_modes`` (D3IL's ``mode_decoding``; Avoiding: 24 routes).
+
+    :param modes: one mode label per rollout (negative = none)
+    :param success: which rollouts succeeded (default: those with a mode label >= 0)
+    :param n_modes: number of possible modes (the log base)
+    """
+    m = np.asarray(modes).reshape(-1)
+    if n_modes < 2:
+        raise ValueError(f"n_modes must be >= 2, got {n_modes}")
+    ok = m >= 0 if success is None else np.asarray(success, dtype=bool).reshape(-1)
+    if ok.shape != m.shape:
+        raise ValueError(f"success has {ok.size} entries for {m.size} modes")
+    kept = m[ok]
+    if (kept < 0).any() or (kept >= n_modes).any():
+        raise ValueError(f"successful rollouts must have modes in [0, {n_modes}), got {np.unique(kept)}")
+    if kept.size == 0:
+        return 0.0
+    _, counts = np.unique(kept, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum() / np.log(n_modes)) + 0.0  # + 0.0: no -0.0 for a single mode

@@ -44,6 +44,14 @@ TASKS: dict[str, SteeringTask] = {
         default_backbone="diffusion",
         latent_bound=2.5,
     ),
+    # D3IL's Avoiding (paper Sec. 5.2.2, App. F), re-implemented kinematically (lpds_envs.envs.avoiding); diffusion
+    # backbone on scripted demonstrations of all 24 routes (lpds_envs.backbones.zoo.avoiding), chunks of 8 steps
+    "Avoiding": SteeringTask(
+        raw_id="lpds/Avoiding-v0",
+        backbones={"diffusion": "avoiding-diffusion"},
+        default_backbone="diffusion",
+        latent_bound=2.5,
+    ),
     # gymnasium-robotics Adroit (needs the adroit extra); flow backbones trained on scripted demos (App. A.2)
     "AdroitDoor": SteeringTask(
         raw_id="lpds/AdroitDoor-v0",
@@ -255,6 +263,7 @@ def register_all() -> None:
     raw = {
         "lpds/MultiGoal-v0": ("lpds_envs.envs.multigoal:MultiGoalEnv", 20),
         "lpds/MultiGoalPixels-v0": ("lpds_envs.envs.multigoal_pixels:MultiGoalPixelsEnv", 20),
+        "lpds/Avoiding-v0": ("lpds_envs.envs.avoiding:AvoidingEnv", 250),  # D3IL's max_steps_per_episode
     }
     for env_id, (entry, steps) in raw.items():
         if env_id not in gym.registry:
