@@ -229,6 +229,11 @@ class LiberoEnv(gym.Env, gym.utils.RecordConstructorArgs):
     # ---------------------------------------------------------------------------------------------- observations
     def render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
         """One upright uint8 ``(height, width, 3)`` frame of a LIBERO camera (e.g. ``"agentview"``)."""
+        context = self.sim._render_context_offscreen
+        if context is not None:
+            # robosuite renders into whichever GL context is current: make this env's current, so that several envs
+            # in one process (or one closed next to this one) never render into, or from, another's context
+            context.gl_ctx.make_current()
         frame = self.sim.render(camera_name=camera, height=int(height), width=int(width))
         return np.ascontiguousarray(frame[::-1, ::-1])
 
