@@ -18,7 +18,10 @@ attrs: ``seed``, ``init_state`` (LIBERO's init state index), ``style``, ``succes
 seed ``seed + i``, i.e. init state ``(seed + i) % 50``; an episode ends at success, as LIBERO's env reports ``done``, or
 at the 400-step limit) and writes ``dataset.json`` (how the data were made; the controller's success rate overall and
 per style). Resumable: every finished episode is flushed to the file, and an interrupted run continues from the demos
-already there. The file is not committed (about 1.2 MB per demo at 64 px).
+already there. The file is not committed (about 1.15 MB per demo at 64 px).
+
+Measured: ``demos --episodes 100`` (seeds 0-99, noise 0.1) succeeded in 100 of 100 episodes (hover 23/23,
+diagonal 38/38, offset 39/39), 12,079 transitions, mean length 121 steps, 115 MB, 41 min on 2 shared cores under load.
 
 Example::
 
