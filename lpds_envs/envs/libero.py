@@ -45,6 +45,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -171,7 +173,8 @@ class LiberoEnv(gym.Env, gym.utils.RecordConstructorArgs):
         self.render_mode, self.render_size = render_mode, (int(render_size[0]), int(render_size[1]))
         self.settle_steps = int(settle_steps)
 
-        suite = benchmark.get_benchmark_dict()[self.task.suite]()
+        with contextlib.redirect_stdout(io.StringIO()):  # LIBERO prints its task order on every benchmark built
+            suite = benchmark.get_benchmark_dict()[self.task.suite]()
         libero_task = suite.get_task(self.task.index)
         if libero_task.language != self.task.instruction:
             raise RuntimeError(
