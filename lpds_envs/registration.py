@@ -17,6 +17,7 @@ import torch
 from .backbones.shipped import load_backbone
 from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
+from .envs.libero import TASKS as LIBERO_TASKS
 from .envs.robomimic import TASKS as ROBOMIMIC_TASKS
 from .envs.robomimic import import_robosuite
 from .wrappers import LatentSteeringWrapper
@@ -136,6 +137,10 @@ ADROIT_RAW_IDS: dict[str, str] = {
 #: raw robomimic ids: ``lpds_envs.envs.robomimic.RobomimicEnv`` over robosuite (episode limits of DSRL's robomimic
 #: configs), made through a lazy entry point so that ``import lpds_envs`` never needs the ``robomimic`` extra
 ROBOMIMIC_RAW_IDS: dict[str, str] = {"lpds/Lift-v0": "lift", "lpds/Can-v0": "can", "lpds/Square-v0": "square"}
+
+#: raw LIBERO ids: ``lpds_envs.envs.libero.LiberoEnv`` (episode limit of openpi's LIBERO evaluation for the task's
+#: suite), made through a lazy entry point so that ``import lpds_envs`` never needs the ``libero`` extra
+LIBERO_RAW_IDS: dict[str, str] = {"lpds/LiberoCreamCheese-v0": "cream_cheese"}
 
 
 def _task(name: str) -> SteeringTask:
@@ -283,6 +288,14 @@ def register_all() -> None:
                 entry_point="lpds_envs.envs.robomimic:make_robomimic_task",
                 max_episode_steps=ROBOMIMIC_TASKS[rm_task].max_episode_steps,
                 kwargs={"task": rm_task},
+            )
+    for env_id, libero_task in LIBERO_RAW_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(
+                env_id,
+                entry_point="lpds_envs.envs.libero:make_libero_task",
+                max_episode_steps=LIBERO_TASKS[libero_task].max_episode_steps,
+                kwargs={"task": libero_task},
             )
     for name in TASKS:
         env_id = f"LPDS-{name}-v0"

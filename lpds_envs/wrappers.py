@@ -46,6 +46,15 @@ def executed_steps(infos: Sequence[dict[str, Any]]) -> int:
     return int(sum(info.get("executed_steps", 1) for info in infos))
 
 
+def _lazy_observer(env: gym.Env) -> Any:
+    """The raw env when it can skip rendering an observation its caller discards (it has ``skip_next_observation``
+    and ``complete_observation``, e.g. :class:`~lpds_envs.envs.libero.LiberoEnv`); else ``None``."""
+    raw = env.unwrapped
+    if callable(getattr(raw, "skip_next_observation", None)) and callable(getattr(raw, "complete_observation", None)):
+        return raw
+    return None
+
+
 class ChunkedActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Execute an action chunk ``(Ta, act_dim)`` as up to ``Ta`` env steps.
 
@@ -53,6 +62,11 @@ class ChunkedActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     the rewards, ``info["executed_steps"]`` and, when the task reports it (``info["success"]`` or
     ``info["is_success"]``), ``info["success"]`` = success at any executed step. The rest of ``info`` is
     the last step's.
+
+    Envs whose observations are expensive to render (camera images) can skip the ones nobody sees: when the raw env
+    has ``skip_next_observation()`` and ``complete_observation(obs)`` (:class:`~lpds_envs.envs.libero.LiberoEnv`),
+    each raw step but the chunk's last is told to skip them, and a chunk cut short by termination or truncation
+    has its last observation completed, so the returned observation is always the full one.
 
     :param env: an env with a ``Box`` action space
     :param chunk_size: Ta
@@ -94,7 +108,10 @@ class ChunkedActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         terminated = truncated = False
         obs = None
         executed = 0
-        for a in chunk:
+        lazy = _lazy_observer(self.env)
+        for i, a in enumerate(chunk):
+            if lazy is not None and i < len(chunk) - 1:
+                lazy.skip_next_observation()  # an intermediate observation: discarded, so not rendered
             obs, reward, terminated, truncated, info = self.env.step(a)
             total += float(reward)
             executed += 1
@@ -103,6 +120,8 @@ class ChunkedActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 success = bool(success) or s
             if terminated or truncated:
                 break
+        if lazy is not None and executed < len(chunk):  # stopped early: that step's cameras were skipped
+            obs = lazy.complete_observation(obs)
         info = dict(info)
         info["executed_steps"] = executed
         if success is not None:

@@ -21,6 +21,7 @@ MODULES = {
     "lpds_envs.decoders.pi0_tiny": "transformers",
     "lpds_envs.envs.multigoal": None,
     "lpds_envs.envs.multigoal_pixels": None,
+    "lpds_envs.envs.libero": "libero",
     "lpds_envs.envs.robomimic": "robosuite",
     "lpds_envs.evaluation.callbacks": None,
     "lpds_envs.evaluation.episodes": None,
