@@ -5,7 +5,7 @@ Example::
 
     >>> from algorithms.registry import ALGORITHMS, get_algorithm
     >>> sorted(ALGORITHMS)[:4]
-    ['dsrl', 'dsrl-crossq', 'dsrl-na', 'dsrl-tqc']
+    ['dsrl', 'dsrl-crossq', 'dsrl-na', 'dsrl-pi0']
     >>> spec = get_algorithm("lpds")
     >>> spec.cls.__name__, spec.preset, spec.counts_raw_steps
     ('LagrangianSAC', 'lpds', True)
@@ -70,6 +70,13 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             summary="DSRL-SAC (SB3 SAC on the latent env, warmed up on the prior as the DSRL code does)",
         ),
         AlgoSpec("dsrl-na", DSRLNA, "dsrl-na", summary="DSRL-NA"),
+        AlgoSpec(
+            "dsrl-pi0",
+            DSRLSAC,
+            "dsrl",
+            fixed={"env_kwargs": {"latent_subspace": "repeat"}},
+            summary="DSRL-SAC on DSRL-pi0's repeated noise (one noise row repeated over the chunk); reads the dsrl preset",
+        ),
         AlgoSpec(
             "dsrl-tqc",
             DSRLTQC,

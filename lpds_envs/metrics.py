@@ -22,7 +22,8 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
-LatentSampler = Callable[[torch.Tensor], torch.Tensor]
+#: ``f(obs batch) -> latents (N, latent_dim)``; the batch is a tensor, or a dict of tensors for Dict observations
+LatentSampler = Callable[[Any], torch.Tensor]
 
 
 def log_unit_ball_volume(dim: int) -> float:
@@ -57,11 +58,24 @@ def knn_entropy(samples: np.ndarray, k: int = 3, eps: float = 1e-10) -> float:
     return float(-digamma(k) + digamma(n) + log_unit_ball_volume(dim) + dim * np.mean(np.log(rho + eps)))
 
 
+def _batch_len(obs: Any) -> int:
+    """Rows of a batch of observations (a tensor or array, or a dict of them for Dict observations)."""
+    return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+
+
+def _rows(rows: slice) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda v: v[rows]
+
+
+def _map_batch(obs: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    return {key: fn(v) for key, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
 def prior_sampler(latent_dim: int, bound: float | None = None, generator: torch.Generator | None = None):
     """``w ~ N(0, I)`` per observation row (clipped to ``bound`` as the env would): the frozen backbone's policy."""
 
-    def sample(obs: torch.Tensor) -> torch.Tensor:
-        w = torch.randn(len(obs), latent_dim, generator=generator)
+    def sample(obs: Any) -> torch.Tensor:
+        w = torch.randn(_batch_len(obs), latent_dim, generator=generator)
         return w if bound is None else w.clamp(-bound, bound)
 
     return sample
@@ -73,8 +87,9 @@ def model_sampler(model: Any, deterministic: bool = False) -> LatentSampler:
     DSRLNA and plain SB3 SAC (DSRL-SAC)."""
     high = np.asarray(model.action_space.high, dtype=np.float32)
 
-    def sample(obs: torch.Tensor) -> torch.Tensor:
-        w, _ = model.predict(obs.cpu().numpy(), deterministic=deterministic)
+    def sample(obs: Any) -> torch.Tensor:
+        arrays = {k: v.cpu().numpy() for k, v in obs.items()} if isinstance(obs, dict) else obs.cpu().numpy()
+        w, _ = model.predict(arrays, deterministic=deterministic)
         return torch.as_tensor(np.clip(w, -high, high), dtype=torch.float32)
 
     return sample
@@ -92,29 +107,41 @@ def action_entropy(
     ``n_samples`` decoded chunks per state (chunks flattened to ``Ta * act_dim``).
 
     :param decoder: a frozen :class:`~lpds_envs.decoders.Decoder`
-    :param obs_batch: ``B`` probe observations, ``(B, *obs_shape)`` (array or tensor)
+    :param obs_batch: ``B`` probe observations, ``(B, *obs_shape)`` (array or tensor), or for Dict observations a
+        dict of such batches
     :param latent_sampler: ``f(obs (N, ...)) -> latents (N, latent_dim)``, one latent per row; default the prior
         ``N(0, I)`` (the backbone); :func:`model_sampler` for a trained steering policy
     :param n_samples: ``K`` decoded samples per probe state
     :param k: neighbour order of the estimator
     :param max_batch: most latents decoded in one decoder call
     """
-    obs = torch.as_tensor(np.asarray(obs_batch) if not torch.is_tensor(obs_batch) else obs_batch)
-    obs = obs.to(torch.float32)
-    if obs.ndim < 2 or len(obs) == 0:
-        raise ValueError(f"obs_batch must be a non-empty batch (B, *obs_shape), got shape {tuple(obs.shape)}")
+    if isinstance(obs_batch, dict):  # Dict observations (images keep their dtype, e.g. uint8)
+        obs: Any = {
+            key: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v) for key, v in obs_batch.items()
+        }
+        lengths = {len(v) if v.ndim else -1 for v in obs.values()}
+        if len(lengths) != 1 or min(lengths) < 1:
+            shapes = {key: tuple(v.shape) for key, v in obs.items()}
+            raise ValueError(f"obs_batch must hold one non-empty batch (B, ...) per key, got shapes {shapes}")
+    else:
+        obs = torch.as_tensor(np.asarray(obs_batch) if not torch.is_tensor(obs_batch) else obs_batch)
+        obs = obs.to(torch.float32)
+        if obs.ndim < 2 or len(obs) == 0:
+            raise ValueError(f"obs_batch must be a non-empty batch (B, *obs_shape), got shape {tuple(obs.shape)}")
     if n_samples <= k:
         raise ValueError(f"n_samples must exceed k, got n_samples={n_samples}, k={k}")
     latent_dim = int(np.prod(decoder.latent_shape))
     sampler = latent_sampler or prior_sampler(latent_dim)
     # every probe state's K copies in as few decoder calls as max_batch allows (batched decoding is much cheaper)
-    rep = obs.repeat_interleave(n_samples, dim=0)
+    n_obs = _batch_len(obs)
+    rep = _map_batch(obs, lambda v: v.repeat_interleave(n_samples, dim=0))
     chunks = []
-    for start in range(0, len(rep), max_batch):
-        o = rep[start : start + max_batch]
-        w = torch.as_tensor(sampler(o), dtype=torch.float32).reshape(len(o), *decoder.latent_shape)
-        chunks.append(decoder(o, w).reshape(len(o), -1).cpu().numpy())
-    per_state = np.concatenate(chunks).reshape(len(obs), n_samples, -1)
+    for start in range(0, n_obs * n_samples, max_batch):
+        o = _map_batch(rep, _rows(slice(start, start + max_batch)))
+        n = _batch_len(o)
+        w = torch.as_tensor(sampler(o), dtype=torch.float32).reshape(n, *decoder.latent_shape)
+        chunks.append(decoder(o, w).reshape(n, -1).cpu().numpy())
+    per_state = np.concatenate(chunks).reshape(n_obs, n_samples, -1)
     entropies = [knn_entropy(a, k=k) for a in per_state]
     return float(np.mean(entropies))
 

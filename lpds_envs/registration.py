@@ -18,6 +18,7 @@ from .backbones.shipped import load_backbone
 from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
 from .envs.libero import TASKS as LIBERO_TASKS
+from .envs.libero import import_libero
 from .envs.robomimic import TASKS as ROBOMIMIC_TASKS
 from .envs.robomimic import import_robosuite
 from .wrappers import LatentSteeringWrapper
@@ -34,6 +35,7 @@ class SteeringTask:
     extra: str | None = None  # pip extra the raw task needs
     notes: dict[str, Any] = field(default_factory=dict)
     raw_kwargs: dict[str, Any] = field(default_factory=dict)  # defaults for the raw task (gym.make kwargs override)
+    latent_subspace: str | None = None  # default steering parameterisation (None = the full decoder latent)
 
 
 #: every ``LPDS-<name>-v0`` steering task by name: its raw task id, shipped backbones and latent box (the one
@@ -116,6 +118,23 @@ TASKS: dict[str, SteeringTask] = {
         )
         for task in ("Lift", "Can", "Square")
     },
+    # LIBERO-90 task 57 (needs the libero extra, in its own environment, and the pi0 extra): a tiny PI0 trained by BC on
+    # scripted demos (lpds_envs.backbones.zoo.libero); exact-prior subspace steering by default (one chunk-constant
+    # direction per used action dim, as the pi0 toy), DSRL-pi0's repeated noise with latent_subspace="repeat"
+    "LiberoCreamCheese": SteeringTask(
+        raw_id="lpds/LiberoCreamCheese-v0",
+        backbones={"pi0": "libero-cream-cheese-pi0"},
+        default_backbone="pi0",
+        latent_bound=2.5,
+        extra="libero",
+        latent_subspace="chunk_constant",
+        raw_kwargs={"reward_offset": 1.0},  # -1 per raw step until success, as DSRL-pi0's sparse -1/0 reward
+        notes={
+            "build": "python -m lpds_envs.backbones.zoo.libero demos --episodes 100 && "
+            "python -m lpds_envs.backbones.zoo.libero backbone --steps 3000 --stop-at 1400 && "
+            "python -m lpds_envs.backbones.zoo.libero ship && python -m lpds_envs.backbones.zoo.libero evaluate"
+        },
+    ),
     # the toy seen through a 64x64 camera, steered through a tiny PI0 (needs the pi0 extra)
     "MultiGoalPi0": SteeringTask(
         raw_id="lpds/MultiGoalPixels-v0",
@@ -173,6 +192,19 @@ def _require_extra(task: SteeringTask) -> None:
             raise ImportError(f'{task.raw_id} needs MuJoCo: pip install "lpds[locomotion]"')
     elif task.extra == "robomimic":
         import_robosuite()  # one-line ImportError naming the extra (and the mujoco pin) when it cannot be used
+    elif task.extra == "libero":
+        import_libero()
+
+
+def default_subspace(env_id: Any, latent_subspace: Any = "default") -> Any:
+    """``latent_subspace``, or for ``"default"`` the steering parameterisation ``env_id``'s task defaults to (the
+    full latent, ``None``, for ids that are not ``LPDS-*`` ids and for tasks without one)."""
+    if not (isinstance(latent_subspace, str) and latent_subspace == "default"):
+        return latent_subspace
+    if not isinstance(env_id, str) or not env_id.startswith("LPDS-") or env_id not in gym.registry:
+        return None
+    name = _task_name(env_id)
+    return TASKS[name].latent_subspace if name is not None else None
 
 
 def make_steering_env(
@@ -181,7 +213,7 @@ def make_steering_env(
     latent_bound: float | None | str = "default",
     device: str | torch.device = "cpu",
     decoder: Decoder | None = None,
-    latent_subspace: Any = None,
+    latent_subspace: Any = "default",
     **task_kwargs: Any,
 ) -> gym.Env:
     """Entry point of every ``LPDS-*-v0`` id: a :class:`~lpds_envs.wrappers.LatentSteeringWrapper`, in a
@@ -195,8 +227,9 @@ def make_steering_env(
     :param latent_bound: latent box bound (``None`` = unbounded; default: the task's)
     :param device: where the decoder runs
     :param decoder: use this decoder instead of the shipped one
-    :param latent_subspace: exact-prior subspace steering (e.g. ``"chunk_constant"``), see
-        :class:`~lpds_envs.wrappers.LatentSteeringWrapper`
+    :param latent_subspace: exact-prior subspace steering (``"chunk_constant"``, or ``"repeat"`` for DSRL-pi0's
+        repeated noise), see :class:`~lpds_envs.wrappers.LatentSteeringWrapper`; ``"default"`` takes the task's
+        (``chunk_constant`` for LIBERO, else the full latent); ``None`` steers the full latent
     :param task_kwargs: passed to ``gym.make`` of the raw task (e.g. ``render_mode``), over the task's defaults
         (robomimic ids: ``reward_offset=1``, DSRL's ``-1`` per step until success)
     """
@@ -207,6 +240,8 @@ def make_steering_env(
     bound = spec.latent_bound if latent_bound == "default" else latent_bound
     if isinstance(bound, str):
         raise ValueError(f"latent_bound must be a number, None or 'default', got {bound!r}")
+    if isinstance(latent_subspace, str) and latent_subspace == "default":
+        latent_subspace = spec.latent_subspace
     wrapped = LatentSteeringWrapper(env, dec, latent_bound=bound, latent_subspace=latent_subspace)
     wrapped.spec_from_entry_point = True
     fps = env.metadata.get("render_fps")

@@ -132,12 +132,68 @@ class LatentSubspace:
         return f"LatentSubspace(k={self.dim}, latent_shape={self.latent_shape})"
 
 
+class RepeatedNoise(LatentSubspace):
+    """DSRL-pi0's parameterisation, for comparison: the agent's latent is the noise of the first ``steps`` chunk steps
+    ``u (steps, A)``; the last of those rows is repeated over the rest of the chunk, and nothing else is drawn.
+
+    ``z = R u`` with ``z[t] = u[min(t, steps - 1)]``. Unlike :class:`LatentSubspace`, this is *not* exact-prior:
+    with ``u ~ N(0, I)`` the repeated rows of ``z`` are perfectly correlated, so the frozen model is fed noise it never
+    saw in training, and ``||Delta||^2`` in ``u`` is not the KL of the decoder's latent. It is here so that users
+    can compare the public DSRL-pi0 code's choice (its agent outputs a few rows of pi0's 50 x 32 noise and repeats the
+    last) with exact-prior subspace steering on the same backbone. :meth:`project` is the least-squares inverse
+    (the mean of the repeated rows).
+
+    :param latent_shape: ``(T, A)``, the decoder's latent shape
+    :param steps: how many leading chunk steps the agent sets (1 = one ``A``-dim noise repeated over the chunk)
+    """
+
+    def __init__(self, latent_shape: Sequence[int], steps: int = 1) -> None:
+        shape = tuple(int(s) for s in latent_shape)
+        if len(shape) != 2:
+            raise ValueError(f"repeated noise needs a (T, A) latent, got shape {shape}")
+        horizon, width = shape
+        if not 1 <= int(steps) <= horizon:
+            raise ValueError(f"steps must be in [1, {horizon}] for a chunk of {horizon}, got {steps}")
+        self.steps = int(steps)
+        rows = np.minimum(np.arange(horizon), self.steps - 1)
+        lift = np.zeros((horizon, width, self.steps, width), dtype=np.float64)
+        for t, r in enumerate(rows):
+            lift[t, :, r, :] = np.eye(width)
+        self.latent_shape = shape
+        self.basis = torch.as_tensor(lift.reshape(horizon * width, self.steps * width)).float().contiguous()
+        self._pinv = torch.linalg.pinv(self.basis.double()).float()
+
+    def lift(self, u: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """``z = R u`` for a batch ``u (B, steps * A)``; ``eps`` is ignored (nothing outside ``R u`` is drawn)."""
+        r = self.basis.to(device=u.device)
+        return u.to(r.dtype) @ r.T
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """The ``u`` whose lift is nearest to ``z`` (for a lifted ``z``, exactly its ``u``)."""
+        return z.reshape(z.shape[0], -1).to(self._pinv) @ self._pinv.T
+
+    def __repr__(self) -> str:
+        return f"RepeatedNoise(steps={self.steps}, latent_shape={self.latent_shape})"
+
+
+#: the named parameterisations ``latent_subspace=`` accepts
+SUBSPACE_NAMES = ("chunk_constant", "repeat")
+
+
 def resolve_subspace(latent_subspace: Any, decoder: Decoder) -> LatentSubspace:
-    """``"chunk_constant"`` -> :meth:`LatentSubspace.for_decoder`; a matrix -> :class:`LatentSubspace`; checked."""
+    """``"chunk_constant"`` -> :meth:`LatentSubspace.for_decoder`; ``"repeat"`` -> :class:`RepeatedNoise` with one
+    row; a matrix -> :class:`LatentSubspace`; checked against the decoder's latent."""
     if isinstance(latent_subspace, str):
-        if latent_subspace != "chunk_constant":
-            raise ValueError(f"latent_subspace must be 'chunk_constant' or a LatentSubspace, got {latent_subspace!r}")
-        sub = LatentSubspace.for_decoder(decoder)
+        if latent_subspace not in SUBSPACE_NAMES:
+            raise ValueError(
+                f"latent_subspace must be one of {SUBSPACE_NAMES}, a LatentSubspace or a (D, k) matrix, got "
+                f"{latent_subspace!r}"
+            )
+        sub: LatentSubspace
+        if latent_subspace == "repeat":
+            sub = RepeatedNoise(decoder.latent_shape, steps=1)
+        else:
+            sub = LatentSubspace.for_decoder(decoder)
     elif isinstance(latent_subspace, LatentSubspace):
         sub = latent_subspace
     else:

@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
-from .registration import raw_task_kwargs, resolve_lpds_id
+from .registration import default_subspace, raw_task_kwargs, resolve_lpds_id
 from .subspace import SubspaceCodec, make_codec
 from .wrappers import ChunkedActionWrapper
 
@@ -231,7 +231,7 @@ def make_latent_vec_env(
     vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv] | None = None,
     vec_env_kwargs: dict[str, Any] | None = None,
     monitor_dir: str | None = None,
-    latent_subspace: Any = None,
+    latent_subspace: Any = "default",
 ) -> VecLatentSteeringWrapper:
     """Build a batched latent VecEnv like SB3's ``make_vec_env``.
 
@@ -246,8 +246,10 @@ def make_latent_vec_env(
     :param latent_bound: latent box bound; ``"default"`` takes the LPDS task's (2.5 otherwise)
     :param vec_env_cls: ``DummyVecEnv`` (default) or ``SubprocVecEnv``
     :param latent_subspace: exact-prior subspace steering (e.g. ``"chunk_constant"``), see
-        :class:`VecLatentSteeringWrapper`; sub-env ``i``'s complement noise is seeded with ``seed + i``
+        :class:`VecLatentSteeringWrapper`; sub-env ``i``'s complement noise is seeded with ``seed + i``;
+        ``"default"``: an ``LPDS-*`` task's own (:func:`~lpds_envs.registration.default_subspace`), else ``None``
     """
+    latent_subspace = default_subspace(env_id, latent_subspace)
     env_id, decoder, latent_bound, env_kwargs = _resolve_target(
         env_id, decoder, latent_bound, backbone, device, dict(env_kwargs or {})
     )
@@ -275,7 +277,7 @@ def make_latent_vector_env(
     backbone: str | None = None,
     device: str | torch.device = "cpu",
     vectorization_mode: str = "sync",
-    latent_subspace: Any = None,
+    latent_subspace: Any = "default",
     **env_kwargs: Any,
 ) -> LatentSteeringVectorWrapper:
     """Gymnasium counterpart of :func:`make_latent_vec_env` (``gym.make_vec`` + one batched decoder).
@@ -286,9 +288,11 @@ def make_latent_vector_env(
     :param env_id: an ``LPDS-*-v0`` id (shipped backbone), or any id plus ``decoder=``
     :param num_envs: number of sub-envs
     :param vectorization_mode: ``"sync"`` or ``"async"``, how the raw sub-envs run (decoding is batched either way)
-    :param latent_subspace: exact-prior subspace steering, see :class:`LatentSteeringVectorWrapper`
+    :param latent_subspace: exact-prior subspace steering, see :class:`LatentSteeringVectorWrapper` (``"default"``:
+        an ``LPDS-*`` task's own, else ``None``)
     :param env_kwargs: passed to ``gym.make`` of the raw task (over an LPDS task's defaults)
     """
+    latent_subspace = default_subspace(env_id, latent_subspace)
     env_id, decoder, latent_bound, env_kwargs = _resolve_target(
         env_id, decoder, latent_bound, backbone, device, env_kwargs
     )
@@ -310,7 +314,7 @@ def make_steering_vector_env(
     latent_bound: float | None | str = "default",
     device: str | torch.device = "cpu",
     decoder: Decoder | None = None,
-    latent_subspace: Any = None,
+    latent_subspace: Any = "default",
     vectorization: str = "sync",
     **task_kwargs: Any,
 ) -> LatentSteeringVectorWrapper:

@@ -20,6 +20,7 @@ MODULES = {
     "lpds_envs.decoders.pi0": "transformers",
     "lpds_envs.decoders.pi0_tiny": "transformers",
     "lpds_envs.envs.multigoal": None,
+    "lpds_envs.envs.avoiding": None,
     "lpds_envs.envs.multigoal_pixels": None,
     "lpds_envs.envs.libero": "libero",
     "lpds_envs.envs.robomimic": "robosuite",

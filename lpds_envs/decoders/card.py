@@ -9,6 +9,7 @@ caller (a training record, an evaluation file), never from this module.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -80,6 +81,22 @@ Command:
 """
 
 
+def py_literal(value: Any) -> str:
+    """``value`` as Python source for a usage snippet, strings in double quotes (the style ruff formats to)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(py_literal(v) for v in value)
+        return (
+            f"({inner},)"
+            if isinstance(value, tuple) and len(value) == 1
+            else (f"({inner})" if isinstance(value, tuple) else f"[{inner}]")
+        )
+    return repr(value)
+
+
 def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -130,7 +147,7 @@ def usage_snippet(
             "import torch",
             "from lpds_envs.decoders import load_decoder",
             "",
-            f"decoder = load_decoder({source!r})",
+            f"decoder = load_decoder({py_literal(source)})",
         ]
     if latent_shape is not None and obs_dim is not None:
         lines += [
@@ -139,13 +156,13 @@ def usage_snippet(
             "chunk = decoder(obs, w)  # (1, Ta, action_dim): the actions of the next Ta env steps",
         ]
     if env_id is not None:
-        make = f"backbone={backbone!r}" if backbone is not None else "decoder=decoder"
+        make = f"backbone={py_literal(backbone)}" if backbone is not None else "decoder=decoder"
         lines += [
             "",
             "import gymnasium as gym",
             "import lpds_envs  # registers the LPDS-* ids",
             "",
-            f"env = gym.make({env_id!r}, {make})  # the action is this decoder's input noise",
+            f"env = gym.make({py_literal(env_id)}, {make})  # the action is this decoder's input noise",
             "observation, info = env.reset(seed=0)",
             "observation, reward, terminated, truncated, info = env.step(env.action_space.sample())",
         ]

@@ -54,7 +54,7 @@ class EpisodeBatch:
     lengths: np.ndarray  # (N,) raw env steps
     success: np.ndarray  # (N,) bool, False where the task reports none
     final_infos: list[dict] = field(default_factory=list)
-    paths: list[np.ndarray] = field(default_factory=list)  # observations visited, (T+1, obs_dim) each
+    paths: list[np.ndarray] = field(default_factory=list)  # observations visited, (T+1, obs_dim) each; [] for Dict obs
 
     def result(self) -> EvalResult:
         """These episodes as an :class:`EvalResult`."""
@@ -69,7 +69,8 @@ def run_episodes(venv: VecLatentSteeringWrapper, latent_fn: LatentFn, max_latent
     success = np.zeros(n, dtype=bool)
     done_mask = np.zeros(n, dtype=bool)
     final_infos: list[dict] = [{} for _ in range(n)]
-    paths: list[list[np.ndarray]] = [[np.array(o, copy=True)] for o in obs]
+    record = not isinstance(obs, dict)  # paths of array observations only (Dict observations: images, text)
+    paths: list[list[np.ndarray]] = [[np.array(o, copy=True)] for o in obs] if record else [[] for _ in range(n)]
     for _ in range(max_latent_steps):
         with torch.inference_mode():
             latents = latent_fn(obs)
@@ -78,8 +79,9 @@ def run_episodes(venv: VecLatentSteeringWrapper, latent_fn: LatentFn, max_latent
             returns[i] += rewards[i]
             lengths[i] += executed_steps([infos[i]])
             success[i] |= bool(infos[i].get("success", False))
-            last = infos[i]["terminal_observation"] if dones[i] else cast(np.ndarray, obs)[i]  # array observations
-            paths[i].append(np.array(last, copy=True))
+            if record:
+                last = infos[i]["terminal_observation"] if dones[i] else cast(np.ndarray, obs)[i]
+                paths[i].append(np.array(last, copy=True))
             if dones[i]:
                 done_mask[i] = True
                 final_infos[i] = infos[i]
@@ -87,7 +89,7 @@ def run_episodes(venv: VecLatentSteeringWrapper, latent_fn: LatentFn, max_latent
             break
     else:
         raise RuntimeError(f"episodes did not finish within {max_latent_steps} latent steps")
-    return EpisodeBatch(returns, lengths, success, final_infos, [np.stack(p) for p in paths])
+    return EpisodeBatch(returns, lengths, success, final_infos, [np.stack(p) for p in paths] if record else [])
 
 
 def prior_episodes(
@@ -314,6 +316,11 @@ def entropy_at_visited(
     :param paths: each episode's observations (:attr:`EvalResult.paths`: ``T + 1`` per episode); the
         states the policy acted in (all but the last of each) are the candidates
     """
+    if not paths:
+        raise ValueError(
+            "the action entropy is measured at visited states, and these episodes kept none (an env with Dict "
+            "observations keeps no paths): leave eval_entropy_states / --entropy-states at 0 for this env"
+        )
     states = np.concatenate([p[:-1] for p in paths])
     pick = np.random.default_rng(seed).choice(len(states), size=min(n_states, len(states)), replace=False)
     return policy_action_entropy(model, decoder, states[pick], n_samples, seed)

@@ -5,6 +5,7 @@ Hyperparameters are resolved in RL Zoo's order: the shipped preset of the algori
 ``--set key=value`` (dotted keys reach into dicts: ``policy_kwargs.net_arch=[64,64]``). Besides the learner's
 constructor arguments a preset may hold ``policy`` (default ``MlpPolicy``), ``n_envs`` (default 1) and
 ``env_kwargs`` (passed to :func:`~lpds_envs.vector.make_latent_vec_env`: ``latent_bound``, ``backbone``,
+``latent_subspace`` (``chunk_constant``, ``repeat`` or ``null`` for the full latent; default the task's),
 ``env_kwargs`` for the task itself).
 """
 
@@ -32,7 +33,7 @@ from algorithms.registry import ALGORITHMS, AlgoSpec
 from algorithms.residual_action import ResidualActionWrapper
 
 from .. import __version__
-from ..registration import TASKS, raw_task_kwargs, resolve_lpds_id
+from ..registration import TASKS, default_subspace, raw_task_kwargs, resolve_lpds_id
 from ..vector import make_latent_vec_env
 
 CONFIG_FILE = "config.yaml"
@@ -46,7 +47,10 @@ class UsageError(ValueError):
 RUN_KEYS = ("policy", "n_envs", "env_kwargs")
 #: constructor arguments the run sets itself
 _RESERVED = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "decoder", "_init_setup_model"}
-ENV_KWARGS = {"latent": ("latent_bound", "backbone", "env_kwargs"), "residual": ("backbone", "env_kwargs")}
+ENV_KWARGS = {
+    "latent": ("latent_bound", "backbone", "latent_subspace", "env_kwargs"),
+    "residual": ("backbone", "env_kwargs"),
+}
 SET_HELP = "use --set key=value with a YAML value, e.g. --set delta=0.1 or --set policy_kwargs.net_arch=[64,64]"
 
 
@@ -353,7 +357,13 @@ def make_run_env(
     if spec.env_type == "latent":
         bound = kw.get("latent_bound", task_bound)
         return make_latent_vec_env(
-            factory, n_envs=n_envs, seed=seed, decoder=decoder, latent_bound=bound, env_kwargs=task_kwargs
+            factory,
+            n_envs=n_envs,
+            seed=seed,
+            decoder=decoder,
+            latent_bound=bound,
+            env_kwargs=task_kwargs,
+            latent_subspace=default_subspace(env_id, kw.get("latent_subspace", "default")),
         )
     return make_vec_env(
         factory,

@@ -20,7 +20,7 @@ from typing import Any
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from ..decoders.base import CONFIG_NAME, WEIGHTS_NAME, PretrainedDecoder, load_decoder
-from ..decoders.card import LIBRARY_NAME
+from ..decoders.card import LIBRARY_NAME, py_literal
 from ..registration import TASKS
 from .config import CONFIG_FILE, RunConfig, UsageError
 from .runs import read_csv_rows
@@ -88,7 +88,7 @@ def agent_usage(cfg: RunConfig, source: str, local: bool) -> str:
     """Python that loads the agent of a run (a local folder, or a Hub repo downloaded with ``snapshot_download``)
     and acts in its env."""
     cls = cfg.spec.cls
-    fetch = f"folder = {source!r}" if local else f"folder = snapshot_download({source!r})"
+    fetch = f"folder = {py_literal(source)}" if local else f"folder = snapshot_download({py_literal(source)})"
     lines = [
         "import gymnasium as gym",
         "import lpds_envs  # registers the LPDS-* ids",
@@ -97,9 +97,9 @@ def agent_usage(cfg: RunConfig, source: str, local: bool) -> str:
     lines += [] if local else ["from huggingface_hub import snapshot_download"]
     lines += ["", fetch, f'model = {cls.__name__}.load(f"{{folder}}/model.zip", buffer_size=1)']
     if cfg.spec.env_type == "latent":
-        kwargs = "".join(f", {k}={v!r}" for k, v in cfg.env_kwargs.items())
+        kwargs = "".join(f", {k}={py_literal(v)}" for k, v in cfg.env_kwargs.items())
         lines += [
-            f"env = gym.make({cfg.env_id!r}{kwargs})  # the action is the frozen backbone's input noise",
+            f"env = gym.make({py_literal(cfg.env_id)}{kwargs})  # the action is the frozen backbone's input noise",
             "obs, info = env.reset(seed=0)",
             f"action, _ = model.predict(obs, deterministic={bool(cfg.eval_deterministic)})",
             "obs, reward, terminated, truncated, info = env.step(action)",
@@ -285,7 +285,9 @@ def push_decoder(
         readme = stage / "README.md"
         if readme.is_file():
             # the card's snippet loads the repo instead of the local folder
-            readme.write_text(re.sub(r"load_decoder\((['\"]).*?\1\)", f"load_decoder({repo_id!r})", readme.read_text()))
+            readme.write_text(
+                re.sub(r"load_decoder\((['\"]).*?\1\)", f"load_decoder({py_literal(repo_id)})", readme.read_text())
+            )
         elif isinstance(decoder, PretrainedDecoder):
             decoder.generate_model_card(source=repo_id).save(readme)
         return api.upload_folder(

@@ -11,6 +11,9 @@ from algorithms.policies import PreprocessedExtractor
 from lpds_envs import LatentSteeringWrapper
 from lpds_envs.decoders import Decoder
 from lpds_envs.envs.multigoal_pixels import MultiGoalPixelsEnv
+from lpds_envs.evaluation import entropy_at_visited, evaluate_policy
+from lpds_envs.metrics import action_entropy, knn_entropy, model_sampler, prior_sampler
+from lpds_envs.vector import make_latent_vec_env
 
 
 class DictStateDecoder(Decoder):
@@ -88,3 +91,34 @@ def test_latent_dict_replay_buffer_keeps_chunks_with_their_transitions():
     assert set(env_index.tolist()) <= {0.0, 1.0}
     with pytest.raises(KeyError, match="decoded_action"):
         buf.add(obs, obs, np.zeros((2, 4), np.float32), np.zeros(2), np.zeros(2), [{}, {}])
+
+
+def test_evaluate_policy_on_dict_observations_keeps_no_paths_and_refuses_entropy():
+    env = make_env()
+    model = LagrangianSAC("MultiInputPolicy", env, delta=0.1, **SMALL)
+    venv = make_latent_vec_env(
+        lambda: MultiGoalPixelsEnv(image_size=40, horizon=8), n_envs=2, decoder=DictStateDecoder(), latent_bound=2.5
+    )
+    result = evaluate_policy(model, venv, deterministic=True, seed=3, episodes=3)
+    assert len(result.returns) == 3 and np.isfinite(result.returns).all() and (result.lengths == 8).all()
+    assert result.paths == []
+    with pytest.raises(ValueError, match="Dict observations"):
+        entropy_at_visited(model, env.decoder, result.paths, n_states=4)
+
+
+def test_action_entropy_of_dict_observations_matches_a_direct_computation():
+    dec = DictStateDecoder()
+    g = torch.Generator().manual_seed(0)
+    obs = {"image": torch.zeros(3, 40, 40, 3, dtype=torch.uint8), "state": torch.randn(3, 2, generator=g)}
+    h = action_entropy(dec, obs, prior_sampler(8, generator=torch.Generator().manual_seed(1)), n_samples=50)
+    w = torch.randn(150, 4, 2, generator=torch.Generator().manual_seed(1))
+    rep = {k: v.repeat_interleave(50, dim=0) for k, v in obs.items()}
+    chunks = dec(rep, w).reshape(3, 50, -1).numpy()
+    assert h == pytest.approx(np.mean([knn_entropy(c) for c in chunks]), rel=1e-6)
+    model = LagrangianSAC("MultiInputPolicy", make_env(), delta=0.1, **SMALL)
+    steered = action_entropy(
+        dec, {k: v.numpy() for k, v in obs.items()}, model_sampler(model), n_samples=20, max_batch=16
+    )
+    assert np.isfinite(steered)
+    with pytest.raises(ValueError, match="one non-empty batch"):
+        action_entropy(dec, {"image": obs["image"], "state": obs["state"][:2]}, n_samples=20)

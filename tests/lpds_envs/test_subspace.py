@@ -143,5 +143,30 @@ def test_callable_decoder_with_explicit_basis():
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.zeros(3, np.float32))
     np.testing.assert_allclose(info["decoded_action"].reshape(-1), info["full_latent"], atol=0)
-    with pytest.raises(ValueError, match="'chunk_constant' or a LatentSubspace"):
-        LatentSteeringWrapper(gym.make("lpds/MultiGoal-v0"), dec, latent_subspace="repeat")
+    with pytest.raises(ValueError, match="latent_subspace must be one of"):
+        LatentSteeringWrapper(gym.make("lpds/MultiGoal-v0"), dec, latent_subspace="repeats")
+
+
+def test_repeated_noise_is_dsrl_pi0s_parameterisation_and_not_exact_prior():
+    from lpds_envs.subspace import RepeatedNoise, resolve_subspace
+
+    rep = RepeatedNoise((5, 3), steps=2)
+    assert (rep.dim, rep.latent_dim) == (6, 15)
+    u = torch.randn(4, 6)
+    z = rep.lift(u, torch.randn(4, 15)).reshape(4, 5, 3)
+    # the agent sets the first `steps` rows; the last of them is repeated over the rest of the chunk
+    assert torch.equal(z[:, 0], u[:, :3]) and all(torch.equal(z[:, t], u[:, 3:]) for t in range(1, 5))
+    torch.testing.assert_close(rep.project(z.reshape(4, -1)), u)
+    # nothing else is drawn: the complement noise is ignored
+    assert torch.equal(rep.lift(u, torch.zeros(4, 15)), rep.lift(u, torch.randn(4, 15)))
+    # with u ~ N(0, I) the decoder latent is not N(0, I): repeated rows are perfectly correlated
+    zz = rep.lift(torch.randn(20_000, 6), torch.randn(20_000, 15)).reshape(-1, 5, 3)
+    corr = torch.corrcoef(torch.stack([zz[:, 2, 0], zz[:, 4, 0]]))[0, 1]
+    assert corr > 0.999
+    dec = small_decoder(action_dim=3, chunk_size=5)
+    one = resolve_subspace("repeat", dec)
+    assert isinstance(one, RepeatedNoise) and one.steps == 1 and one.dim == 3
+    with pytest.raises(ValueError, match="steps must be in"):
+        RepeatedNoise((5, 3), steps=6)
+    with pytest.raises(ValueError, match="latent_subspace must be one of"):
+        resolve_subspace("repeated", dec)

@@ -29,6 +29,7 @@ from scipy.interpolate import CubicSpline
 from lpds_envs.backbones.data import load_npz
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
+from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.decoders import load_decoder
 from lpds_envs.envs.avoiding import (
     GOAL_Y,
@@ -353,9 +354,9 @@ shipped as `LPDS-Avoiding-v0`'s backbone.
   `python -m lpds_envs.backbones.zoo.avoiding evaluate --backbone {args.backbone} --rollouts {cov["n_rollouts"]} --seed {cov["seed"]}`,
   `python -m lpds_envs.backbones.zoo.avoiding ship --backbone {args.backbone} --data {args.data} --name {args.name}`.
 """
-    (dest / "README.md").write_text(card)
     write_fingerprint(args.name)
     print(card)
+    print("wrote", write_backbone_card(dest, card))
 
 
 def main(argv: list[str] | None = None) -> None:

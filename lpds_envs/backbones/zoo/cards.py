@@ -20,7 +20,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard
 
-from ...decoders.card import card_body, decoder_card
+from ...decoders.card import card_body, decoder_card, py_literal
 from ...registration import TASKS
 from ..shipped import CHECKPOINT_DIR, shipped_backbones
 
@@ -50,10 +50,20 @@ def card_metrics(folder: Path) -> tuple[list[tuple[str, str, str]], list[tuple[s
             (
                 "final BC loss (EMA-smoothed)",
                 f"{training['final_bc_loss']:.4f}",
-                f"training loss after {training['steps']:,} steps (`training.json`)",
+                f"training loss after {training.get('stop_at') or training['steps']:,} steps (`training.json`)",
             )
         )
-    if ev is not None:
+    if ev is not None and "n_rollouts" in ev:  # a route-counting task's records (the Avoiding zoo)
+        how = f"{ev['n_rollouts']} episodes with prior latents w ~ N(0, I), unclipped, seed {ev['seed']} (`eval.json`)"
+        rows.append(("success rate", f"{ev['success_rate']:.3f}", how))
+        index.append(("success_rate", float(ev["success_rate"])))
+        if "routes_hit" in ev:
+            n_routes = len(ev["route_histogram"])
+            rows.append(("routes among the successes", f"{ev['routes_hit']} of {n_routes}", how))
+        if "behaviour_entropy" in ev:
+            rows.append(("behaviour entropy (D3IL)", f"{ev['behaviour_entropy']:.3f}", how))
+            index.append(("behaviour_entropy", float(ev["behaviour_entropy"])))
+    elif ev is not None:
         how = (
             f"{ev['episodes']} episodes with prior latents (the frozen backbone itself), reset seeds {ev['seed']}.., "
             f"latent box {ev['latent_bound']} (`eval.json`)"
@@ -87,7 +97,7 @@ def check_consistency(folder: Path, description: str) -> None:
         expected.append(("prior-latent return", [f"{ev['return_mean']:.1f}", f"{ev['return_mean']:.2f}"]))
     if ev is not None and "success_rate" in ev:
         rate = ev["success_rate"]
-        expected.append(("prior-latent success rate", [f"{rate:.2f}", f"{rate:.0%}"]))
+        expected.append(("prior-latent success rate", [f"{rate:.2f}", f"{rate:.3f}", f"{rate:.0%}"]))
     if cov is not None:
         expected.append(("coverage", [", ".join(f"{f:.3f}" for f in cov["goal_fractions"])]))
     for what, forms in expected:
@@ -121,7 +131,7 @@ def backbone_card(folder: str | Path, description: str | None = None) -> ModelCa
     extra = TASKS[env_id[len("LPDS-") : -len("-v0")]].extra if env_id is not None else None
     extra = extra or ("pi0" if pi0 else None)
     shipped = folder.resolve().parent == CHECKPOINT_DIR.resolve() or task is not None
-    load = f"load_backbone({folder.name!r}, verify=True)" if shipped else None
+    load = f"load_backbone({py_literal(folder.name)}, verify=True)" if shipped else None
     eval_results = [
         EvalResult(
             task_type="reinforcement-learning",

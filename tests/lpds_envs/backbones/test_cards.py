@@ -19,7 +19,7 @@ def test_shipped_card_is_the_template_of_its_records(name):
     meta = yaml.safe_load(text.split("---\n")[1])
     env_id, kind = cards.steering_task(name)
     assert meta["library_name"] == "lpds" and "lpds-zoo" in meta["tags"]
-    assert f"gym.make({env_id!r}, backbone={kind!r})" in text and f"load_backbone({name!r}, verify=True)" in text
+    assert f'gym.make("{env_id}", backbone="{kind}")' in text and f'load_backbone("{name}", verify=True)' in text
     ev = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else None
     if ev is not None and "return_mean" in ev:
         assert f"| return | {ev['return_mean']:.1f} +- {ev['return_std']:.1f} |" in text

@@ -221,7 +221,7 @@ def test_push_decoder_and_load_it_back_bit_identical(hub, tmp_path):
     assert hub.commits[-1]["summary"] == "a decoder"
     assert hub.commits[-1]["files"] == ["README.md", "config.json", "model.safetensors"]
     card = hub.repos["bob/tiny-flow"]["README.md"].decode()
-    assert "load_decoder('bob/tiny-flow')" in card and str(folder) not in card
+    assert 'load_decoder("bob/tiny-flow")' in card and str(folder) not in card
     # download through huggingface_hub from the stub, then decode: the same chunks, bit for bit
     obs, w = torch.randn(5, 3), torch.randn(5, 4, 2)
     torch.save({"obs": obs, "w": w, "out": decoder(obs, w)}, tmp_path / "io.pt")
@@ -241,7 +241,7 @@ def test_decoder_push_to_hub_mixin_writes_the_lpds_card(hub):
     files = hub.repos["carol/flow"]
     assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
     card = files["README.md"].decode()
-    assert "load_decoder('carol/flow')" in card and f"gym.make('{ENV}', decoder=decoder)" in card
+    assert 'load_decoder("carol/flow")' in card and f'gym.make("{ENV}", decoder=decoder)' in card
     assert json.loads(files["config.json"])["decoder_type"] == "flow"
 
 

@@ -33,10 +33,12 @@ def run(args, cwd):
 def test_every_preset_entry_is_a_valid_rl_zoo_entry_and_lpds_leaves_zoo_keys_out():
     for algo in available_algos():
         for env_id, entry in load_presets(algo).items():
-            assert isinstance(entry["policy"], str) and entry["policy"] == "MlpPolicy", (algo, env_id)
+            # MultiInputPolicy for the tasks with camera images (Dict observations)
+            assert entry["policy"] in ("MlpPolicy", "MultiInputPolicy"), (algo, env_id)
             assert isinstance(entry["n_timesteps"], int) and entry["n_timesteps"] > 0, (algo, env_id)
             preset = get_preset(algo, env_id)
-            assert "n_timesteps" not in preset and "policy" not in preset  # lpds train: --steps, MlpPolicy default
+            assert "n_timesteps" not in preset  # lpds train's budget is --steps
+            assert preset.get("policy", "MultiInputPolicy") == "MultiInputPolicy"  # MlpPolicy is the default
     assert get_preset("lpds", ENV, {"policy": "MultiInputPolicy"})["policy"] == "MultiInputPolicy"
 
 

@@ -1,0 +1,337 @@
+"""LP-DS vs DSRL-SAC vs DSRL-pi0's repeated noise, steering the shipped PI0 on `LPDS-LiberoCreamCheese-v0`.
+
+Three stages, each resumable (a finished run or evaluation is skipped; ``lpds train`` resumes a cut-off run), and
+``all``, which runs a shard's training and then its evaluations:
+
+- ``train``: ``lpds train`` for every (learner, seed) of ``--shard i/n`` (so that two shells can share the work), the
+  learners' presets with the CPU budget's overrides (:data:`COMMON`, :data:`EXTRA`).
+- ``evaluate``: the shard's final models and (in the last shard) the frozen backbone (prior latents of the task's
+  default exact-prior subspace) on the same ``--episodes`` seeded episodes (reset seeds ``--seed`` + j, one env at
+  a time), per-episode results in ``<run>/final_episodes.json`` and ``<out>/backbone_episodes.json``.
+- ``entropy``: the action entropy (paper eq. 11) of the backbone and of every final model at the first states of
+  ``--entropy-states`` evaluation episodes, in ``final_entropy.json`` / ``backbone_entropy.json``.
+- ``worker``: any number of workers share all trainings and evaluations through lock files (``<out>/locks``).
+- ``report``: the table of docs/results/libero.md (success and return against the backbone, paired by reset seed),
+  written to ``benchmarks/results/libero/report.json``.
+
+Needs the libero and pi0 extras (the libero venv)::
+
+    export MUJOCO_GL=egl OMP_NUM_THREADS=1
+    python benchmarks/libero_study.py all --shard 0/2 & python benchmarks/libero_study.py all --shard 1/2; wait
+    python benchmarks/libero_study.py entropy && python benchmarks/libero_study.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO_ROOT, add_repo_to_path, machine_info, markdown_table  # noqa: E402
+
+add_repo_to_path()
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import gymnasium as gym  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from algorithms.latent_env import resolve_decoder  # noqa: E402
+from lpds_envs.evaluation import PriorPolicy, evaluate_policy, success_gain_se  # noqa: E402
+from lpds_envs.evaluation.episodes import isolated_rng  # noqa: E402
+from lpds_envs.experiment.config import get_algo, make_run_env  # noqa: E402
+from lpds_envs.experiment.evaluate import load_trained, locate_model  # noqa: E402
+from lpds_envs.metrics import action_entropy, model_sampler, prior_sampler  # noqa: E402
+
+ENV = "LPDS-LiberoCreamCheese-v0"
+LEARNERS = ("lpds", "dsrl", "dsrl-pi0")
+SEEDS = (0, 1, 2)
+#: raw env steps per run (chunks of 5): what two cores fit in one session next to the evaluations
+STEPS = 5000
+#: the CPU budget's overrides of every learner's preset (which follows DSRL-pi0's LIBERO script: 20 gradient steps
+#: per chunk, batch 256): one gradient step per chunk on batches of 64, updates after 100 chunks of prior latents
+COMMON = ["gradient_steps=1", "batch_size=64", "learning_starts=100"]
+#: LP-DS's fast mode validated on Hopper (docs/results/speed.md): no decode inside a gradient step
+EXTRA = {"lpds": ["prior_cache=8", "td_target=latent_critic"], "dsrl": [], "dsrl-pi0": []}
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "libero"
+
+
+def run_dir(out: Path, algo: str, seed: int) -> Path:
+    return out / ENV / algo / f"seed_{seed}"
+
+
+def shard(items: list[Any], spec: str) -> list[Any]:
+    i, n = (int(x) for x in spec.split("/"))
+    return items[i::n]
+
+
+def runs(spec: str) -> list[tuple[str, int]]:
+    """The (learner, seed) pairs of shard ``spec``."""
+    return shard([(a, s) for s in SEEDS for a in LEARNERS], spec)
+
+
+def train_one(args: argparse.Namespace, algo: str, seed: int) -> None:
+    if (run_dir(args.out, algo, seed) / "model.zip").is_file():
+        print(f"{algo} seed {seed}: done", flush=True)
+        return
+    cmd = [
+        sys.executable, "-m", "lpds_envs.experiment.cli", "train", "--algo", algo, "--env", ENV,
+        "--steps", str(args.steps), "--seeds", str(seed), "--set", *COMMON, *EXTRA[algo],
+        "--eval-freq", str(args.steps), "--eval-episodes", "2", "--checkpoint-freq", "500", "--device", "cpu",
+        "--out", str(args.out), "--no-progress",
+    ]  # fmt: skip
+    print(" ".join(cmd[1:]), flush=True)
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    print(f"{algo} seed {seed}: trained in {time.time() - t0:.0f} s", flush=True)
+
+
+def train(args: argparse.Namespace) -> None:
+    for algo, seed in runs(args.shard):
+        train_one(args, algo, seed)
+
+
+def episodes_record(result: Any, seconds: float) -> dict[str, Any]:
+    return {
+        **result.to_dict(),
+        "successes": [bool(x) for x in result.success],
+        "returns": [float(x) for x in result.returns],
+        "lengths": [int(x) for x in result.lengths],
+        "seconds": round(seconds, 1),
+    }
+
+
+def evaluate_one(args: argparse.Namespace, job: tuple[str, int] | None) -> None:
+    """Evaluate one final model (``job`` = (learner, seed)) or, for ``None``, the frozen backbone; skipped when done
+    or when the model does not exist yet."""
+    if job is None:
+        path = args.out / "backbone_episodes.json"
+        if path.is_file():
+            return
+        venv = make_run_env(get_algo("lpds"), ENV, {}, args.n_envs, None, "cpu")
+        policy: Any = PriorPolicy(int(np.prod(venv.action_space.shape)), args.seed)
+        deterministic = False
+    else:
+        algo, seed = job
+        folder = run_dir(args.out, algo, seed)
+        path = folder / "final_episodes.json"
+        if path.is_file() or not (folder / "model.zip").is_file():
+            return
+        model_path, cfg = locate_model(folder)
+        assert cfg is not None
+        spec = get_algo(algo)
+        venv = make_run_env(spec, ENV, cfg.env_kwargs, args.n_envs, None, "cpu")
+        policy, deterministic = load_trained(model_path, algo, venv, "cpu"), spec.eval_deterministic
+    t0 = time.time()
+    result = evaluate_policy(policy, venv, deterministic, args.seed, args.episodes)
+    venv.close()
+    path.write_text(json.dumps(episodes_record(result, time.time() - t0), indent=1))
+    print(f"{job or 'backbone'}: success {result.success_rate:.3f} over {args.episodes}", flush=True)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    i, n = (int(x) for x in args.shard.split("/"))
+    jobs: list[tuple[str, int] | None] = list(runs(args.shard)) + ([None] if i == n - 1 else [])  # None: backbone
+    for job in jobs:
+        evaluate_one(args, job)
+
+
+def claim(path: Path) -> bool:
+    """Create lock file ``path`` atomically; False if another worker holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Any number of these share all the work through lock files in ``<out>/locks``: every unfinished training,
+    then every evaluation whose model exists, passes repeated until nothing is left that this worker can take."""
+    locks = args.out / "locks"
+    pending = True
+    while pending:
+        pending = False
+        for algo, seed in [(a, s) for s in SEEDS for a in LEARNERS]:
+            if not (run_dir(args.out, algo, seed) / "model.zip").is_file() and claim(locks / f"train-{algo}-{seed}"):
+                train_one(args, algo, seed)
+        jobs: list[tuple[str, int] | None] = [None] + [(a, s) for s in SEEDS for a in LEARNERS]
+        for job in jobs:
+            name = "backbone" if job is None else f"{job[0]}-{job[1]}"
+            if job is not None and not (run_dir(args.out, *job) / "model.zip").is_file():
+                pending = pending or not (locks / f"eval-{name}").exists()
+                continue
+            if claim(locks / f"eval-{name}"):
+                evaluate_one(args, job)
+        if pending:
+            time.sleep(30)
+
+
+def probe_states(n: int, seed: int) -> dict[str, np.ndarray]:
+    """The first observations of evaluation episodes ``seed``, ``seed + 1``, ... (the same for every learner)."""
+    env = gym.make("lpds/LiberoCreamCheese-v0")
+    rows = [env.reset(seed=seed + j)[0] for j in range(n)]
+    env.close()
+    return {key: np.stack([r[key] for r in rows]) for key in rows[0]}
+
+
+def entropy(args: argparse.Namespace) -> None:
+    """Action entropy (paper eq. 11) of every final model and of the backbone at the first states of the evaluation
+    episodes: ``--entropy-samples`` decoded chunks per state, Kozachenko-Leonenko estimate (k = 3)."""
+    states = probe_states(args.entropy_states, args.seed)
+    jobs: list[tuple[str, int] | None] = [None] + [(a, s) for s in SEEDS for a in LEARNERS]
+    for job in jobs:
+        if job is None:
+            path = args.out / "backbone_entropy.json"
+            venv = make_run_env(get_algo("lpds"), ENV, {}, 1, None, "cpu")
+            sampler = prior_sampler(int(np.prod(venv.action_space.shape)), venv.latent_bound)
+        else:
+            algo, seed = job
+            folder = run_dir(args.out, algo, seed)
+            path = folder / "final_entropy.json"
+            if not (folder / "model.zip").is_file():
+                continue
+            model_path, cfg = locate_model(folder)
+            assert cfg is not None
+            venv = make_run_env(get_algo(algo), ENV, cfg.env_kwargs, 1, None, "cpu")
+            sampler = model_sampler(load_trained(model_path, algo, venv, "cpu"), deterministic=False)
+        if path.is_file():
+            venv.close()
+            continue
+        with isolated_rng(args.seed), torch.no_grad():
+            h = action_entropy(resolve_decoder(venv, None), states, sampler, args.entropy_samples, k=3, max_batch=256)
+        venv.close()
+        path.write_text(
+            json.dumps({"action_entropy": h, "states": args.entropy_states, "samples": args.entropy_samples})
+        )
+        print(f"{job or 'backbone'}: action entropy {h:.2f} nats", flush=True)
+
+
+def _entropy(path: Path) -> float | None:
+    return json.loads(path.read_text())["action_entropy"] if path.is_file() else None
+
+
+def report(args: argparse.Namespace) -> None:
+    backbone = json.loads((args.out / "backbone_episodes.json").read_text())
+    base = np.asarray(backbone["successes"], dtype=float)
+    n = len(base)
+    h_base = _entropy(args.out / "backbone_entropy.json")
+    out: dict[str, Any] = {
+        "machine": machine_info(),
+        "steps": args.steps,
+        "common": COMMON,
+        "extra": EXTRA,
+        "episodes": n,
+        "backbone": {
+            **{k: v for k, v in backbone.items() if k not in ("successes", "returns", "lengths")},
+            "action_entropy": h_base,
+        },
+        "runs": {},
+    }
+    fmt = lambda h: "-" if h is None else f"{h:.2f}"  # noqa: E731
+    se_base = float(np.sqrt(base.mean() * (1 - base.mean()) / n))
+    rows = [["frozen backbone", "-", f"{base.mean():.2f} ± {se_base:.2f}", "-", f"{backbone['mean_return']:.1f}"]]
+    rows[0] += [fmt(h_base), "-"]
+    for algo in LEARNERS:
+        gains = []
+        for seed in SEEDS:
+            folder = run_dir(args.out, algo, seed)
+            path = folder / "final_episodes.json"
+            if not path.is_file():
+                continue
+            r = json.loads(path.read_text())
+            s = np.asarray(r["successes"], dtype=float)
+            if len(s) != n:
+                raise ValueError(f"{path} has {len(s)} episodes, the backbone {n}: evaluate both with --episodes {n}")
+            gain, se = float(s.mean() - base.mean()), success_gain_se(float(s.mean()), float(base.mean()), n)
+            evals = (folder / "evaluations.csv").read_text().strip().splitlines()
+            header, last = evals[0].split(","), evals[-1].split(",")
+            time_s, raw = float(last[header.index("time_s")]), int(last[header.index("raw_env_steps")])
+            h = _entropy(folder / "final_entropy.json")
+            gains.append(gain)
+            out["runs"][f"{algo}/seed_{seed}"] = {
+                "success_rate": float(s.mean()),
+                "gain": gain,
+                "gain_se": se,
+                "paired_gain_se": float(np.std(s - base, ddof=1) / np.sqrt(n)),
+                "mean_return": r["mean_return"],
+                "action_entropy": h,
+                "raw_env_steps": raw,
+                "train_time_s": time_s,
+                "train_s_per_1k_raw_steps": 1000 * time_s / raw,
+                "eval_seconds": r["seconds"],
+            }
+            rows.append(
+                [algo, seed, f"{s.mean():.2f}", f"{gain:+.2f} ± {se:.2f}", f"{r['mean_return']:.1f}", fmt(h)]
+                + [f"{1000 * time_s / raw:.0f}"]
+            )
+        if gains:
+            out[f"{algo}_mean_gain"] = float(np.mean(gains))
+            out[f"{algo}_sd_gain"] = float(np.std(gains, ddof=1)) if len(gains) > 1 else None
+    header = ["learner", "seed", "success", "gain ± SE", "return", "action entropy (nats)", "train s / 1k raw steps"]
+    print(markdown_table(header, rows))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "report.json").write_text(json.dumps(out, indent=1))
+    figure(out, float(base.mean()), n)
+    print(f"wrote {RESULTS / 'report.json'}")
+
+
+def figure(out: dict[str, Any], base: float, n: int) -> None:
+    """Success of every final model (dots, with binomial standard errors) against the backbone's (line and band)."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    se = np.sqrt(base * (1 - base) / n)
+    ax.axhspan(base - se, base + se, color="0.85", label=f"frozen backbone ({base:.2f} ± {se:.2f})")
+    ax.axhline(base, color="0.4", lw=1)
+    for x, algo in enumerate(LEARNERS):
+        for k, seed in enumerate(SEEDS):
+            r = out["runs"].get(f"{algo}/seed_{seed}")
+            if r is None:
+                continue
+            p = r["success_rate"]
+            ax.errorbar(x + 0.12 * (k - 1), p, yerr=np.sqrt(p * (1 - p) / n), fmt="o", color=f"C{x}", capsize=3)
+    ax.set_xticks(range(len(LEARNERS)), [f"{a}" for a in LEARNERS])
+    ax.set_ylabel(f"success ({n} episodes)")
+    ax.set_title(f"{ENV}, {out['steps']:,} raw env steps, seeds {', '.join(map(str, SEEDS))}", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "success.png", dpi=120)
+    print(f"wrote {RESULTS / 'success.png'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=["train", "evaluate", "all", "worker", "entropy", "report"])
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "runs_libero")
+    p.add_argument("--shard", default="0/1", help="i/n: this shell's share of the runs (round robin)")
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=20000, help="reset seed of the first evaluation episode")
+    p.add_argument("--entropy-states", type=int, default=16, help="probe states of the action entropy")
+    p.add_argument("--entropy-samples", type=int, default=64, help="decoded chunks per probe state")
+    p.add_argument("--n-envs", type=int, default=1, help="evaluation sub-envs (1: no steps after an episode ends)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.stage in ("train", "all"):
+        train(args)
+    if args.stage in ("evaluate", "all"):
+        evaluate(args)
+    if args.stage == "worker":
+        worker(args)
+    if args.stage == "entropy":
+        entropy(args)
+    if args.stage == "report":
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
