@@ -62,6 +62,10 @@ STEPS = 5000
 COMMON = ["gradient_steps=1", "batch_size=64", "learning_starts=100"]
 #: LP-DS's fast mode validated on Hopper (docs/results/speed.md): no decode inside a gradient step
 EXTRA = {"lpds": ["prior_cache=8", "td_target=latent_critic"], "dsrl": [], "dsrl-pi0": []}
+#: the frozen backbone with prior latents, in the env of the LP-DS runs (latent box 2.5) and in the box of the DSRL
+#: runs (1.0, DSRL-pi0's action_magnitude), which by itself changes what the frozen policy does
+BACKBONES: dict[str, dict[str, Any]] = {"backbone": {}, "backbone_bound1": {"latent_bound": 1.0}}
+Job = tuple[str, int] | str  # (learner, seed), or a key of BACKBONES
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "libero"
 
 
@@ -110,14 +114,14 @@ def episodes_record(result: Any, seconds: float) -> dict[str, Any]:
     }
 
 
-def evaluate_one(args: argparse.Namespace, job: tuple[str, int] | None) -> None:
-    """Evaluate one final model (``job`` = (learner, seed)) or, for ``None``, the frozen backbone; skipped when done
-    or when the model does not exist yet."""
-    if job is None:
-        path = args.out / "backbone_episodes.json"
+def evaluate_one(args: argparse.Namespace, job: Job) -> None:
+    """Evaluate one final model (``job`` = (learner, seed)) or a frozen backbone (a key of :data:`BACKBONES`);
+    skipped when done or when the model does not exist yet."""
+    if isinstance(job, str):
+        path = args.out / f"{job}_episodes.json"
         if path.is_file():
             return
-        venv = make_run_env(get_algo("lpds"), ENV, {}, args.n_envs, None, "cpu")
+        venv = make_run_env(get_algo("lpds"), ENV, BACKBONES[job], args.n_envs, None, "cpu")
         policy: Any = PriorPolicy(int(np.prod(venv.action_space.shape)), args.seed)
         deterministic = False
     else:
@@ -135,12 +139,12 @@ def evaluate_one(args: argparse.Namespace, job: tuple[str, int] | None) -> None:
     result = evaluate_policy(policy, venv, deterministic, args.seed, args.episodes)
     venv.close()
     path.write_text(json.dumps(episodes_record(result, time.time() - t0), indent=1))
-    print(f"{job or 'backbone'}: success {result.success_rate:.3f} over {args.episodes}", flush=True)
+    print(f"{job}: success {result.success_rate:.3f} over {args.episodes}", flush=True)
 
 
 def evaluate(args: argparse.Namespace) -> None:
     i, n = (int(x) for x in args.shard.split("/"))
-    jobs: list[tuple[str, int] | None] = list(runs(args.shard)) + ([None] if i == n - 1 else [])  # None: backbone
+    jobs: list[Job] = list(runs(args.shard)) + (list(BACKBONES) if i == n - 1 else [])
     for job in jobs:
         evaluate_one(args, job)
 
@@ -165,13 +169,13 @@ def worker(args: argparse.Namespace) -> None:
         for algo, seed in [(a, s) for s in SEEDS for a in LEARNERS]:
             if not (run_dir(args.out, algo, seed) / "model.zip").is_file() and claim(locks / f"train-{algo}-{seed}"):
                 train_one(args, algo, seed)
-        jobs: list[tuple[str, int] | None] = [None] + [(a, s) for s in SEEDS for a in LEARNERS]
+        jobs: list[Job] = [*BACKBONES, *((a, s) for s in SEEDS for a in LEARNERS)]
         for job in jobs:
-            name = "backbone" if job is None else f"{job[0]}-{job[1]}"
-            if job is not None and not (run_dir(args.out, *job) / "model.zip").is_file():
-                pending = pending or not (locks / f"eval-{name}").exists()
+            name = job if isinstance(job, str) else f"{job[0]}-{job[1]}"
+            if not isinstance(job, str) and not (run_dir(args.out, *job) / "model.zip").is_file():
+                pending = pending or not (locks / f"eval{args.episodes}-{name}").exists()
                 continue
-            if claim(locks / f"eval-{name}"):
+            if claim(locks / f"eval{args.episodes}-{name}"):
                 evaluate_one(args, job)
         if pending:
             time.sleep(30)
@@ -189,11 +193,11 @@ def entropy(args: argparse.Namespace) -> None:
     """Action entropy (paper eq. 11) of every final model and of the backbone at the first states of the evaluation
     episodes: ``--entropy-samples`` decoded chunks per state, Kozachenko-Leonenko estimate (k = 3)."""
     states = probe_states(args.entropy_states, args.seed)
-    jobs: list[tuple[str, int] | None] = [None] + [(a, s) for s in SEEDS for a in LEARNERS]
+    jobs: list[Job] = [*BACKBONES, *((a, s) for s in SEEDS for a in LEARNERS)]
     for job in jobs:
-        if job is None:
-            path = args.out / "backbone_entropy.json"
-            venv = make_run_env(get_algo("lpds"), ENV, {}, 1, None, "cpu")
+        if isinstance(job, str):
+            path = args.out / f"{job}_entropy.json"
+            venv = make_run_env(get_algo("lpds"), ENV, BACKBONES[job], 1, None, "cpu")
             sampler = prior_sampler(int(np.prod(venv.action_space.shape)), venv.latent_bound)
         else:
             algo, seed = job
@@ -214,7 +218,7 @@ def entropy(args: argparse.Namespace) -> None:
         path.write_text(
             json.dumps({"action_entropy": h, "states": args.entropy_states, "samples": args.entropy_samples})
         )
-        print(f"{job or 'backbone'}: action entropy {h:.2f} nats", flush=True)
+        print(f"{job}: action entropy {h:.2f} nats", flush=True)
 
 
 def _entropy(path: Path) -> float | None:
@@ -223,8 +227,20 @@ def _entropy(path: Path) -> float | None:
 
 def report(args: argparse.Namespace) -> None:
     backbone = json.loads((args.out / "backbone_episodes.json").read_text())
-    base = np.asarray(backbone["successes"], dtype=float)
-    n = len(base)
+    finished = {
+        (a, seed): json.loads(p.read_text())
+        for seed in SEEDS
+        for a in LEARNERS
+        if (p := run_dir(args.out, a, seed) / "final_episodes.json").is_file()
+    }
+    # every comparison on the episodes all evaluations share (episode j has reset seed --seed + j in each)
+    clipped_path = args.out / "backbone_bound1_episodes.json"
+    clipped = json.loads(clipped_path.read_text()) if clipped_path.is_file() else None
+    others = list(finished.values()) + ([clipped] if clipped else [])
+    n = min([len(backbone["successes"])] + [len(r["successes"]) for r in others])
+    base = np.asarray(backbone["successes"][:n], dtype=float)
+    base1 = np.asarray(clipped["successes"][:n], dtype=float) if clipped else None
+    base_return = float(np.mean(backbone["returns"][:n]))
     h_base = _entropy(args.out / "backbone_entropy.json")
     out: dict[str, Any] = {
         "machine": machine_info(),
@@ -234,37 +250,48 @@ def report(args: argparse.Namespace) -> None:
         "episodes": n,
         "backbone": {
             **{k: v for k, v in backbone.items() if k not in ("successes", "returns", "lengths")},
+            "success_rate_compared": float(np.mean(backbone["successes"][:n])),
             "action_entropy": h_base,
         },
         "runs": {},
     }
     fmt = lambda h: "-" if h is None else f"{h:.2f}"  # noqa: E731
     se_base = float(np.sqrt(base.mean() * (1 - base.mean()) / n))
-    rows = [["frozen backbone", "-", f"{base.mean():.2f} ± {se_base:.2f}", "-", f"{backbone['mean_return']:.1f}"]]
-    rows[0] += [fmt(h_base), "-"]
+    rows = [["frozen backbone", "-", f"{base.mean():.2f} ± {se_base:.2f}", "-", f"{base_return:.1f}"]]
+    rows[0] += [fmt(h_base), "-", "-"]
+    if base1 is not None:
+        se1 = float(np.sqrt(base1.mean() * (1 - base1.mean()) / n))
+        h1 = _entropy(args.out / "backbone_bound1_entropy.json")
+        rows.append(["frozen backbone, latents clipped to 1.0", "-", f"{base1.mean():.2f} ± {se1:.2f}", "-"])
+        rows[-1] += [f"{np.mean(clipped['returns'][:n]):.1f}", fmt(h1), "-", "-"]
+        out["backbone_bound1"] = {"success_rate_compared": float(base1.mean()), "action_entropy": h1}
     for algo in LEARNERS:
         gains = []
         for seed in SEEDS:
             folder = run_dir(args.out, algo, seed)
-            path = folder / "final_episodes.json"
-            if not path.is_file():
+            if (algo, seed) not in finished:
                 continue
-            r = json.loads(path.read_text())
-            s = np.asarray(r["successes"], dtype=float)
-            if len(s) != n:
-                raise ValueError(f"{path} has {len(s)} episodes, the backbone {n}: evaluate both with --episodes {n}")
+            r = finished[(algo, seed)]
+            s = np.asarray(r["successes"][:n], dtype=float)
+            mean_return = float(np.mean(r["returns"][:n]))
             gain, se = float(s.mean() - base.mean()), success_gain_se(float(s.mean()), float(base.mean()), n)
             evals = (folder / "evaluations.csv").read_text().strip().splitlines()
             header, last = evals[0].split(","), evals[-1].split(",")
             time_s, raw = float(last[header.index("time_s")]), int(last[header.index("raw_env_steps")])
             h = _entropy(folder / "final_entropy.json")
+            gain1 = float(s.mean() - base1.mean()) if base1 is not None else None
+            se1 = success_gain_se(float(s.mean()), float(base1.mean()), n) if base1 is not None else None
             gains.append(gain)
             out["runs"][f"{algo}/seed_{seed}"] = {
                 "success_rate": float(s.mean()),
                 "gain": gain,
                 "gain_se": se,
+                "gain_vs_bound1_backbone": gain1,
+                "gain_vs_bound1_backbone_se": se1,
                 "paired_gain_se": float(np.std(s - base, ddof=1) / np.sqrt(n)),
-                "mean_return": r["mean_return"],
+                "mean_return": mean_return,
+                "episodes_evaluated": len(r["successes"]),
+                "success_rate_all_evaluated": float(np.mean(r["successes"])),
                 "action_entropy": h,
                 "raw_env_steps": raw,
                 "train_time_s": time_s,
@@ -272,13 +299,14 @@ def report(args: argparse.Namespace) -> None:
                 "eval_seconds": r["seconds"],
             }
             rows.append(
-                [algo, seed, f"{s.mean():.2f}", f"{gain:+.2f} ± {se:.2f}", f"{r['mean_return']:.1f}", fmt(h)]
-                + [f"{1000 * time_s / raw:.0f}"]
+                [algo, seed, f"{s.mean():.2f}", f"{gain:+.2f} ± {se:.2f}", f"{mean_return:.1f}", fmt(h)]
+                + ["-" if gain1 is None else f"{gain1:+.2f} ± {se1:.2f}", f"{1000 * time_s / raw:.0f}"]
             )
         if gains:
             out[f"{algo}_mean_gain"] = float(np.mean(gains))
             out[f"{algo}_sd_gain"] = float(np.std(gains, ddof=1)) if len(gains) > 1 else None
-    header = ["learner", "seed", "success", "gain ± SE", "return", "action entropy (nats)", "train s / 1k raw steps"]
+    header = ["learner", "seed", "success", "gain ± SE", "return", "action entropy (nats)"]
+    header += ["gain vs the box-1.0 backbone", "train s / 1k raw steps"]
     print(markdown_table(header, rows))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "report.json").write_text(json.dumps(out, indent=1))
@@ -292,6 +320,9 @@ def figure(out: dict[str, Any], base: float, n: int) -> None:
     se = np.sqrt(base * (1 - base) / n)
     ax.axhspan(base - se, base + se, color="0.85", label=f"frozen backbone ({base:.2f} ± {se:.2f})")
     ax.axhline(base, color="0.4", lw=1)
+    if "backbone_bound1" in out:
+        b1 = out["backbone_bound1"]["success_rate_compared"]
+        ax.axhline(b1, color="0.4", lw=1, ls="--", label=f"backbone, latents clipped to 1.0 ({b1:.2f})")
     for x, algo in enumerate(LEARNERS):
         for k, seed in enumerate(SEEDS):
             r = out["runs"].get(f"{algo}/seed_{seed}")
