@@ -62,6 +62,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from lpds_envs.backbones.shipped import CHECKPOINT_DIR, write_fingerprint
 from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.backbones.zoo.libero_scripts import CreamCheeseController
+from lpds_envs.backbones.zoo.pi0_toy import pi0_flow_bc_step
 from lpds_envs.backbones.zoo.robomimic_hdf5 import (
     RobomimicDemo,
     count_demos,
@@ -351,7 +352,6 @@ def train_pi0(
         scheduler.load_state_dict(saved["sched"])
         generator.set_state(saved["gen"])
         start, running, losses = saved["step"], saved["running"], saved["losses"]
-    alpha = float(cfg.time_sampling_beta_alpha)
     t0 = time.time()
     for step in range(start, stop_at):
         idx = torch.randint(0, n, (batch_size,), generator=generator)
@@ -359,17 +359,8 @@ def train_pi0(
         with torch.no_grad():
             batch = {k: torch.from_numpy(images[k][i]) for k in PI0_CAMERAS}
             inputs = builder.model_inputs({**batch, PI0_STATE: torch.from_numpy(state[i])})
-        noise = torch.randn(targets[idx].shape, generator=generator)
-        u = torch.rand(batch_size, generator=generator)  # Beta(alpha, 1) flow times, scaled as PI0's config says
-        timestep = u ** (1.0 / alpha) * cfg.time_sampling_scale + cfg.time_sampling_offset
-        loss = model(**inputs, noise=noise, timestep=timestep, actions=targets[idx]).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        ema.update_parameters(model)
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        loss = pi0_flow_bc_step(model, inputs, targets[idx], generator, optimizer, scheduler, ema)
+        running = loss if running is None else 0.98 * running + 0.02 * loss
         if (step + 1) % checkpoint_every == 0 or step + 1 == stop_at:
             losses.append(running)
             tmp = state_path.with_suffix(".tmp")

@@ -130,6 +130,27 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def pi0_flow_bc_step(
+    model: Any, inputs: dict[str, Any], actions: torch.Tensor, generator: torch.Generator,
+    optimizer: torch.optim.Optimizer, scheduler: Any, ema: Any,
+) -> float:  # fmt: skip
+    """One flow-matching BC step of a transformers PI0 on ``actions`` (its own loss), with gradient clipping at 1,
+    the scheduler step and the EMA update; returns the loss. Draws the noise, then the flow times: Beta(alpha, 1) by
+    inverse CDF, scaled and offset as PI0's own sampler does."""
+    cfg = model.config
+    noise = torch.randn(actions.shape, generator=generator)
+    u = torch.rand(actions.shape[0], generator=generator)
+    timestep = u ** (1.0 / float(cfg.time_sampling_beta_alpha)) * cfg.time_sampling_scale + cfg.time_sampling_offset
+    loss = model(**inputs, noise=noise, timestep=timestep, actions=actions).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    ema.update_parameters(model)
+    return float(loss.item())
+
+
 def train_pi0_backbone(
     out_dir: str | os.PathLike,
     *,
@@ -221,7 +242,6 @@ def train_pi0_backbone(
     log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} start at step {start}/{steps} {json.dumps(run_config)}\n")
     log.flush()
 
-    alpha = float(cfg.time_sampling_beta_alpha)
     if float(cfg.time_sampling_beta_beta) != 1.0:
         raise ValueError("the time sampler assumes Beta(alpha, 1)")
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="BC pi0", disable=not progress, mininterval=5.0)
@@ -231,18 +251,8 @@ def train_pi0_backbone(
         obs = env.observe_batch(states[idx.numpy()])
         with torch.no_grad():
             inputs = builder.model_inputs({k: torch.from_numpy(v) for k, v in obs.items()})
-        noise = torch.randn(act_n[idx].shape, generator=generator)
-        # Beta(alpha, 1) by inverse CDF, scaled and offset as PI0's own sampler does
-        u = torch.rand(batch_size, generator=generator)
-        timestep = u ** (1.0 / alpha) * cfg.time_sampling_scale + cfg.time_sampling_offset
-        loss = model(**inputs, noise=noise, timestep=timestep, actions=act_n[idx]).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        ema.update_parameters(model)
-        running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
+        loss = pi0_flow_bc_step(model, inputs, act_n[idx], generator, optimizer, scheduler, ema)
+        running = loss if running is None else 0.99 * running + 0.01 * loss
         if (step + 1) % 50 == 0:
             losses.append(running)
             bar.set_postfix(loss=f"{running:.4f}")
