@@ -289,6 +289,9 @@ def report(args: argparse.Namespace) -> None:
                 "gain_vs_bound1_backbone": gain1,
                 "gain_vs_bound1_backbone_se": se1,
                 "paired_gain_se": float(np.std(s - base, ddof=1) / np.sqrt(n)),
+                "paired_gain_vs_bound1_backbone_se": (
+                    float(np.std(s - base1, ddof=1) / np.sqrt(n)) if base1 is not None else None
+                ),
                 "mean_return": mean_return,
                 "episodes_evaluated": len(r["successes"]),
                 "success_rate_all_evaluated": float(np.mean(r["successes"])),
