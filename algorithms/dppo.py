@@ -22,11 +22,12 @@ The defaults are DPPO's gym configs (``cfg/gym/finetune/hopper-v2/ft_ppo_diffusi
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
@@ -84,7 +85,7 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
     """
 
     policy_aliases: ClassVar[dict[str, type[DPPOPolicy]]] = {"MlpPolicy": DPPOPolicy}  # type: ignore[assignment]
-    policy: DPPOPolicy
+    policy: DPPOPolicy  # type: ignore[assignment]
     rollout_buffer: DenoisingRolloutBuffer
     #: the learner counts raw env steps itself (``raw_env_steps``), as the steering learners do
     counts_raw_steps = True
@@ -130,7 +131,9 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if not 0 < gamma_denoise <= 1 or not 0 <= gae_lambda <= 1:
-            raise ValueError(f"gamma_denoise must be in (0, 1] and gae_lambda in [0, 1], got {gamma_denoise}, {gae_lambda}")
+            raise ValueError(
+                f"gamma_denoise must be in (0, 1] and gae_lambda in [0, 1], got {gamma_denoise}, {gae_lambda}"
+            )
         if clip_range <= 0 or clip_range_first <= 0:
             raise ValueError(f"clip_range and clip_range_first must be > 0, got {clip_range}, {clip_range_first}")
         if log_prob_clip is not None and not log_prob_clip[0] < log_prob_clip[1]:
@@ -159,7 +162,7 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
         self.raw_env_steps = 0
         self._iterations = 0
         super().__init__(
-            policy,
+            policy,  # type: ignore[arg-type]
             env,
             learning_rate=learning_rate,
             n_steps=n_steps,
@@ -231,19 +234,19 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
         return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], []
 
     # ------------------------------------------------------------------ rollouts
-    def collect_rollouts(
-        self, env: Any, callback: Any, rollout_buffer: DenoisingRolloutBuffer, n_rollout_steps: int
-    ) -> bool:  # type: ignore[override]
+    def collect_rollouts(self, env: Any, callback: Any, rollout_buffer: RolloutBuffer, n_rollout_steps: int) -> bool:
         """Run the exploration chain for ``n_rollout_steps`` env steps per env; store chains, log-probabilities,
         values and rewards; then rescale the rewards and compute GAE.
 
         :return: False when a callback asked to stop
         """
         assert self._last_obs is not None, "learn() sets the first observation"
+        assert isinstance(rollout_buffer, DenoisingRolloutBuffer), "DPPO fills a DenoisingRolloutBuffer"
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
         callback.on_rollout_start()
-        low, high = self.action_space.low, self.action_space.high  # type: ignore[union-attr]
+        box = cast(spaces.Box, self.action_space)  # supported_action_spaces=(spaces.Box,)
+        low, high = box.low, box.high
         for _ in range(n_rollout_steps):
             with torch.no_grad():
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)
@@ -299,7 +302,7 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.actor_optimizer)
         data = self.rollout_buffer.samples()
-        n_env_steps, ft = data.chains.shape[0], self.ft_denoising_steps
+        n_env_steps, ft = data.chains.shape[0], int(self.ft_denoising_steps or 0)
         n_pairs = n_env_steps * ft
         n_batches = max(1, n_pairs // self.batch_size)  # the last partial minibatch is skipped, as DPPO does
         update_actor = self._iterations >= self.n_critic_warmup_iters
@@ -335,7 +338,9 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
                     clipped = data.old_values[t] + (values - data.old_values[t]).clamp(
                         -self.clip_range_vf, self.clip_range_vf
                     )
-                    value_loss = 0.5 * torch.max((values - data.returns[t]) ** 2, (clipped - data.returns[t]) ** 2).mean()
+                    value_loss = (
+                        0.5 * torch.max((values - data.returns[t]) ** 2, (clipped - data.returns[t]) ** 2).mean()
+                    )
                 loss = policy_loss + self.vf_coef * value_loss
                 with torch.no_grad():
                     approx_kl = float(((ratio - 1) - log_ratio).mean())

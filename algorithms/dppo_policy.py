@@ -85,10 +85,14 @@ class DPPOPolicy(BasePolicy):
         obs_dim = int(observation_space.shape[0])
         self.value_net = nn.Sequential(*create_mlp(obs_dim, 1, self.net_arch, activation_fn))
         self.actor_optimizer = self.optimizer_class(
-            self.actor.net.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+            self.actor.net.parameters(),
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,  # type: ignore[call-arg]
         )
         self.critic_optimizer = self.optimizer_class(
-            self.value_net.parameters(), lr=self.critic_lr, **self.optimizer_kwargs
+            self.value_net.parameters(),
+            lr=self.critic_lr,
+            **self.optimizer_kwargs,  # type: ignore[call-arg]
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dppo import DPPO
 from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
-from .dppo import DPPO
 from .dsrl_sac import DSRLSAC
 from .lagrangian_sac import LagrangianSAC
 from .residual_action import ResidualActionSAC

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -245,10 +246,7 @@ class FineTunedDiffusionDecoder(DiffusionDecoder):
             raise ValueError(f"fine_tuned_steps must be in [1, num_inference_steps={K}], got {fine_tuned_steps}")
         self.fine_tuned_steps = int(fine_tuned_steps)
         self._config["fine_tuned_steps"] = self.fine_tuned_steps
-        c = self._config
-        self.base_net = ConditionalResidualMLP(
-            c["chunk_size"] * c["action_dim"], c["obs_dim"], c["hidden_dim"], c["n_blocks"], c["time_embed_dim"]
-        )
+        self.base_net = copy.deepcopy(self.net)  # same architecture; the weights come from the state dict
 
     def step_network(self, k: int) -> ConditionalResidualMLP:
         """The network of DDIM step ``k`` (0 = the noisiest): ``base_net`` before the fine-tuned steps, then ``net``."""
