@@ -87,6 +87,7 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
     policy_aliases: ClassVar[dict[str, type[DPPOPolicy]]] = {"MlpPolicy": DPPOPolicy}  # type: ignore[assignment]
     policy: DPPOPolicy  # type: ignore[assignment]
     rollout_buffer: DenoisingRolloutBuffer
+    reward_scale: RunningRewardScale | None
     #: the learner counts raw env steps itself (``raw_env_steps``), as the steering learners do
     counts_raw_steps = True
 
@@ -213,7 +214,11 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
         super()._setup_model()
         if backbone is not None:
             self.policy.load_backbone(backbone)  # type: ignore[arg-type]
-        self.reward_scale = RunningRewardScale(self.n_envs, self.gamma) if self.reward_scale_running else None
+        loaded = getattr(self, "reward_scale", None)  # a loaded model keeps its running statistics
+        if not self.reward_scale_running:
+            self.reward_scale = None
+        elif not isinstance(loaded, RunningRewardScale) or len(loaded.ret) != self.n_envs:
+            self.reward_scale = RunningRewardScale(self.n_envs, self.gamma)
         self.discounts = denoising_discounts(ft, self.gamma_denoise).to(self.device)
         self.clip_ranges = clip_ranges(ft, self.clip_range, self.clip_range_first, self.clip_range_rate).to(self.device)
 

@@ -9,14 +9,17 @@ import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.save_util import load_from_zip_file
 
 from algorithms import DPPO
 from algorithms.dppo_rollouts import DenoisingRolloutBuffer, RunningRewardScale, clip_ranges, denoising_discounts
+from algorithms.presets import get_preset
 from algorithms.registry import get_algorithm
 from lpds_envs.decoders import DiffusionDecoder, FineTunedDiffusionDecoder, load_decoder
 from lpds_envs.evaluation import RawStepCallback
 from lpds_envs.evaluation.episodes import multigoal_coverage
 from lpds_envs.experiment import cli
+from lpds_envs.experiment import runs as runs_module
 from lpds_envs.registration import task_decoder
 from lpds_envs.wrappers import ChunkedActionWrapper
 
@@ -234,13 +237,54 @@ def test_lpds_train_and_evaluate_dppo_on_the_toy(tmp_path, capsys):
     assert loaded.fine_tuned_decoder().latent_shape == (1, 2)
 
 
+def test_lpds_train_dppo_resumes_exactly_after_an_interruption(tmp_path, monkeypatch):
+    """Checkpoints at iteration boundaries hold the policy, both optimisers, the running reward scale, the RNG
+    streams and the envs: an interrupted run resumed by the same command ends with the same weights and evaluations
+    as an uninterrupted one."""
+
+    def argv(out):
+        return [
+            "train", "--algo", "dppo", "--env", "LPDS-MultiGoal-v0", "--steps", "160", "--seeds", "0", "--out",
+            str(out), "--eval-freq", "40", "--checkpoint-freq", "40", "--eval-episodes", "2", "--no-progress",
+            "--set", "n_envs=2", "n_steps=20", "batch_size=100", "n_epochs=1", "policy_kwargs.net_arch=[16,16]",
+        ]  # fmt: skip
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    cli.main(argv(full))
+    original = runs_module.TrainingRun.after_step
+
+    def interrupt(self, *args):
+        original(self, *args)
+        if self.raw >= 100:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(runs_module.TrainingRun, "after_step", interrupt)
+        with pytest.raises(SystemExit):
+            cli.main(argv(cut))
+    cli.main(argv(cut))  # resumes from the checkpoint at 80 raw env steps
+    folders = [p / "LPDS-MultiGoal-v0" / "dppo" / "seed_0" for p in (full, cut)]
+    (data_a, params_a, _), (data_b, params_b, _) = (load_from_zip_file(f / "model.zip") for f in folders)
+    for key in ("num_timesteps", "raw_env_steps", "_n_updates", "_iterations"):
+        assert data_a[key] == data_b[key], key
+    assert data_a["raw_env_steps"] == 160
+    np.testing.assert_array_equal(data_a["reward_scale"].ret, data_b["reward_scale"].ret)
+    for name in params_a:
+        for key, tensor in params_a[name].items():
+            if isinstance(tensor, torch.Tensor):
+                assert torch.equal(tensor, params_b[name][key]), (name, key)
+    rows = []
+    for f in folders:
+        with open(f / "evaluations.csv", newline="") as fh:
+            rows.append([{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(fh)])
+    assert rows[0] == rows[1] and [int(r["raw_env_steps"]) for r in rows[0]] == [0, 40, 80, 120, 160]
+
+
 @pytest.mark.slow
 def test_dppo_raises_the_toy_return_above_the_frozen_backbone():
     """The toy preset (DPPO's D3IL-Avoiding config, actor lr 1e-4), seed 0, 6000 raw env steps: the fine-tuned
     decoder's return over 1000 rollouts from the origin beats the backbone's on the same latents (paired)."""
     torch.set_num_threads(1)
-    from algorithms.presets import get_preset
-
     dec = task_decoder("MultiGoal", None, "cpu")
     hp = get_preset("dppo", "LPDS-MultiGoal-v0")
     n_envs = hp.pop("n_envs")
