@@ -38,7 +38,7 @@ from lpds_envs.wrappers import executed_steps
 from .dppo_policy import DPPOPolicy
 from .dppo_rollouts import DenoisingRolloutBuffer, RunningRewardScale, clip_ranges, denoising_discounts
 from .faults import check_weights
-from .finetune import package_decoder, trainable_copy
+from .finetune import check_backbone, package_decoder
 from .progress import RawStepProgressMixin
 
 SelfDPPO = TypeVar("SelfDPPO", bound="DPPO")
@@ -191,8 +191,7 @@ class DPPO(RawStepProgressMixin, OnPolicyAlgorithm):
     def _setup_model(self) -> None:
         backbone = self.decoder if self.decoder is not None else self._env_decoder()
         if backbone is not None:
-            trainable_copy(backbone)  # refuses anything but a DiffusionDecoder, naming what to do
-            config = backbone.get_config()  # type: ignore[operator]
+            config = check_backbone(backbone).get_config()
         elif "decoder_config" in self.policy_kwargs:  # loaded: the policy's weights come from the zip
             config = self.policy_kwargs["decoder_config"]
         else:

@@ -123,7 +123,8 @@ class DPPOPolicy(BasePolicy):
         """Chunks in the env's units ``(B, Ta, act_dim)`` and the chain that produced them (from fresh prior noise)."""
         obs_n = self.actor.normalize_obs(obs.float())
         w = torch.randn((obs.shape[0], *self.actor.latent_shape), device=obs.device)
-        chain = sample_chain(self.actor, self.base, obs_n, w, self.ft_denoising_steps, self.noise, deterministic)
+        with torch.no_grad():
+            chain = sample_chain(self.actor, self.base, obs_n, w, self.ft_denoising_steps, self.noise, deterministic)
         return self.actor.unnormalize_actions(chain.actions_n), chain
 
     def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:  # type: ignore[override]

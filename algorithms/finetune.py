@@ -31,6 +31,20 @@ from lpds_envs.decoders.base import Decoder
 from lpds_envs.decoders.diffusion import DiffusionDecoder, FineTunedDiffusionDecoder
 
 
+def check_backbone(decoder: Decoder) -> DiffusionDecoder:
+    """``decoder`` itself when the fine-tuning baselines can train it: an epsilon-prediction
+    :class:`~lpds_envs.decoders.DiffusionDecoder` with a DDIM schedule (not one already fine-tuned in part).
+
+    :raises TypeError: for any other decoder (flow, pi0, callable), naming what to pass instead
+    """
+    if not isinstance(decoder, DiffusionDecoder) or isinstance(decoder, FineTunedDiffusionDecoder):
+        raise TypeError(
+            f"fine-tuning needs a DiffusionDecoder backbone, got {type(decoder).__name__}; build the env with "
+            "backbone='diffusion' (env_kwargs.backbone=diffusion) or pass decoder= a DiffusionDecoder"
+        )
+    return decoder
+
+
 def trainable_copy(decoder: Decoder) -> DiffusionDecoder:
     """A deep copy of ``decoder`` whose epsilon network trains (``requires_grad=True``, train mode); ``decoder`` itself
     is left as it was.
@@ -40,12 +54,7 @@ def trainable_copy(decoder: Decoder) -> DiffusionDecoder:
     :raises TypeError: for any other decoder (flow, pi0, callable): the fine-tuning baselines need epsilon-prediction
         diffusion with a DDIM schedule
     """
-    if not isinstance(decoder, DiffusionDecoder) or isinstance(decoder, FineTunedDiffusionDecoder):
-        raise TypeError(
-            f"fine-tuning needs a DiffusionDecoder backbone, got {type(decoder).__name__}; build the env with "
-            "backbone='diffusion' (env_kwargs.backbone=diffusion) or pass decoder= a DiffusionDecoder"
-        )
-    copy_ = copy.deepcopy(decoder)
+    copy_ = copy.deepcopy(check_backbone(decoder))
     copy_.differentiable = True
     for p in copy_.net.parameters():
         p.requires_grad_(True)
@@ -148,7 +157,6 @@ class DenoisingChain:
     log_probs: torch.Tensor
 
 
-@torch.no_grad()
 def sample_chain(
     fine_tuned: DiffusionDecoder,
     base: DiffusionDecoder | None,
@@ -161,6 +169,9 @@ def sample_chain(
     """Run the whole denoising chain from ``x_0 = w``: the first ``K - ft_steps`` steps with ``base`` (the frozen
     network), the last ``ft_steps`` with ``fine_tuned``; each transition samples ``N(mean, max(sigma,
     min_sampling_std)^2)`` (``deterministic``: the mean with eta = 0, i.e. the decoder's DDIM).
+
+    Differentiable in ``fine_tuned``'s network (reparameterised draws), for learners that backpropagate through the
+    chain (DQL); call it under :func:`torch.no_grad` to only sample (DPPO's rollouts).
 
     :param fine_tuned: the decoder being trained
     :param base: the frozen decoder of the early steps (``None`` when ``ft_steps == K``)

@@ -13,9 +13,9 @@ from stable_baselines3.common.save_util import load_from_zip_file
 
 from algorithms import DPPO
 from algorithms.dppo_rollouts import DenoisingRolloutBuffer, RunningRewardScale, clip_ranges, denoising_discounts
-from algorithms.presets import get_preset
+from algorithms.presets import get_preset, make_algorithm
 from algorithms.registry import get_algorithm
-from lpds_envs.decoders import DiffusionDecoder, FineTunedDiffusionDecoder, load_decoder
+from lpds_envs.decoders import DiffusionDecoder, FineTunedDiffusionDecoder, FlowDecoder, load_decoder
 from lpds_envs.evaluation import RawStepCallback
 from lpds_envs.evaluation.episodes import multigoal_coverage
 from lpds_envs.experiment import cli
@@ -206,6 +206,10 @@ def test_wrong_backbones_and_settings_are_refused():
         small_dppo(small_decoder(chunk=2), env)
     with pytest.raises(ValueError, match="gamma_denoise"):
         small_dppo(small_decoder(), env, gamma_denoise=0.0)
+    with pytest.raises(TypeError, match="DiffusionDecoder"):
+        DPPO("MlpPolicy", env, decoder=FlowDecoder(obs_dim=2, action_dim=2, chunk_size=4))
+    with pytest.raises(ValueError, match="lpds train --algo dppo"):
+        make_algorithm("dppo", "LPDS-MultiGoal-v0")
 
 
 def test_lpds_train_and_evaluate_dppo_on_the_toy(tmp_path, capsys):
@@ -282,16 +286,21 @@ def test_lpds_train_dppo_resumes_exactly_after_an_interruption(tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_dppo_raises_the_toy_return_above_the_frozen_backbone():
-    """The toy preset (DPPO's D3IL-Avoiding config, actor lr 1e-4), seed 0, 6000 raw env steps: the fine-tuned
-    decoder's return over 1000 rollouts from the origin beats the backbone's on the same latents (paired)."""
+    """The toy preset (DPPO's D3IL-Avoiding config, actor lr 1e-4), seed 0, 8000 raw env steps (the toy studies'
+    budget; about 2 minutes on one core): DPPO's evaluation policy, the fine-tuned decoder with prior latents, beats
+    the frozen backbone over 4000 rollouts from the origin by more than 3 standard errors of the difference (measured:
+    +1.5 return at 1000 rollouts, see benchmarks/toy_dppo_modes.py)."""
     torch.set_num_threads(1)
     dec = task_decoder("MultiGoal", None, "cpu")
     hp = get_preset("dppo", "LPDS-MultiGoal-v0")
     n_envs = hp.pop("n_envs")
     model = DPPO("MlpPolicy", chunked_env(n_envs=n_envs), decoder=dec, seed=0, **hp)
-    model.learn(6000)
-    assert model.raw_env_steps == 6000
-    backbone = multigoal_coverage(dec, n_rollouts=1000, seed=11)
-    tuned = multigoal_coverage(model.fine_tuned_decoder(), n_rollouts=1000, seed=11)
-    print(f"backbone {backbone['mean_return']:.2f}, DPPO {tuned['mean_return']:.2f}")
-    assert tuned["mean_return"] > backbone["mean_return"] + 0.5
+    model.learn(8000)
+    assert model.raw_env_steps == 8000
+    n = 4000
+    backbone = multigoal_coverage(dec, n_rollouts=n, seed=10_000)
+    tuned = multigoal_coverage(model.fine_tuned_decoder(), n_rollouts=n, seed=10_000)
+    gain = tuned["mean_return"] - backbone["mean_return"]
+    se = math.sqrt((tuned["std_return"] ** 2 + backbone["std_return"] ** 2) / n)
+    print(f"backbone {backbone['mean_return']:.2f}, DPPO {tuned['mean_return']:.2f}, gain {gain:.2f} (SE {se:.2f})")
+    assert gain > 3 * se

@@ -149,3 +149,13 @@ def test_package_decoder_round_trips_and_decodes_the_fine_tuned_chain(tmp_path, 
     loaded = load_decoder(tmp_path / "ft")
     assert type(loaded) is type(packaged)
     torch.testing.assert_close(loaded(obs, w), packaged(obs, w))
+
+
+def test_chain_is_differentiable_in_the_fine_tuned_network_only():
+    """Learners that backpropagate through sampling (DQL) get gradients in the trained copy, never in the base."""
+    dec = make_decoder()
+    trained, base = trainable_copy(dec), frozen_copy(dec)
+    chain = sample_chain(trained, base, torch.randn(3, 3), torch.randn(3, 4, 2), 4, DenoisingNoise())
+    chain.actions_n.square().sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in trained.net.out.parameters())
+    assert all(p.grad is None for p in base.parameters()) and all(p.grad is None for p in dec.parameters())
