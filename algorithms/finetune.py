@@ -222,12 +222,14 @@ def package_decoder(fine_tuned: DiffusionDecoder, base: DiffusionDecoder | None,
     """
     K = fine_tuned.sampler.num_inference_steps
     state = {k: v.detach().clone() for k, v in fine_tuned.state_dict().items()}
-    if ft_steps >= K:
-        out: DiffusionDecoder = DiffusionDecoder(**fine_tuned.get_config())
-    else:
-        if base is None:
-            raise ValueError("packaging a partly fine-tuned chain needs the frozen base decoder")
-        out = FineTunedDiffusionDecoder(fine_tuned_steps=ft_steps, **fine_tuned.get_config())
+    if ft_steps < K and base is None:
+        raise ValueError("packaging a partly fine-tuned chain needs the frozen base decoder")
+    with torch.random.fork_rng(devices=[]):  # building the modules draws initial weights: keep the caller's stream
+        if ft_steps >= K:
+            out: DiffusionDecoder = DiffusionDecoder(**fine_tuned.get_config())
+        else:
+            out = FineTunedDiffusionDecoder(fine_tuned_steps=ft_steps, **fine_tuned.get_config())
+    if base is not None and ft_steps < K:
         state.update({f"base_net.{k}": v.detach().clone() for k, v in base.net.state_dict().items()})
     out.load_state_dict(state, strict=True)
     return out.to(fine_tuned.device).freeze()

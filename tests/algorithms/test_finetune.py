@@ -137,7 +137,9 @@ def test_package_decoder_round_trips_and_decodes_the_fine_tuned_chain(tmp_path, 
         for p in trained.net.parameters():
             p.add_(0.05 * torch.randn_like(p))
     base = frozen_copy(dec)
+    rng = torch.get_rng_state()
     packaged = package_decoder(trained, base, ft)
+    assert torch.equal(torch.get_rng_state(), rng)  # packaging mid-training never changes what is learned
     assert isinstance(packaged, DiffusionDecoder)
     assert isinstance(packaged, FineTunedDiffusionDecoder) is (ft < 10)
     assert not any(p.requires_grad for p in packaged.parameters())
