@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
@@ -121,10 +120,3 @@ class RunningRewardScale:
             rets[t] = self.ret
         self.rms.update(rets.reshape(-1))
         return np.clip(rewards / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip).astype(np.float32)
-
-
-def observation_space_shape(space: spaces.Space) -> tuple[int, ...]:
-    """The flat shape of a Box observation space (DPPO here supports Box observations only)."""
-    if not isinstance(space, spaces.Box):
-        raise TypeError(f"DPPO supports Box observations, got {space}")
-    return tuple(int(d) for d in space.shape)
