@@ -6,11 +6,15 @@
   the reference code's warm-up on the backbone's prior latents (what ``lpds train --algo dsrl`` runs).
 - :class:`DSRLTQC`, :class:`DSRLCrossQ`: sb3-contrib's TQC and CrossQ on the latent env with the same warm-up
   (``lpds train --algo dsrl-tqc`` / ``dsrl-crossq``).
+- :class:`DPPO`: the fine-tuning baseline; it acts on the chunked raw task and trains a copy of the diffusion
+  backbone (``fine_tuned_decoder()``), with the shared pieces in :mod:`algorithms.finetune`.
 
 ``"MultiInputPolicy"`` (SB3's ``CombinedExtractor``) takes Dict observations such as camera images + state.
 """
 
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
+from .dppo import DPPO
+from .dppo_policy import DPPOPolicy
 from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
@@ -28,6 +32,8 @@ from .residual_action import ResidualActionSAC, ResidualActionWrapper
 from .steering import SteeredPolicy, SteeringAlgorithm
 
 __all__ = [
+    "DPPO",
+    "DPPOPolicy",
     "DSRLNA",
     "DSRLNAPolicy",
     "DSRLSAC",

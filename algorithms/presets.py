@@ -121,6 +121,11 @@ def make_algorithm(
         spec = get_algorithm(algo)
     except ValueError as exc:
         raise ValueError(f"{exc} (make_algorithm builds the latent learners)") from None
+    if spec.env_type == "chunked":
+        raise ValueError(
+            f"make_algorithm builds learners on the latent env; {algo!r} fine-tunes the backbone on the chunked task: "
+            f"build it with `lpds train --algo {algo}` or {spec.cls.__name__}('MlpPolicy', chunked_env, decoder=backbone)"
+        )
     if spec.env_type != "latent":
         raise ValueError(
             f"make_algorithm builds learners on the latent env; {algo!r} acts in action space: build it with "

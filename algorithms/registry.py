@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dppo import DPPO
 from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
 from .lagrangian_sac import LagrangianSAC
 from .residual_action import ResidualActionSAC
-from .steering import SteeringAlgorithm
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,10 @@ class AlgoSpec:
     :param cls: the learner class
     :param preset: stem of the preset file in ``algorithms/hyperparams``
     :param fixed: settings forced on top of the preset (ablations); ``--set`` can still change them
-    :param env_type: ``"latent"`` (the action is the decoder's noise) or ``"residual"`` (LP-DS-A, the action is a
-        residual on the decoded chunk)
+    :param env_type: ``"latent"`` (the action is the decoder's noise), ``"residual"`` (LP-DS-A, the action is a
+        residual on the decoded chunk) or ``"chunked"`` (the fine-tuning baselines: the action is the chunk itself, on
+        the raw task in a :class:`~lpds_envs.wrappers.ChunkedActionWrapper`; the learner gets the backbone as
+        ``decoder=``)
     :param eval_deterministic: evaluate with the deterministic policy (default False, as the DSRL reference code's
         ``deterministic_eval: False`` that the paper's protocol follows: LP-DS acts with ``eps + Delta(s)``, DSRL with
         a sampled latent)
@@ -50,10 +52,15 @@ class AlgoSpec:
 
     @property
     def counts_raw_steps(self) -> bool:
-        """Whether the learner counts raw env steps itself (``model.raw_env_steps``): the steering learners do; SB3's
-        SAC and :class:`~algorithms.DSRLSAC` do not (:class:`~lpds_envs.evaluation.RawStepCallback` counts for
-        them)."""
-        return issubclass(self.cls, SteeringAlgorithm)
+        """Whether the learner counts raw env steps itself (``model.raw_env_steps``): the steering learners and the
+        fine-tuning baselines do (class attribute ``counts_raw_steps = True``); SB3's SAC and
+        :class:`~algorithms.DSRLSAC` do not (:class:`~lpds_envs.evaluation.RawStepCallback` counts for them)."""
+        return learner_counts_raw_steps(self.cls)
+
+
+def learner_counts_raw_steps(learner: Any) -> bool:
+    """Whether a learner class (or instance) counts raw env steps itself: it sets ``counts_raw_steps = True``."""
+    return bool(getattr(learner, "counts_raw_steps", False))
 
 
 _NO_LAGRANGIAN = {"use_lagrangian": False, "alpha_init": 0.0}
@@ -110,6 +117,14 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             "lpds",
             fixed={**_NO_LAGRANGIAN, "env_kwargs": {"latent_bound": None}},
             summary="ablation: alpha fixed at 0 and an unbounded latent box",
+        ),
+        AlgoSpec(
+            "dppo",
+            DPPO,
+            "dppo",
+            env_type="chunked",
+            eval_deterministic=True,
+            summary="DPPO (fine-tunes a copy of the diffusion backbone with PPO over env and denoising steps)",
         ),
     )
 }

@@ -98,6 +98,7 @@ class SteeringAlgorithm(RawStepProgressMixin, SteeringUpdates, SteeringBatches, 
     action_space: spaces.Box  # supported_action_spaces=(spaces.Box,)
     clip_prior_samples = True  # Q^W is distilled on prior latents clipped to the latent box, as the env clips them
     uses_latent_critic = True  # False: the policy gets no Q^W (a learner that trains Q^A only, as LP-DS-A)
+    counts_raw_steps = True  # keeps raw_env_steps itself (RawStepCallback then only reads it)
 
     def __init__(
         self,

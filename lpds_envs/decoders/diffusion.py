@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -222,3 +223,40 @@ class DiffusionDecoder(PretrainedDecoder):
         noise = torch.randn(actions_n.shape, device=actions_n.device, generator=generator)
         x_t = self.sampler.add_noise(actions_n, noise, t)
         return torch.nn.functional.mse_loss(self.predict_noise(x_t, t, obs_n), noise)
+
+
+class FineTunedDiffusionDecoder(DiffusionDecoder):
+    """A diffusion decoder whose last ``fine_tuned_steps`` DDIM steps run a fine-tuned network.
+
+    What a DPPO-style fine-tuning of only the last denoising steps produces (:class:`algorithms.DPPO`): the first
+    ``num_inference_steps - fine_tuned_steps`` steps keep the original network (``base_net``), the last ones use
+    ``net``. Decoding is deterministic DDIM (eta = 0) as for :class:`DiffusionDecoder`, and it saves and loads the same
+    way (``decoder_type = "diffusion-finetuned"``, both networks in ``model.safetensors``).
+
+    :param fine_tuned_steps: how many of the last DDIM steps use ``net`` (1 to ``num_inference_steps``)
+    :param kwargs: :class:`DiffusionDecoder`'s arguments
+    """
+
+    decoder_type = "diffusion-finetuned"
+
+    def __init__(self, fine_tuned_steps: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        K = self.sampler.num_inference_steps
+        if not 1 <= int(fine_tuned_steps) <= K:
+            raise ValueError(f"fine_tuned_steps must be in [1, num_inference_steps={K}], got {fine_tuned_steps}")
+        self.fine_tuned_steps = int(fine_tuned_steps)
+        self._config["fine_tuned_steps"] = self.fine_tuned_steps
+        self.base_net = copy.deepcopy(self.net)  # same architecture; the weights come from the state dict
+
+    def step_network(self, k: int) -> ConditionalResidualMLP:
+        """The network of DDIM step ``k`` (0 = the noisiest): ``base_net`` before the fine-tuned steps, then ``net``."""
+        return self.net if k >= self.sampler.num_inference_steps - self.fine_tuned_steps else self.base_net
+
+    def _ddim_loop(self, obs_n: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = w
+        t_all = self.sampler.timesteps.float()
+        for k in range(self.sampler.num_inference_steps):
+            t = t_all[k : k + 1].expand(x.shape[0])
+            eps = self.step_network(k)(x.flatten(1), t, obs_n).view_as(x)
+            x = self.sampler.step(eps, k, x)
+        return x

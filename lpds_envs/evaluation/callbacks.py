@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from algorithms.steering import UNBOUNDED_STANDIN, SteeringAlgorithm, resolve_decoder
+from algorithms.registry import learner_counts_raw_steps
+from algorithms.steering import UNBOUNDED_STANDIN, resolve_decoder
 
 from ..metrics import action_entropy, model_sampler
 from ..vector import make_latent_vec_env
@@ -37,7 +38,8 @@ from .episodes import evaluate_policy, goal_coverage, run_episodes
 
 class RawStepCallback(BaseCallback):
     """Fires :meth:`_measure` every ``eval_freq`` raw env steps (and once at the start and end of training), for any
-    SB3 learner. The steering learners count raw env steps themselves (``model.raw_env_steps``); for others (SB3's
+    SB3 learner. The steering learners and the fine-tuning baselines count raw env steps themselves
+    (``model.raw_env_steps``, class attribute ``counts_raw_steps``); for others (SB3's
     SAC, DSRL-SAC) this callback counts them with :func:`~lpds_envs.wrappers.executed_steps` and keeps
     ``model.raw_env_steps`` up to date, so every learner reports the same count."""
 
@@ -51,7 +53,7 @@ class RawStepCallback(BaseCallback):
         self.history: list[dict[str, Any]] = []
 
     def _on_training_start(self) -> None:
-        self._counts_itself = isinstance(self.model, SteeringAlgorithm)
+        self._counts_itself = learner_counts_raw_steps(self.model)
         model: Any = self.model  # SB3's learners get raw_env_steps from this callback
         if not hasattr(model, "raw_env_steps"):
             model.raw_env_steps = 0

@@ -35,6 +35,7 @@ from algorithms.residual_action import ResidualActionWrapper
 from .. import __version__
 from ..registration import TASKS, default_subspace, raw_task_kwargs, resolve_lpds_id
 from ..vector import make_latent_vec_env
+from ..wrappers import ChunkedActionWrapper
 
 CONFIG_FILE = "config.yaml"
 
@@ -50,6 +51,7 @@ _RESERVED = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_
 ENV_KWARGS = {
     "latent": ("latent_bound", "backbone", "latent_subspace", "env_kwargs"),
     "residual": ("backbone", "env_kwargs"),
+    "chunked": ("backbone", "env_kwargs"),
 }
 SET_HELP = "use --set key=value with a YAML value, e.g. --set delta=0.1 or --set policy_kwargs.net_arch=[64,64]"
 
@@ -328,7 +330,9 @@ def make_run_env(
 
     Latent learners get :func:`~lpds_envs.vector.make_latent_vec_env`'s env (the task's shipped backbone, its
     latent bound unless ``env_kwargs["latent_bound"]`` says otherwise); LP-DS-A gets the task in a
-    :class:`~algorithms.ResidualActionWrapper`. Sub-envs are Monitor-ed on raw env steps.
+    :class:`~algorithms.ResidualActionWrapper`; the fine-tuning baselines (``env_type == "chunked"``) the task in a
+    :class:`~lpds_envs.wrappers.ChunkedActionWrapper` of the backbone's chunk size (pass them the backbone with
+    :func:`learner_env_kwargs`). Sub-envs are Monitor-ed on raw env steps.
 
     :param decoder: reuse this frozen decoder (else the shipped one is loaded)
     :param video_dir: record the first episode of the first ``video_envs`` sub-envs there (``RecordVideo``)
@@ -365,10 +369,14 @@ def make_run_env(
             env_kwargs=task_kwargs,
             latent_subspace=default_subspace(env_id, kw.get("latent_subspace", "default")),
         )
-    return make_vec_env(
-        factory,
-        n_envs=n_envs,
-        seed=seed,
-        env_kwargs=task_kwargs,
-        wrapper_class=partial(ResidualActionWrapper, decoder=decoder),
-    )
+    if spec.env_type == "chunked":  # the fine-tuning baselines act with chunks; they get the backbone as decoder=
+        wrapper: Any = partial(ChunkedActionWrapper, chunk_size=decoder.chunk_size)
+    else:
+        wrapper = partial(ResidualActionWrapper, decoder=decoder)
+    return make_vec_env(factory, n_envs=n_envs, seed=seed, env_kwargs=task_kwargs, wrapper_class=wrapper)
+
+
+def learner_env_kwargs(spec: AlgoSpec, decoder: Any) -> dict[str, Any]:
+    """Constructor arguments a learner of ``spec`` needs besides its hyperparameters: the backbone (``decoder=``) for
+    the fine-tuning baselines, whose chunked env carries none; nothing for the others (their env has it)."""
+    return {"decoder": decoder} if spec.env_type == "chunked" else {}

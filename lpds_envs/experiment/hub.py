@@ -104,6 +104,11 @@ def agent_usage(cfg: RunConfig, source: str, local: bool) -> str:
             f"action, _ = model.predict(obs, deterministic={bool(cfg.eval_deterministic)})",
             "obs, reward, terminated, truncated, info = env.step(action)",
         ]
+    elif cfg.spec.env_type == "chunked":
+        lines += [
+            "# this learner acts on the chunked task env of lpds_envs.experiment.config.make_run_env;",
+            "# model.fine_tuned_decoder() is the fine-tuned backbone as a decoder (save_pretrained / load_decoder)",
+        ]
     else:
         lines += ["# this learner acts on the residual-action env of lpds_envs.experiment.config.make_run_env"]
     return "\n".join(lines)

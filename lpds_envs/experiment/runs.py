@@ -52,7 +52,7 @@ from .checkpoint import (
     nonfinite_buffer_field,
     save_checkpoint,
 )
-from .config import CONFIG_FILE, RunConfig, UsageError, make_run_env
+from .config import CONFIG_FILE, RunConfig, UsageError, learner_env_kwargs, make_run_env
 from .tracking import tracking_formats
 
 EVAL_COLUMNS = (
@@ -235,7 +235,8 @@ class TrainingRun:
                     f"note: {self.run_dir}: the checkpoint holds no {' and no '.join(missing)}, so the resumed run is "
                     f"not identical to an uninterrupted one: {'; '.join(what[m] for m in missing)}"
                 )
-            if self.model.replay_buffer.size() == 0:  # checkpointed without it: refill before updating again
+            buffer = getattr(self.model, "replay_buffer", None)  # on-policy learners (DPPO) have none
+            if buffer is not None and buffer.size() == 0:  # checkpointed without it: refill before updating again
                 self.model.learning_starts = self.model.num_timesteps + self.model.batch_size
             keep = self.state["raw_env_steps"]
             rows = [r for r in read_csv_rows(self.run_dir / "evaluations.csv") if int(r["raw_env_steps"]) <= keep]
@@ -245,7 +246,8 @@ class TrainingRun:
             hp = cfg.learner_kwargs
             policy = cfg.hyperparams.get("policy", "MlpPolicy")
             try:
-                self.model = algo_cls(policy, self.venv, seed=cfg.seed, device=device, **hp)
+                extra = learner_env_kwargs(spec, decoder)
+                self.model = algo_cls(policy, self.venv, seed=cfg.seed, device=device, **extra, **hp)
             except (TypeError, ValueError) as exc:
                 raise UsageError(
                     f"cannot build {cfg.algo} with these hyperparameters ({exc}); fix --set/--hyperparams"
