@@ -40,6 +40,11 @@ def test_track_wandb_logs_the_run_offline_and_a_resumed_run_continues_it(tmp_pat
     at_50 = next(r for r in eval_rows(run) if r["raw_env_steps"] == "50")
     assert at_50["mean_return"].encode() in data  # the evaluation at 50 env steps, as evaluations.csv has it
     assert b"lpds-test" in data and f"{ENV}/lpds/seed_0".encode() in data  # project and run name
+    final = eval_rows(run)[-1]  # the final evaluation lpds train wrote to the run folder, also in W&B as final/...
+    assert final["raw_env_steps"] == "100"
+    for key in ("mean_return", "std_return", "success_rate"):
+        assert f"final/{key}".encode() in data, key
+    assert final["mean_return"].encode() in data
 
     train(tmp_path, 150, "--track", "wandb", "--wandb-project", "lpds-test")  # extends the run: the same W&B run
     assert (run / tracking.WANDB_ID_FILE).read_text().strip() == run_id
@@ -56,6 +61,33 @@ def test_track_tensorboard_writes_the_scalars(tmp_path):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"eval/mean_return", "train/critic_loss", "time/raw_env_steps"} <= tags
+
+
+def test_the_final_evaluation_reaches_tensorboard_as_final_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(tmp_path, 100, "--track", "tensorboard", "--eval-entropy-states", "4")
+    (events,) = (run / "tensorboard").rglob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events.parent))
+    acc.Reload()
+    final = eval_rows(run)[-1]  # what lpds train wrote to the run folder
+    assert final["raw_env_steps"] == "100" and final["action_entropy"] != ""
+    latent_steps = int(final["latent_steps"])
+    for key in ("mean_return", "std_return", "success_rate", "mean_episode_steps", "raw_env_steps", "action_entropy"):
+        (event,) = acc.Scalars(f"final/{key}")  # logged once, at the final step
+        assert event.step == latent_steps
+        assert event.value == pytest.approx(float(final[key]), rel=1e-6), key
+    # the last periodic evaluation (at the budget, after SB3's last dump) reaches TensorBoard too
+    assert acc.Scalars("eval/mean_return")[-1].step == latent_steps
+    assert acc.Scalars("eval/mean_return")[-1].value == pytest.approx(float(final["mean_return"]), rel=1e-6)
+
+
+def test_log_final_evaluation_leaves_progress_csv_alone(tmp_path):
+    run = train(tmp_path, 100)
+    with open(run / "progress.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert not any(key.startswith("final/") for key in header)
 
 
 @pytest.mark.parametrize("track", ["wandb", "tensorboard"])
