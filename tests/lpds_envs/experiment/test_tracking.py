@@ -106,3 +106,38 @@ def test_an_unknown_tracker_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         train(tmp_path, 100, "--track", "mlflow")
     assert exc.value.code == 2 and "--track" in capsys.readouterr().err
+
+
+class _StubWandbRun:
+    """What WandbOutputFormat uses of a W&B run: define_metric, log, summary, finish."""
+
+    def __init__(self):
+        self.logged, self.summary, self.finished = [], {}, False
+
+    def define_metric(self, *args, **kwargs):
+        pass
+
+    def log(self, data):
+        self.logged.append(dict(data))
+
+    def finish(self):
+        self.finished = True
+
+
+def test_log_final_evaluation_reaches_only_the_trackers_and_the_wandb_summary(tmp_path):
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger
+
+    run = _StubWandbRun()
+    csv_out = CSVOutputFormat(str(tmp_path / "progress.csv"))
+    logger = Logger(str(tmp_path), [csv_out, tracking.WandbOutputFormat(run)])
+    logger.record("eval/mean_return", 175.5)  # the last periodic evaluation, recorded after SB3's last dump
+    row = {"raw_env_steps": "8000", "latent_steps": "8000", "mean_return": "175.5", "std_return": "3.25",
+           "success_rate": "1.0", "mean_episode_steps": "31.0", "episodes": "10", "action_entropy": ""}  # fmt: skip
+    final = tracking.log_final_evaluation(logger, row, step=8000)
+    assert final == {"final/mean_return": 175.5, "final/std_return": 3.25, "final/success_rate": 1.0,
+                     "final/mean_episode_steps": 31.0, "final/raw_env_steps": 8000.0}  # fmt: skip
+    (logged,) = run.logged
+    assert logged == {"global_step": 8000, "eval/mean_return": 175.5, **final}
+    assert run.summary == final  # the runs table of W&B shows the final numbers
+    logger.close()
+    assert run.finished and (tmp_path / "progress.csv").read_text() == ""  # the CSV log is left alone
