@@ -4,7 +4,8 @@ A run folder ``<out>/<env_id>/<name>/seed_<k>/`` holds::
 
     config.yaml        everything the run uses (RunConfig)
     progress.csv       SB3's training log (plus TensorBoard event files when tensorboard is installed, and a W&B
-                       run with --track wandb: lpds_envs.experiment.tracking)
+                       run with --track wandb: lpds_envs.experiment.tracking; both also get the final
+                       evaluation as ``final/...`` scalars)
     evaluations.csv    periodic evaluation: raw_env_steps, latent_steps, mean_return, std_return, success_rate, ...,
                        action_entropy (with --eval-entropy-states; empty otherwise)
     checkpoint/        the latest complete checkpoint (see lpds_envs.experiment.checkpoint)
@@ -53,7 +54,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import CONFIG_FILE, RunConfig, UsageError, learner_env_kwargs, make_run_env
-from .tracking import tracking_formats
+from .tracking import log_final_evaluation, tracking_formats
 
 EVAL_COLUMNS = (
     "raw_env_steps",
@@ -396,6 +397,7 @@ class TrainingRun:
             if self.state["last_checkpoint"] != self.raw:
                 self.checkpoint()
             atomic_copy(self.run_dir / "checkpoint" / "model.zip", self.run_dir / "model.zip")
+            log_final_evaluation(self.model.logger, row, self.model.num_timesteps)
         except (NonFiniteError, NonFiniteValueError) as exc:
             good = self.state["last_checkpoint"]
             where = (

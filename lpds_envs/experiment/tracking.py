@@ -2,6 +2,10 @@
 
 Both receive what SB3's logger records (training losses, ``time/raw_env_steps``, the periodic ``eval/mean_return``
 and ``eval/success_rate``), next to the run's ``progress.csv``. Install them with ``pip install "lpds[tracking]"``.
+When the budget is reached they also get the final evaluation, the last row of the run's ``evaluations.csv``
+(:func:`log_final_evaluation`): ``final/mean_return``, ``final/std_return``, ``final/success_rate``,
+``final/mean_episode_steps``, ``final/raw_env_steps`` and, with ``--eval-entropy-states``, ``final/action_entropy``,
+logged at the final step (in W&B also as the run's summary).
 
 - ``--track tensorboard`` writes event files to ``<run_dir>/tensorboard`` (``tensorboard --logdir RUN_DIR``). Without
   ``--track`` they are written too whenever tensorboard happens to be installed; ``--track tensorboard`` makes a
@@ -23,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stable_baselines3.common.logger import KVWriter, TensorBoardOutputFormat
+from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 
 from .config import UsageError
 
@@ -33,6 +37,15 @@ TRACKERS = ("tensorboard", "wandb")
 TRACKING_EXTRA = "tracking"
 #: the file that keeps a run folder's W&B run id, so a resumed run logs into the same W&B run
 WANDB_ID_FILE = "wandb-id.txt"
+#: the columns of the final evaluation row that :func:`log_final_evaluation` logs as ``final/<column>``
+FINAL_COLUMNS = (
+    "mean_return",
+    "std_return",
+    "success_rate",
+    "mean_episode_steps",
+    "raw_env_steps",
+    "action_entropy",
+)
 
 
 def tracker_installed(track: str) -> bool:
@@ -84,6 +97,9 @@ class WandbOutputFormat(KVWriter):
                 continue
             data[key] = value
         self.run.log(data)
+        final = {key: value for key, value in data.items() if key.startswith("final/")}
+        if final:  # the final evaluation is what a W&B table of runs should show
+            self.run.summary.update(final)
 
     def close(self) -> None:
         """Finish the W&B run (its files are complete once this returns)."""
@@ -135,3 +151,26 @@ def tracking_formats(
     if track == "wandb":
         formats.append(WandbOutputFormat(wandb_run(run_dir, cfg, project or None)))
     return formats
+
+
+def log_final_evaluation(logger: Logger, row: dict[str, Any], step: int) -> dict[str, float]:
+    """Write a run's final evaluation to its trackers (TensorBoard, W&B) as ``final/<column>`` scalars at ``step``.
+
+    Only the tracker outputs get them (``progress.csv`` and stdout are left as they are); the values SB3's logger
+    recorded since its last dump (the final ``eval/...`` numbers) go with them, so the trackers see the last periodic
+    evaluation too. Empty columns (``action_entropy`` without ``--eval-entropy-states``) are left out.
+
+    :param logger: the run's SB3 logger
+    :param row: the final row of ``evaluations.csv`` (strings or numbers)
+    :param step: SB3's step count at the end of the run (latent steps)
+    :return: the ``final/...`` values written
+    """
+    final = {f"final/{key}": float(row[key]) for key in FINAL_COLUMNS if row.get(key) is not None and row[key] != ""}
+    trackers = [f for f in logger.output_formats if isinstance(f, (TensorBoardOutputFormat, WandbOutputFormat))]
+    if not trackers:
+        return final
+    values = {**logger.name_to_value, **final}
+    excluded = {**logger.name_to_excluded, **{key: () for key in final}}
+    for fmt in trackers:
+        fmt.write(values, excluded, step)
+    return final

@@ -149,11 +149,12 @@ def test_toy_study_code_path_and_json_schema(tmp_path):
     spec = importlib.util.spec_from_file_location("toy_mode_coverage", path)
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
-    argv = ["--seeds", "0", "1", "--steps", "120", "--eval-every", "60", "--rollouts", "30", "--out", str(tmp_path)]
+    names = ["backbone", "lpds_delta_0.01", "lpds_delta_0.05", "lpds_delta_0.1", "dsrl"]
+    tiny = ["--steps", "120", "--eval-every", "60", "--rollouts", "30", "--out", str(tmp_path)]
+    argv = ["--seeds", "0", "1", *tiny, "--methods", *names]
     study.main(argv)
     data = json.loads((tmp_path / "toy_mode_coverage.json").read_text())
     assert data["env"] == "LPDS-MultiGoal-v0" and data["env_steps"] == 120 and data["rollouts_per_eval"] == 30
-    names = ["backbone", "lpds_delta_0.01", "lpds_delta_0.05", "lpds_delta_0.1", "dsrl"]
     assert sorted(data["runs"]) == sorted(names) and sorted(data["entropy"]) == sorted(names)
     for name in names:
         run = data["runs"][name]
@@ -169,6 +170,24 @@ def test_toy_study_code_path_and_json_schema(tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()}
     study.main(argv)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == mtimes
+    # without the run files, the JSON alone resumes the study: adding a method (an sb3-contrib learner) runs only it
+    for p in mtimes:
+        p.unlink()
+    fig1 = tmp_path / "toy_fig1_trajectories.png"
+    drawn = fig1.stat().st_mtime_ns
+    study.main(["--seeds", "0", *tiny, "--methods", "dsrl_tqc"])
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["dsrl_tqc_seed0_s120_e60_r30.json"]
+    again = json.loads((tmp_path / "toy_mode_coverage.json").read_text())
+    assert sorted(again["runs"]) == sorted([*names, "dsrl_tqc"]) and again["runs"]["dsrl_tqc"]["seeds"] == [0]
+    assert again["runs"]["dsrl_tqc"]["hyperparameters"]["env_kwargs"] == {"latent_bound": 1.5}  # its preset: b_W
+    assert again["runs"]["dsrl_tqc"]["curves"]["env_steps"][0] == [0, 60, 120]
+    for name in names:  # every earlier (method, seed) is carried over unchanged, trajectories included
+        old, new = data["runs"][name], again["runs"][name]
+        assert new["seeds"] == old["seeds"] == [0, 1] and new["goal_fractions"] == old["goal_fractions"]
+        assert new["curves"] == old["curves"] and again["entropy"][name] == data["entropy"][name]
+        assert new["paths_first_seed"] == old["paths_first_seed"]
+    assert fig1.stat().st_mtime_ns > drawn  # redrawn with every method: the JSON kept their trajectories
+    assert not (tmp_path / "toy_fig1_trajectories_partial.png").exists()
 
 
 def test_readme_diversity_snippet_runs():
