@@ -6,15 +6,19 @@
   the reference code's warm-up on the backbone's prior latents (what ``lpds train --algo dsrl`` runs).
 - :class:`DSRLTQC`, :class:`DSRLCrossQ`: sb3-contrib's TQC and CrossQ on the latent env with the same warm-up
   (``lpds train --algo dsrl-tqc`` / ``dsrl-crossq``).
+- :class:`IDQL`, :class:`DQL`: fine-tuning baselines that train a copy of a diffusion backbone on the chunked raw
+  env (``ChunkedActionWrapper``); ``fine_tuned_decoder()`` returns the adapted policy as a ``DiffusionDecoder``.
 
 ``"MultiInputPolicy"`` (SB3's ``CombinedExtractor``) takes Dict observations such as camera images + state.
 """
 
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
+from .dql import DQL
 from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
 from .faults import NonFiniteError
+from .idql import IDQL
 from .lagrangian_sac import LagrangianSAC
 from .policies import (
     DSRLNAPolicy,
@@ -28,11 +32,13 @@ from .residual_action import ResidualActionSAC, ResidualActionWrapper
 from .steering import SteeredPolicy, SteeringAlgorithm
 
 __all__ = [
+    "DQL",
     "DSRLNA",
     "DSRLNAPolicy",
     "DSRLSAC",
     "DSRLCrossQ",
     "DSRLTQC",
+    "IDQL",
     "LagrangianSAC",
     "NonFiniteError",
     "ResidualActionSAC",
