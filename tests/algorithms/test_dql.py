@@ -94,6 +94,16 @@ def test_learn_trains_a_copy_with_an_ema_target_counts_raw_steps_and_logs_every_
     )
 
 
+def test_a_seed_repeats_training_exactly_with_a_progress_bar():
+    runs = []
+    for _ in range(2):
+        model = tiny_dql()
+        model.learn(total_timesteps=60, progress_bar=True)
+        runs.append(model.policy.state_dict())
+    for key, value in runs[0].items():
+        torch.testing.assert_close(runs[1][key], value, rtol=0, atol=0)
+
+
 def test_save_load_round_trip_predicts_the_same(tmp_path):
     model = tiny_dql()
     model.learn(total_timesteps=80)

@@ -95,6 +95,16 @@ def test_learn_trains_a_copy_counts_raw_steps_and_logs_every_loss(tmp_path):
     assert warm[-1] == 1.0  # past the 10 warm-up steps the actor moves
 
 
+def test_a_seed_repeats_training_exactly_with_a_progress_bar():
+    runs = []
+    for _ in range(2):
+        model = tiny_idql()
+        model.learn(total_timesteps=60, progress_bar=True)
+        runs.append(model.policy.state_dict())
+    for key, value in runs[0].items():
+        torch.testing.assert_close(runs[1][key], value, rtol=0, atol=0)
+
+
 def test_critic_warmup_keeps_the_actor_at_the_backbone():
     model = tiny_idql(critic_warmup_steps=10_000)
     model.learn(total_timesteps=80)
