@@ -8,6 +8,8 @@
   (``lpds train --algo dsrl-tqc`` / ``dsrl-crossq``).
 - :class:`DPPO`: the fine-tuning baseline; it acts on the chunked raw task and trains a copy of the diffusion
   backbone (``fine_tuned_decoder()``), with the shared pieces in :mod:`algorithms.finetune`.
+- :class:`IDQL`, :class:`DQL`: fine-tuning baselines that train a copy of a diffusion backbone on the chunked raw
+  env (``ChunkedActionWrapper``); ``fine_tuned_decoder()`` returns the adapted policy as a ``DiffusionDecoder``.
 
 ``"MultiInputPolicy"`` (SB3's ``CombinedExtractor``) takes Dict observations such as camera images + state.
 """
@@ -15,10 +17,12 @@
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
 from .dppo import DPPO
 from .dppo_policy import DPPOPolicy
+from .dql import DQL
 from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
 from .faults import NonFiniteError
+from .idql import IDQL
 from .lagrangian_sac import LagrangianSAC
 from .policies import (
     DSRLNAPolicy,
@@ -34,11 +38,13 @@ from .steering import SteeredPolicy, SteeringAlgorithm
 __all__ = [
     "DPPO",
     "DPPOPolicy",
+    "DQL",
     "DSRLNA",
     "DSRLNAPolicy",
     "DSRLSAC",
     "DSRLCrossQ",
     "DSRLTQC",
+    "IDQL",
     "LagrangianSAC",
     "NonFiniteError",
     "ResidualActionSAC",

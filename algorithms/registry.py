@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .dppo import DPPO
+from .dql import DQL
 from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
+from .idql import IDQL
 from .lagrangian_sac import LagrangianSAC
 from .residual_action import ResidualActionSAC
 
@@ -125,6 +127,22 @@ ALGORITHMS: dict[str, AlgoSpec] = {
             env_type="chunked",
             eval_deterministic=True,
             summary="DPPO (fine-tunes a copy of the diffusion backbone with PPO over env and denoising steps)",
+        ),
+        AlgoSpec(
+            "idql",
+            IDQL,
+            "idql",
+            env_type="chunked",
+            eval_deterministic=True,
+            summary="IDQL (IQL critics select among chunks sampled from a fine-tuned copy of the diffusion backbone)",
+        ),
+        AlgoSpec(
+            "dql",
+            DQL,
+            "dql",
+            env_type="chunked",
+            eval_deterministic=True,
+            summary="DQL / Diffusion-QL (diffusion BC loss plus a Q term through the denoising chain of a copy)",
         ),
     )
 }

@@ -9,8 +9,10 @@ import torch
 #: every first-party module with examples (test_every_module_with_examples_is_listed keeps this complete); modules
 #: whose examples need an optional extra are skipped when it is missing
 MODULES = {
+    "algorithms.dql": None,
     "algorithms.dsrl_contrib": None,
     "algorithms.dsrl_sac": None,
+    "algorithms.idql": None,
     "algorithms.lagrangian_sac": None,
     "algorithms.presets": None,
     "algorithms.registry": None,
