@@ -135,7 +135,37 @@ def test_chunks_render_depth_only_for_the_returned_observation(pick):
     assert not info["depth_rendered"] and not obs["depth"].any()
 
 
-def test_pick_place_success_needs_the_cube_on_the_pad_and_released(pick):
+@pytest.fixture
+def fresh_pick():
+    """A new env: in a reused one robotic's gripper may stay half closed after reset (see the xfail below)."""
+    pytest.importorskip("robotic")
+    env = gym.make(PICK)
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def fresh_mug():
+    pytest.importorskip("robotic")
+    env = gym.make(MUG)
+    yield env
+    env.close()
+
+
+@pytest.mark.xfail(reason="known bug: after reset, a reused env's gripper can stay at ~0.02 m and not reopen")
+def test_gripper_reopens_after_reset_in_a_reused_env(pick):
+    pick.reset(seed=0)
+    for a in np.random.default_rng(0).uniform(-1, 1, (10, 8)).astype(np.float32):
+        pick.step(a)
+    pick.step(CLOSE)
+    pick.reset(seed=1)
+    for _ in range(3):
+        obs = pick.step(OPEN)[0]
+    assert obs["gripper"][0] >= 0.035
+
+
+def test_pick_place_success_needs_the_cube_on_the_pad_and_released(fresh_pick):
+    pick = fresh_pick
     raw = pick.unwrapped
     pick.reset(seed=0, options={"position": 2})
     rest = CUBE_SIZE / 2 + 0.65
@@ -156,7 +186,8 @@ def test_pick_place_success_needs_the_cube_on_the_pad_and_released(pick):
     assert not pick.step(CLOSE)[4]["success"]
 
 
-def test_mug_hanging_on_the_peg_is_success_and_standing_is_not(mug):
+def test_mug_hanging_on_the_peg_is_success_and_standing_is_not(fresh_mug):
+    mug = fresh_mug
     raw = mug.unwrapped
     mug.reset(seed=0)
     for _ in range(10):  # standing on the table, where the reset put it: stable, no success
