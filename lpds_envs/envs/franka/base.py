@@ -37,6 +37,8 @@ HOME_QPOS = np.array([0.0, -0.5, 0.0, -2.0, 0.0, 2.0, -0.5])
 GRIPPER = "l_gripper"
 #: finger opening (m, as ``robotic`` reports it) of the open gripper, and the least opening that counts as "released"
 GRIPPER_OPEN = 0.04
+#: ``moveGripper`` takes the width between the fingers (twice the opening it reports)
+GRIPPER_OPEN_WIDTH = 2 * GRIPPER_OPEN
 GRIPPER_RELEASED = 0.035
 
 
@@ -214,7 +216,7 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
             frames = self.config.getFrameState().copy()
             q = self.config.getJointState()
             # open the gripper fully first (its controller keeps its own state), then restore the new state
-            self.sim.moveGripper(GRIPPER, GRIPPER_OPEN, 10.0)
+            self.sim.moveGripper(GRIPPER, GRIPPER_OPEN_WIDTH, 10.0)
             for _ in range(20):
                 self.sim.step(q, SIM_DT, self.ry.ControlMode.position)
             self.config.setFrameState(frames)
@@ -236,7 +238,7 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
         a = np.clip(a, -1.0, 1.0)
         close = bool(a[7] > 0)
         if close != self._gripper_closed:
-            self.sim.moveGripper(GRIPPER, 0.0 if close else GRIPPER_OPEN, self.gripper_speed)
+            self.sim.moveGripper(GRIPPER, 0.0 if close else GRIPPER_OPEN_WIDTH, self.gripper_speed)
             self._gripper_closed = close
         q0 = np.asarray(self.sim.get_q(), dtype=np.float64)
         target = np.clip(q0 + a[:7] * self.max_joint_delta, self.joint_low, self.joint_high)

@@ -137,7 +137,7 @@ def test_chunks_render_depth_only_for_the_returned_observation(pick):
 
 @pytest.fixture
 def fresh_pick():
-    """A new env: in a reused one robotic's gripper may stay half closed after reset (see the xfail below)."""
+    """A new env (the success checks do not depend on earlier episodes)."""
     pytest.importorskip("robotic")
     env = gym.make(PICK)
     yield env
@@ -152,7 +152,6 @@ def fresh_mug():
     env.close()
 
 
-@pytest.mark.xfail(reason="known bug: after reset, a reused env's gripper can stay at ~0.02 m and not reopen")
 def test_gripper_reopens_after_reset_in_a_reused_env(pick):
     pick.reset(seed=0)
     for a in np.random.default_rng(0).uniform(-1, 1, (10, 8)).astype(np.float32):
