@@ -17,6 +17,7 @@ import torch
 from .backbones.shipped import load_backbone
 from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
+from .envs.franka import FRANKA_RAW_IDS
 from .envs.libero import TASKS as LIBERO_TASKS
 from .envs.libero import import_libero
 from .envs.robomimic import TASKS as ROBOMIMIC_TASKS
@@ -332,6 +333,11 @@ def register_all() -> None:
                 max_episode_steps=LIBERO_TASKS[libero_task].max_episode_steps,
                 kwargs={"task": libero_task},
             )
+    # Franka Panda tasks in robotic's simulator (the franka extra, imported when an env is made), 10 Hz control;
+    # nondeterministic: an episode repeated after a seeded reset agrees to ~1e-5, not bit for bit (PhysX caches)
+    for env_id, (entry, steps) in FRANKA_RAW_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=entry, max_episode_steps=steps, nondeterministic=True)
     for name in TASKS:
         env_id = f"LPDS-{name}-v0"
         if env_id not in gym.registry:

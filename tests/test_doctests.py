@@ -24,6 +24,8 @@ MODULES = {
     "lpds_envs.envs.multigoal": None,
     "lpds_envs.envs.avoiding": None,
     "lpds_envs.envs.multigoal_pixels": None,
+    "lpds_envs.envs.franka.mug_hang": "robotic",
+    "lpds_envs.envs.franka.pick_place": "robotic",
     "lpds_envs.envs.libero": "libero",
     "lpds_envs.envs.robomimic": "robosuite",
     "lpds_envs.evaluation.callbacks": None,
