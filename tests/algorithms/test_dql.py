@@ -146,6 +146,3 @@ def test_refuses_bad_arguments():
         tiny_dql(ema_tau=0.0)
 
 
-#: the toy settings of the slow check: a short discount, so that Q's action gradient is learned from few chunks; 600
-#: chunks (= raw steps)
-TOY = dict(learning_starts=100, batch_size=64, gamma=0.5, eta=1.0, critic_warmup_steps=100)
