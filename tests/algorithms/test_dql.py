@@ -144,5 +144,3 @@ def test_refuses_bad_arguments():
         tiny_dql(eta=-1.0)
     with pytest.raises(ValueError, match="ema_tau"):
         tiny_dql(ema_tau=0.0)
-
-
