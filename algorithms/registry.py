@@ -4,8 +4,8 @@ evaluation tools know, with its preset and the env it acts on.
 Example::
 
     >>> from algorithms.registry import ALGORITHMS, get_algorithm
-    >>> sorted(ALGORITHMS)[:4]
-    ['dsrl', 'dsrl-crossq', 'dsrl-na', 'dsrl-pi0']
+    >>> sorted(ALGORITHMS)[:5]
+    ['dppo', 'dql', 'dsrl', 'dsrl-crossq', 'dsrl-na']
     >>> spec = get_algorithm("lpds")
     >>> spec.cls.__name__, spec.preset, spec.counts_raw_steps
     ('LagrangianSAC', 'lpds', True)

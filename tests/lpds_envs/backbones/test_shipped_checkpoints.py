@@ -41,11 +41,13 @@ def test_checkpoint_matches_its_fingerprint(name):
     assert set(stored) == set(state)
     for key, tensor in stored.items():
         assert torch.equal(state[key].cpu(), tensor), key
-    # and decode what they decoded when shipped (float32 kernels may round differently on another CPU: 1e-5)
+    # and decode what they decoded when shipped. The weights above are bit-exact; the decode runs float32 kernels that
+    # round differently on another CPU: halfcheetah-diffusion's 10 DDIM steps, fingerprinted on an AMD EPYC, differ
+    # by up to 3.8e-5 (relative 1.2e-4, 1 of 96 elements) on an Intel Xeon, so the tolerance is 1e-4 / 5e-4.
     obs, w = fingerprint_inputs(decoder)
     with torch.no_grad():
         actions = decoder(obs, w)
-    torch.testing.assert_close(actions, torch.tensor(recorded["decode"]["actions"]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(actions, torch.tensor(recorded["decode"]["actions"]), atol=1e-4, rtol=5e-4)
     # the cached loader returns the same model
     with torch.no_grad():
         torch.testing.assert_close(load_backbone(name)(obs, w), actions, atol=0, rtol=0)
