@@ -33,28 +33,11 @@ from lpds_envs.decoders.diffusion import DiffusionDecoder
 from lpds_envs.wrappers import executed_steps
 
 from .faults import check_weights
+from .finetune import frozen_copy
 from .policies import QEnsemble
 from .progress import RawStepProgressMixin
 from .updates import TrainLog
 from .validation import check_sb3_arguments
-
-
-def decoder_copy(decoder: DiffusionDecoder, trainable: bool) -> DiffusionDecoder:
-    """A new :class:`DiffusionDecoder` with ``decoder``'s configuration, weights and normalisation, on its device.
-
-    :param decoder: the decoder to copy (left as it is)
-    :param trainable: ``True``: parameters require gradients and decoding is differentiable (a fine-tuning actor);
-        ``False``: frozen, in evaluation mode, decoding under ``torch.inference_mode`` (a deployable decoder)
-    :return: the copy
-    """
-    out = DiffusionDecoder(**decoder.get_config())
-    out.load_state_dict(decoder.state_dict())
-    out = out.to(decoder.device)
-    if not trainable:
-        return out.freeze()
-    out.requires_grad_(True)
-    out.differentiable = True
-    return out
 
 
 class DiffusionQPolicy(BasePolicy):
@@ -366,4 +349,4 @@ class DiffusionQLearning(RawStepProgressMixin, OffPolicyAlgorithm):
 
         :return: a new decoder (training goes on unaffected)
         """
-        return decoder_copy(self.policy.actor, trainable=False)
+        return frozen_copy(self.policy.actor)

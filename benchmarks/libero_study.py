@@ -73,6 +73,31 @@ def run_dir(out: Path, algo: str, seed: int) -> Path:
     return out / ENV / algo / f"seed_{seed}"
 
 
+def kept_dir(job: Job) -> Path:
+    return RESULTS / "records" / (job if isinstance(job, str) else f"{job[0]}-seed_{job[1]}")
+
+
+def keep(job: Job, path: Path) -> None:
+    """Copy ``path`` (an episodes, entropy or evaluations record) to :func:`kept_dir`, in the repository: the run
+    folders (models, logs) are not kept, and a later session can rebuild the report and add runs from these."""
+    if path.is_file():
+        dest = kept_dir(job) / (path.name.removeprefix(f"{job}_") if isinstance(job, str) else path.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(path.read_bytes())
+
+
+def record(out: Path, job: Job, name: str) -> Path:
+    """``name`` of ``job`` in its run folder (or ``out`` for a backbone), else the kept copy."""
+    here = out / f"{job}_{name}" if isinstance(job, str) else run_dir(out, *job) / name
+    return here if here.is_file() else kept_dir(job) / name
+
+
+def selected(args: argparse.Namespace, job: Job) -> bool:
+    """Whether ``--only`` (comma-separated ``learner-seed`` or backbone names) includes ``job``."""
+    name = job if isinstance(job, str) else f"{job[0]}-{job[1]}"
+    return not args.only or name in args.only.split(",")
+
+
 def shard(items: list[Any], spec: str) -> list[Any]:
     i, n = (int(x) for x in spec.split("/"))
     return items[i::n]
@@ -96,6 +121,7 @@ def train_one(args: argparse.Namespace, algo: str, seed: int) -> None:
     print(" ".join(cmd[1:]), flush=True)
     t0 = time.time()
     subprocess.run(cmd, check=True)
+    keep((algo, seed), run_dir(args.out, algo, seed) / "evaluations.csv")
     print(f"{algo} seed {seed}: trained in {time.time() - t0:.0f} s", flush=True)
 
 
@@ -139,6 +165,7 @@ def evaluate_one(args: argparse.Namespace, job: Job) -> None:
     result = evaluate_policy(policy, venv, deterministic, args.seed, args.episodes)
     venv.close()
     path.write_text(json.dumps(episodes_record(result, time.time() - t0), indent=1))
+    keep(job, path)
     print(f"{job}: success {result.success_rate:.3f} over {args.episodes}", flush=True)
 
 
@@ -166,11 +193,11 @@ def worker(args: argparse.Namespace) -> None:
     pending = True
     while pending:
         pending = False
-        for algo, seed in [(a, s) for s in SEEDS for a in LEARNERS]:
+        for algo, seed in [(a, s) for s in SEEDS for a in LEARNERS if selected(args, (a, s))]:
             if not (run_dir(args.out, algo, seed) / "model.zip").is_file() and claim(locks / f"train-{algo}-{seed}"):
                 train_one(args, algo, seed)
         jobs: list[Job] = [*BACKBONES, *((a, s) for s in SEEDS for a in LEARNERS)]
-        for job in jobs:
+        for job in filter(lambda j: selected(args, j), jobs):
             name = job if isinstance(job, str) else f"{job[0]}-{job[1]}"
             if not isinstance(job, str) and not (run_dir(args.out, *job) / "model.zip").is_file():
                 pending = pending or not (locks / f"eval{args.episodes}-{name}").exists()
@@ -194,7 +221,7 @@ def entropy(args: argparse.Namespace) -> None:
     episodes: ``--entropy-samples`` decoded chunks per state, Kozachenko-Leonenko estimate (k = 3)."""
     states = probe_states(args.entropy_states, args.seed)
     jobs: list[Job] = [*BACKBONES, *((a, s) for s in SEEDS for a in LEARNERS)]
-    for job in jobs:
+    for job in filter(lambda j: selected(args, j), jobs):
         if isinstance(job, str):
             path = args.out / f"{job}_entropy.json"
             venv = make_run_env(get_algo("lpds"), ENV, BACKBONES[job], 1, None, "cpu")
@@ -218,6 +245,7 @@ def entropy(args: argparse.Namespace) -> None:
         path.write_text(
             json.dumps({"action_entropy": h, "states": args.entropy_states, "samples": args.entropy_samples})
         )
+        keep(job, path)
         print(f"{job}: action entropy {h:.2f} nats", flush=True)
 
 
@@ -226,22 +254,22 @@ def _entropy(path: Path) -> float | None:
 
 
 def report(args: argparse.Namespace) -> None:
-    backbone = json.loads((args.out / "backbone_episodes.json").read_text())
+    backbone = json.loads(record(args.out, "backbone", "episodes.json").read_text())
     finished = {
         (a, seed): json.loads(p.read_text())
         for seed in SEEDS
         for a in LEARNERS
-        if (p := run_dir(args.out, a, seed) / "final_episodes.json").is_file()
+        if (p := record(args.out, (a, seed), "final_episodes.json")).is_file()
     }
     # every comparison on the episodes all evaluations share (episode j has reset seed --seed + j in each)
-    clipped_path = args.out / "backbone_bound1_episodes.json"
+    clipped_path = record(args.out, "backbone_bound1", "episodes.json")
     clipped = json.loads(clipped_path.read_text()) if clipped_path.is_file() else None
     others = list(finished.values()) + ([clipped] if clipped else [])
     n = min([len(backbone["successes"])] + [len(r["successes"]) for r in others])
     base = np.asarray(backbone["successes"][:n], dtype=float)
     base1 = np.asarray(clipped["successes"][:n], dtype=float) if clipped else None
     base_return = float(np.mean(backbone["returns"][:n]))
-    h_base = _entropy(args.out / "backbone_entropy.json")
+    h_base = _entropy(record(args.out, "backbone", "entropy.json"))
     out: dict[str, Any] = {
         "machine": machine_info(),
         "steps": args.steps,
@@ -256,29 +284,50 @@ def report(args: argparse.Namespace) -> None:
         "runs": {},
     }
     fmt = lambda h: "-" if h is None else f"{h:.2f}"  # noqa: E731
+    # runs whose records were not kept (evaluated before they were) are carried over from the previous report, which
+    # is valid only if the backbone's episodes are the same ones: a re-evaluation must reproduce them exactly
+    previous: dict[str, Any] = {}
+    if (RESULTS / "report.json").is_file():
+        prev = json.loads((RESULTS / "report.json").read_text())
+        same = all(prev["backbone"][k] == backbone[k] for k in ("episodes", "success_rate", "mean_return"))
+        if not same:
+            print("the backbone's episodes differ from the previous report's: nothing is carried over", flush=True)
+        previous = prev["runs"] if same else {}
     se_base = float(np.sqrt(base.mean() * (1 - base.mean()) / n))
     rows = [["frozen backbone", "-", f"{base.mean():.2f} ± {se_base:.2f}", "-", f"{base_return:.1f}"]]
     rows[0] += [fmt(h_base), "-", "-"]
     if base1 is not None:
         se1 = float(np.sqrt(base1.mean() * (1 - base1.mean()) / n))
-        h1 = _entropy(args.out / "backbone_bound1_entropy.json")
+        h1 = _entropy(record(args.out, "backbone_bound1", "entropy.json"))
         rows.append(["frozen backbone, latents clipped to 1.0", "-", f"{base1.mean():.2f} ± {se1:.2f}", "-"])
         rows[-1] += [f"{np.mean(clipped['returns'][:n]):.1f}", fmt(h1), "-", "-"]
         out["backbone_bound1"] = {"success_rate_compared": float(base1.mean()), "action_entropy": h1}
     for algo in LEARNERS:
         gains = []
         for seed in SEEDS:
-            folder = run_dir(args.out, algo, seed)
             if (algo, seed) not in finished:
+                if f"{algo}/seed_{seed}" in previous:  # evaluated before its records were kept: its numbers as reported
+                    r = out["runs"][f"{algo}/seed_{seed}"] = {**previous[f"{algo}/seed_{seed}"], "carried_over": True}
+                    gains.append(r["gain"])
+                    rows.append(
+                        [f"{algo} (carried over)", seed, f"{r['success_rate']:.2f}"]
+                        + [
+                            f"{r['gain']:+.2f} ± {r['gain_se']:.2f}",
+                            f"{r['mean_return']:.1f}",
+                            fmt(r["action_entropy"]),
+                        ]
+                        + [f"{r['gain_vs_bound1_backbone']:+.2f} ± {r['gain_vs_bound1_backbone_se']:.2f}"]
+                        + [f"{r['train_s_per_1k_raw_steps']:.0f}"]
+                    )
                 continue
             r = finished[(algo, seed)]
             s = np.asarray(r["successes"][:n], dtype=float)
             mean_return = float(np.mean(r["returns"][:n]))
             gain, se = float(s.mean() - base.mean()), success_gain_se(float(s.mean()), float(base.mean()), n)
-            evals = (folder / "evaluations.csv").read_text().strip().splitlines()
+            evals = record(args.out, (algo, seed), "evaluations.csv").read_text().strip().splitlines()
             header, last = evals[0].split(","), evals[-1].split(",")
             time_s, raw = float(last[header.index("time_s")]), int(last[header.index("raw_env_steps")])
-            h = _entropy(folder / "final_entropy.json")
+            h = _entropy(record(args.out, (algo, seed), "final_entropy.json"))
             gain1 = float(s.mean() - base1.mean()) if base1 is not None else None
             se1 = success_gain_se(float(s.mean()), float(base1.mean()), n) if base1 is not None else None
             gains.append(gain)
@@ -352,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=20000, help="reset seed of the first evaluation episode")
     p.add_argument("--entropy-states", type=int, default=16, help="probe states of the action entropy")
     p.add_argument("--entropy-samples", type=int, default=64, help="decoded chunks per probe state")
+    p.add_argument("--only", default="", help="worker/entropy: only these jobs, e.g. dsrl-pi0-1,backbone")
     p.add_argument("--n-envs", type=int, default=1, help="evaluation sub-envs (1: no steps after an episode ends)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
