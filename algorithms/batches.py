@@ -211,10 +211,10 @@ class SteeringBatches:
     def update_batches(self, gradient_steps: int, batch_size: int) -> Iterator[tuple[Any, TDInputs]]:
         """The replay batches of one ``train()`` call with their :class:`TDInputs`, one gradient step at a time.
 
-        ``td_target="decode"`` (Algorithm 1): each step samples its batch, draws the next latents with the actor as
-        it is at that step and decodes them with Q^W's prior samples in one call. ``"decode_per_update"``: all the
-        call's batches are sampled first and their next latents drawn with the actor as it is at the start of the
-        call, then decoded (with the fresh prior samples) in a single batched call. ``"latent_critic"``: as
+        The call's replay batches are sampled first (one host-to-device pass, none between gradient steps).
+        ``td_target="decode"`` (Algorithm 1): each step draws the next latents with the actor as it is at that step
+        and decodes them with Q^W's prior samples in one call. ``"decode_per_update"``: the next latents of all the
+        call's batches are drawn with the actor as it is at the start of the call, then decoded (with the fresh prior samples) in a single batched call. ``"latent_critic"``: as
         ``"decode"``, but the next latents are not decoded (:meth:`next_value` bootstraps from Q^W's target).
 
         Consume the iterator one step at a time: in ``"decode"`` and ``"latent_critic"`` mode the next latents of a
@@ -227,8 +227,10 @@ class SteeringBatches:
         if self.td_target == "decode_per_update":
             yield from self._decode_per_update(gradient_steps, batch_size)
             return
-        for _ in range(gradient_steps):
-            replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        # every batch of the call sampled (and moved to the device) first: the host copies do not wait for the
+        # device mid-update; the replay RNG draws are the same, in the same order, as sampling step by step
+        replays = [self.replay_buffer.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
+        for replay in replays:
             with torch.no_grad():
                 next_w, next_log_prob = self.next_latents(replay)
                 if self.td_target == "latent_critic":

@@ -10,7 +10,7 @@ import torch
 from lpds_envs.decoders.base import Decoder
 
 from .policies import DSRLNAPolicy, MultiInputDSRLNAPolicy, SquashedGaussianActor
-from .steering import SteeringAlgorithm
+from .steering import SteeringAlgorithm, distribution_checks
 from .updates import TrainLog, optimizer_step
 
 
@@ -178,38 +178,41 @@ class DSRLNA(SteeringAlgorithm):
         log = TrainLog(*keys)
         # each batch with its next latents w' ~ pi^W(.|s') and the prior samples, decoded as td_target says
         # (exact: one decoder call per step; eps unclipped, as aliasing needs)
-        for step, (replay, td) in enumerate(self.update_batches(gradient_steps, batch_size)):
-            obs, next_obs = replay.observations, replay.next_observations
-            eps, eps_chunks = td.eps, td.eps_chunks
-            ent_coef = self.log_ent_coef.detach().exp()
+        # SB3's Gaussian re-validates its arguments on the host at every call; a device update skips that (a NaN
+        # still reaches the losses, checked at the end of the call)
+        with distribution_checks(not self.defer_loss_checks):
+            for step, (replay, td) in enumerate(self.update_batches(gradient_steps, batch_size)):
+                obs, next_obs = replay.observations, replay.next_observations
+                eps, eps_chunks = td.eps, td.eps_chunks
+                ent_coef = self.log_ent_coef.detach().exp()
 
-            # soft TD target
-            with torch.no_grad():
-                assert td.next_log_prob is not None  # next_latents returns it
-                next_q = self.next_value(next_obs, td) - ent_coef * td.next_log_prob.reshape(-1, 1)
-                target_q = self.bellman_target(replay, next_q)
+                # soft TD target
+                with torch.no_grad():
+                    assert td.next_log_prob is not None  # next_latents returns it
+                    next_q = self.next_value(next_obs, td) - ent_coef * td.next_log_prob.reshape(-1, 1)
+                    target_q = self.bellman_target(replay, next_q)
 
-            # action critic on the stored decoded chunks; latent critic aliased to it on the prior
-            log.add(critic_loss=self.action_critic_step(replay, target_q))
-            log.add(latent_critic_loss=self.latent_critic_distill(obs, eps, eps_chunks))
+                # action critic on the stored decoded chunks; latent critic aliased to it on the prior
+                log.add(critic_loss=self.action_critic_step(replay, target_q))
+                log.add(latent_critic_loss=self.latent_critic_distill(obs, eps, eps_chunks))
 
-            # latent actor: minimise ent_coef log pi^W(w|s) - min_j Q^W_j(s, w)
-            w, log_prob = self.actor.action_log_prob(obs)
-            q_w = self.latent_value(obs, w)
-            actor_loss = (ent_coef * log_prob - q_w).mean()
-            optimizer_step(self.actor.optimizer, actor_loss)
-            log.add(actor_loss=actor_loss, q_w=q_w.mean(), ent_coef=ent_coef, entropy=-log_prob.mean().item())
+                # latent actor: minimise ent_coef log pi^W(w|s) - min_j Q^W_j(s, w)
+                w, log_prob = self.actor.action_log_prob(obs)
+                q_w = self.latent_value(obs, w)
+                actor_loss = (ent_coef * log_prob - q_w).mean()
+                optimizer_step(self.actor.optimizer, actor_loss)
+                log.add(actor_loss=actor_loss, q_w=q_w.mean(), ent_coef=ent_coef, entropy=-log_prob.mean())
 
-            # temperature step towards target_entropy
-            if self.ent_coef_optimizer is not None:
-                ent_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
-                optimizer_step(self.ent_coef_optimizer, ent_loss)
-                log.add(ent_coef_loss=ent_loss)
+                # temperature step towards target_entropy
+                if self.ent_coef_optimizer is not None:
+                    ent_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
+                    optimizer_step(self.ent_coef_optimizer, ent_loss)
+                    log.add(ent_coef_loss=ent_loss)
 
-            self.check_update(log, step, replay, td.decoded())
+                self.check_update(log, step, replay, td.decoded())
 
-            # target network
-            if step % self.target_update_interval == 0:
-                self.polyak_update_targets()
+                # target network
+                if step % self.target_update_interval == 0:
+                    self.polyak_update_targets()
 
         self.record_train_logs(gradient_steps, log)

@@ -184,6 +184,7 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
         )
         delta = self.delta  # the trust-region target of this update (a schedule moves it between updates)
         log = TrainLog("critic_loss", "latent_critic_loss", "actor_loss", "perturbation_sq", "q_w")
+        alpha = self.alpha_tensor(self.device)  # the multiplier stays on the device until the call ends
         # each batch with its next latents eps' + Delta(s') and Q^W's prior samples, decoded as td_target says
         # (Algorithm 1: one decoder call per step for the next chunks and the prior samples; with prior_cache the
         # prior samples were decoded when their transition was stored)
@@ -204,17 +205,18 @@ class LagrangianSAC(LagrangianTrustRegion, SteeringAlgorithm):
             perturbation = self.actor(obs)
             perturbation_sq = perturbation.pow(2).sum(dim=1)
             q_w = self.latent_value(obs, torch.randn_like(perturbation) + perturbation)
-            actor_loss = self.trust_region_actor_loss(q_w, perturbation_sq, delta)
+            actor_loss = self.trust_region_actor_loss(q_w, perturbation_sq, delta, alpha)
             optimizer_step(self.actor.optimizer, actor_loss)
             log.add(actor_loss=actor_loss, perturbation_sq=perturbation_sq.mean(), q_w=q_w.mean())
 
             self.check_update(log, step, replay, td.decoded())
 
             # projected dual ascent on alpha (line 19)
-            self.dual_step(perturbation_sq, delta)
+            alpha = self.dual_step(perturbation_sq, delta, alpha)
 
             # target networks (line 20)
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
 
+        self.alpha = float(alpha)
         self.record_train_logs(gradient_steps, log, alpha=self.alpha, delta=delta)

@@ -273,10 +273,12 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
         self._update_learning_rate([self.actor.optimizer, self.action_critic.optimizer])
         delta = self.delta  # the trust-region target of this update
         log = TrainLog("critic_loss", "actor_loss", "perturbation_sq", "q_a")
+        alpha = self.alpha_tensor(self.device)  # the multiplier stays on the device until the call ends
         decoder = self._require_decoder()
         latent = (-1, *decoder.latent_shape)
-        for step in range(gradient_steps):
-            replay = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        # every batch of the call sampled first: no host-to-device copy waits for the device between steps
+        replays = [self.replay_buffer.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
+        for step, replay in enumerate(replays):
             obs, next_obs = replay.observations, replay.next_observations
             n = replay.rewards.shape[0]  # observations may be a dict (images + state)
 
@@ -295,15 +297,16 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
             residual = self.actor(obs)
             perturbation_sq = residual.pow(2).sum(dim=1)
             q_a = self.action_critic(obs, self._executed_chunk(base, residual)).min(dim=1).values
-            actor_loss = self.trust_region_actor_loss(q_a, perturbation_sq, delta)
+            actor_loss = self.trust_region_actor_loss(q_a, perturbation_sq, delta, alpha)
             optimizer_step(self.actor.optimizer, actor_loss)
             log.add(actor_loss=actor_loss, perturbation_sq=perturbation_sq.mean(), q_a=q_a.mean())
 
             self.check_update(log, step, replay, {"next chunks": next_base, "prior chunks": base})
 
             # projected dual ascent on alpha; target network
-            self.dual_step(perturbation_sq, delta)
+            alpha = self.dual_step(perturbation_sq, delta, alpha)
             if step % self.target_update_interval == 0:
                 self.polyak_update_targets()
 
+        self.alpha = float(alpha)
         self.record_train_logs(gradient_steps, log, alpha=self.alpha, delta=delta)

@@ -13,6 +13,8 @@ The helpers of this base class live in modules of their own and are importable f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -20,12 +22,13 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from torch import nn
+from torch.distributions import Distribution
 
 from lpds_envs.decoders.base import Decoder
 
 from .batches import SteeringBatches, TDInputs, cat_obs
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
-from .faults import check_losses, check_weights
+from .faults import NonFiniteError, check_losses, check_weights
 from .latent_env import UNBOUNDED_STANDIN, _accept_unbounded, resolve_decoder
 from .policies import (
     MultiInputSteeringPolicy,
@@ -54,6 +57,21 @@ __all__ = [  # the names this module has always offered, wherever they are defin
     "copy_module",
     "resolve_decoder",
 ]
+
+
+@contextmanager
+def distribution_checks(enabled: bool) -> Iterator[None]:
+    """Within the block, ``torch.distributions`` validate their arguments (each check reads the device) only if
+    ``enabled``; the global default is restored on exit.
+
+    :param enabled: validate (torch's default) or not
+    """
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(enabled)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(before)
 
 
 class SteeringAlgorithm(RawStepProgressMixin, SteeringUpdates, SteeringBatches, OffPolicyAlgorithm):
@@ -291,7 +309,26 @@ class SteeringAlgorithm(RawStepProgressMixin, SteeringUpdates, SteeringBatches, 
         :param decoded: the step's decoded chunks by name (searched too)
         :raises NonFiniteError: naming the first non-finite loss
         """
+        if self.defer_loss_checks:
+            return  # record_train_logs checks every step's values with one read
         check_losses(log.latest(), self._n_updates + step + 1, replay, decoded)
+
+    @property
+    def defer_loss_checks(self) -> bool:
+        """Whether the losses' finiteness is checked once per ``train()`` call instead of after every gradient step.
+
+        Reading a loss on the host makes the host wait for the device, so on an accelerator (any device but the CPU,
+        by default) the check is deferred to the end of the call: the error then names the same quantity and step,
+        but the batch that caused it is no longer at hand to name a likely cause, and the later steps of the call
+        have already run. On the CPU a read costs nothing and each step is checked at once. Assign ``True`` or
+        ``False`` to override (e.g. to test the deferred path on a CPU).
+        """
+        forced = getattr(self, "_defer_loss_checks", None)
+        return self.device.type != "cpu" if forced is None else bool(forced)
+
+    @defer_loss_checks.setter
+    def defer_loss_checks(self, value: bool) -> None:
+        self._defer_loss_checks = bool(value)
 
     def record_train_logs(self, gradient_steps: int, log: TrainLog, **scalars: float) -> None:
         """End of a ``train()`` call: count its updates, check every weight, and log ``train/n_updates``, the
@@ -302,6 +339,14 @@ class SteeringAlgorithm(RawStepProgressMixin, SteeringUpdates, SteeringBatches, 
         :param scalars: values logged as they are (e.g. ``alpha``, ``delta``), as ``train/<name>``
         :raises NonFiniteError: naming the first non-finite weight
         """
+        if self.defer_loss_checks:
+            bad = log.first_nonfinite()
+            if bad is not None:
+                raise NonFiniteError(
+                    f"train/{bad[0]}", self._n_updates + bad[1] + 1, "checked at the end of the update (a device "
+                    "update reads its losses once per train() call), so the batch is not at hand; rerun on the CPU, "
+                    "or with model.defer_loss_checks = False, to have the cause named"
+                )  # fmt: skip
         self._n_updates += gradient_steps
         check_weights(self, self._n_updates)  # once per call: the loop's losses were checked step by step
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -47,21 +47,45 @@ class LagrangianTrustRegion:
         """The current trust-region target ``delta`` (constant unless a schedule was given); not ``Delta(s)``."""
         return float(self.delta_schedule(self._current_progress_remaining))
 
-    def trust_region_actor_loss(self, value: torch.Tensor, perturbation_sq: torch.Tensor, delta: float) -> torch.Tensor:
+    def alpha_tensor(self, device: torch.device | str) -> torch.Tensor:
+        """``alpha`` as a float64 scalar tensor on ``device``: ``train()`` moves it there and reads it back once, so
+        the dual step does not wait for the device at every gradient step.
+
+        :param device: the learner's device
+        """
+        return torch.tensor(self.alpha, dtype=torch.float32 if torch.device(device).type == "mps" else torch.float64,
+                            device=device)  # fmt: skip
+
+    def trust_region_actor_loss(
+        self, value: torch.Tensor, perturbation_sq: torch.Tensor, delta: float, alpha: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The actor's loss: the negated Lagrangian ``mean(-value + alpha (||Delta(s)||^2 - delta))``.
 
         :param value: the critic's value of the steered latents or chunks, ``(B,)``
         :param perturbation_sq: ``||Delta(s)||^2`` of each state of the batch, ``(B,)``
         :param delta: the current trust-region target
+        :param alpha: the multiplier as a scalar tensor (:meth:`alpha_tensor`); ``None``: ``self.alpha``
         :return: the scalar loss
         """
-        return (-value + self.alpha * (perturbation_sq - delta)).mean()
+        multiplier = self.alpha if alpha is None else alpha
+        return (-value + multiplier * (perturbation_sq - delta)).mean()
 
-    def dual_step(self, perturbation_sq: torch.Tensor, delta: float) -> None:
+    def dual_step(
+        self, perturbation_sq: torch.Tensor, delta: float, alpha: torch.Tensor | None = None
+    ) -> torch.Tensor | float:
         """``alpha <- max(0, alpha + alpha_lr * (mean ||Delta(s)||^2 - delta))`` (no-op without the Lagrangian).
 
         :param perturbation_sq: ``||Delta(s)||^2`` of each state of the batch, ``(B,)``
         :param delta: the current trust-region target
+        :param alpha: the multiplier as a scalar tensor (:meth:`alpha_tensor`): the step is taken on the device and
+            the new tensor returned, ``self.alpha`` untouched; ``None``: ``self.alpha`` is updated (a host read)
+        :return: the new multiplier
         """
+        if alpha is not None:
+            if not self.use_lagrangian:
+                return alpha
+            step = perturbation_sq.detach().mean().to(alpha.dtype) - delta
+            return torch.clamp(alpha + self.alpha_lr * step, min=0.0)
         if self.use_lagrangian:
             self.alpha = max(0.0, self.alpha + self.alpha_lr * (float(perturbation_sq.mean().item()) - delta))
+        return self.alpha

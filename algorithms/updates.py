@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,27 +26,66 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None
 class TrainLog:
     """The values of one ``train()`` call, gradient step by gradient step; logged as their means.
 
+    Tensor values are kept as (detached) tensors on their device and read on the host only by :meth:`latest`,
+    :meth:`means` and :meth:`first_nonfinite`, so a gradient step that logs does not wait for the device; a GPU
+    update reads its log once per ``train()`` call.
+
     :param keys: the quantities, in the order they are logged (``train/<key>``)
     """
 
     def __init__(self, *keys: str) -> None:
-        self.values: dict[str, list[float]] = {k: [] for k in keys}
+        self.values: dict[str, list[float | torch.Tensor]] = {k: [] for k in keys}
 
     def add(self, **values: float | torch.Tensor) -> None:
-        """Append this gradient step's values (scalar tensors are read with ``.item()``).
+        """Append this gradient step's values (scalars: Python numbers or one-element tensors, kept unread).
 
         :param values: ``key=value`` for keys given at construction
         """
         for key, value in values.items():
-            self.values[key].append(float(value.item()) if isinstance(value, torch.Tensor) else float(value))
+            self.values[key].append(value.detach().reshape(()) if isinstance(value, torch.Tensor) else float(value))
 
     def latest(self) -> dict[str, float]:
-        """The last value of each quantity logged so far, for :func:`~algorithms.faults.check_losses`."""
-        return {k: v[-1] for k, v in self.values.items() if v}
+        """The last value of each quantity logged so far, for :func:`~algorithms.faults.check_losses` (reads them)."""
+        return {k: float(v[-1]) for k, v in self.values.items() if v}
+
+    def _columns(self) -> dict[str, torch.Tensor]:
+        """Each logged quantity as one tensor of its steps, all on the device of the logged tensors (float64 where the
+        device has it; Apple's MPS has none)."""
+        device = next(
+            (x.device for v in self.values.values() for x in v if isinstance(x, torch.Tensor)), torch.device("cpu")
+        )
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        return {
+            key: torch.stack([torch.as_tensor(x, dtype=dtype, device=device) for x in values])
+            for key, values in self.values.items()
+            if values
+        }
 
     def means(self) -> dict[str, float]:
-        """The mean of each quantity over the call's gradient steps."""
-        return {k: float(np.mean(v)) for k, v in self.values.items()}
+        """The mean of each quantity over the call's gradient steps (one device read for all of them)."""
+        columns = self._columns()
+        if not columns:
+            return {}
+        return dict(zip(columns, torch.stack([c.mean() for c in columns.values()]).tolist()))
+
+    def first_nonfinite(self) -> tuple[str, int] | None:
+        """``(key, step)`` of the first non-finite value (earliest step, then the first key), or ``None``.
+
+        The deferred form of the per-step check, for updates on an accelerator: one device read for the whole call.
+        """
+        columns = self._columns()
+        if not columns:
+            return None
+        none = max(len(c) for c in columns.values())  # stands for "no non-finite step"
+        firsts = []
+        for column in columns.values():
+            bad = ~torch.isfinite(column)
+            firsts.append(
+                torch.where(bad.any(), bad.to(torch.int64).argmax(), torch.full_like(bad[0], none, dtype=torch.int64))
+            )
+        steps = torch.stack(firsts).tolist()
+        step = min(steps)
+        return None if step == none else (list(columns)[steps.index(step)], step)
 
 
 class SteeringUpdates:
@@ -83,19 +121,19 @@ class SteeringUpdates:
             raise RuntimeError(f"{type(self).__name__} has no latent critic Q^W (uses_latent_critic=False)")
         return self.latent_critic
 
-    def action_critic_step(self, replay: Any, target_q: torch.Tensor) -> float:
+    def action_critic_step(self, replay: Any, target_q: torch.Tensor) -> torch.Tensor:
         """One TD step of Q^A on the stored decoded chunks: ``0.5 sum_j MSE(Q^A_j(s, a), y)``.
 
         :param replay: a sampled :class:`~algorithms.buffers.LatentReplayBufferSamples`
         :param target_q: the TD targets ``y``, ``(B, 1)``
-        :return: the loss
+        :return: the loss (detached, not read on the host)
         """
         q = self.action_critic(replay.observations, replay.decoded_actions)
         loss = 0.5 * F.mse_loss(q, target_q.expand_as(q), reduction="none").mean(0).sum()
         optimizer_step(self.action_critic.optimizer, loss)
-        return float(loss.item())
+        return loss.detach()
 
-    def latent_critic_distill(self, obs: torch.Tensor, eps: torch.Tensor, eps_chunks: torch.Tensor) -> float:
+    def latent_critic_distill(self, obs: torch.Tensor, eps: torch.Tensor, eps_chunks: torch.Tensor) -> torch.Tensor:
         """``latent_critic_steps`` steps of ``sum_j MSE(Q^W_j(s, eps), Q^A_j(s, Phi(eps; s)))`` (member by member).
 
         The prior samples and their decodes are drawn once per gradient step and reused across these steps.
@@ -103,7 +141,7 @@ class SteeringUpdates:
         :param obs: a batch of observations
         :param eps: the prior latents ``(B, d)``
         :param eps_chunks: their decoded chunks ``Phi(eps; s)``, flat
-        :return: the mean loss over the ``latent_critic_steps`` steps
+        :return: the mean loss over the ``latent_critic_steps`` steps (detached, not read on the host)
         """
         latent_critic = self._require_latent_critic()
         with torch.no_grad():
@@ -112,8 +150,8 @@ class SteeringUpdates:
         for _ in range(self.latent_critic_steps):
             loss = F.mse_loss(latent_critic(obs, eps), target, reduction="none").mean(0).sum()
             optimizer_step(latent_critic.optimizer, loss)
-            losses.append(loss.item())
-        return float(np.mean(losses))
+            losses.append(loss.detach())
+        return torch.stack(losses).mean()
 
     def latent_value(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``min_j Q^W_j(s, w)`` for the actor's loss: differentiable in ``w`` only.
