@@ -284,15 +284,18 @@ def report(args: argparse.Namespace) -> None:
         "runs": {},
     }
     fmt = lambda h: "-" if h is None else f"{h:.2f}"  # noqa: E731
-    # runs whose records were not kept (evaluated before they were) are carried over from the previous report, which
-    # is valid only if the backbone's episodes are the same ones: a re-evaluation must reproduce them exactly
+    # runs whose records were not kept (evaluated before they were) are carried over from the previous report with
+    # the backbone evaluation their gains were paired with; when the backbone's episodes came out differently here
+    # (another CPU: float rounding changes LIBERO rollouts), the row says so
     previous: dict[str, Any] = {}
     if (RESULTS / "report.json").is_file():
         prev = json.loads((RESULTS / "report.json").read_text())
-        same = all(prev["backbone"][k] == backbone[k] for k in ("episodes", "success_rate", "mean_return"))
-        if not same:
-            print("the backbone's episodes differ from the previous report's: nothing is carried over", flush=True)
-        previous = prev["runs"] if same else {}
+        against = {
+            "backbone": prev["backbone"]["success_rate_compared"],
+            "backbone_bound1": prev.get("backbone_bound1", {}).get("success_rate_compared"),
+            "cpu": prev["machine"].get("cpu_model"),
+        }
+        previous = {k: {"evaluated_against": against, **v} for k, v in prev["runs"].items()}
     se_base = float(np.sqrt(base.mean() * (1 - base.mean()) / n))
     rows = [["frozen backbone", "-", f"{base.mean():.2f} ± {se_base:.2f}", "-", f"{base_return:.1f}"]]
     rows[0] += [fmt(h_base), "-", "-"]
@@ -309,8 +312,10 @@ def report(args: argparse.Namespace) -> None:
                 if f"{algo}/seed_{seed}" in previous:  # evaluated before its records were kept: its numbers as reported
                     r = out["runs"][f"{algo}/seed_{seed}"] = {**previous[f"{algo}/seed_{seed}"], "carried_over": True}
                     gains.append(r["gain"])
+                    earlier = r["evaluated_against"]["backbone"] != float(base.mean())
+                    label = f"{algo} (earlier machine)" if earlier else f"{algo} (carried over)"
                     rows.append(
-                        [f"{algo} (carried over)", seed, f"{r['success_rate']:.2f}"]
+                        [label, seed, f"{r['success_rate']:.2f}"]
                         + [
                             f"{r['gain']:+.2f} ± {r['gain_se']:.2f}",
                             f"{r['mean_return']:.1f}",
