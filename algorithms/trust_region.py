@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 import torch
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
@@ -69,6 +70,12 @@ class LagrangianTrustRegion:
         """
         multiplier = self.alpha if alpha is None else alpha
         return (-value + multiplier * (perturbation_sq - delta)).mean()
+
+    @overload
+    def dual_step(self, perturbation_sq: torch.Tensor, delta: float, alpha: torch.Tensor) -> torch.Tensor: ...
+
+    @overload
+    def dual_step(self, perturbation_sq: torch.Tensor, delta: float, alpha: None = None) -> float: ...
 
     def dual_step(
         self, perturbation_sq: torch.Tensor, delta: float, alpha: torch.Tensor | None = None
