@@ -214,7 +214,8 @@ class SteeringBatches:
         The call's replay batches are sampled first (one host-to-device pass, none between gradient steps).
         ``td_target="decode"`` (Algorithm 1): each step draws the next latents with the actor as it is at that step
         and decodes them with Q^W's prior samples in one call. ``"decode_per_update"``: the next latents of all the
-        call's batches are drawn with the actor as it is at the start of the call, then decoded (with the fresh prior samples) in a single batched call. ``"latent_critic"``: as
+        call's batches are drawn with the actor as it is at the start of the call, then decoded (with the fresh prior
+        samples) in a single batched call. ``"latent_critic"``: as
         ``"decode"``, but the next latents are not decoded (:meth:`next_value` bootstraps from Q^W's target).
 
         Consume the iterator one step at a time: in ``"decode"`` and ``"latent_critic"`` mode the next latents of a
