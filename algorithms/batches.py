@@ -208,6 +208,17 @@ class SteeringBatches:
         """
         raise NotImplementedError(f"{type(self).__name__} does not define next_latents")
 
+    def sample_call_batches(self, gradient_steps: int, batch_size: int) -> list[Any]:
+        """Every replay batch of one ``train()`` call, sampled (and moved to the device) before the first gradient
+        step, so no host-to-device copy waits for the device mid-update. The replay RNG draws are the same, in the
+        same order, as sampling step by step.
+
+        :param gradient_steps: gradient steps of this call
+        :param batch_size: minibatch size
+        :return: ``gradient_steps`` replay samples (``LatentReplayBufferSamples`` or their dict variant)
+        """
+        return [self.replay_buffer.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
+
     def update_batches(self, gradient_steps: int, batch_size: int) -> Iterator[tuple[Any, TDInputs]]:
         """The replay batches of one ``train()`` call with their :class:`TDInputs`, one gradient step at a time.
 
@@ -228,10 +239,7 @@ class SteeringBatches:
         if self.td_target == "decode_per_update":
             yield from self._decode_per_update(gradient_steps, batch_size)
             return
-        # every batch of the call sampled (and moved to the device) first: the host copies do not wait for the
-        # device mid-update; the replay RNG draws are the same, in the same order, as sampling step by step
-        replays = [self.replay_buffer.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
-        for replay in replays:
+        for replay in self.sample_call_batches(gradient_steps, batch_size):
             with torch.no_grad():
                 next_w, next_log_prob = self.next_latents(replay)
                 if self.td_target == "latent_critic":
@@ -243,9 +251,7 @@ class SteeringBatches:
 
     def _decode_per_update(self, gradient_steps: int, batch_size: int) -> list[tuple[Any, TDInputs]]:
         """``update_batches`` for ``td_target="decode_per_update"``: every next chunk of the call in one decode."""
-        replays: list[Any] = [  # LatentReplayBufferSamples
-            self.replay_buffer.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)
-        ]
+        replays = self.sample_call_batches(gradient_steps, batch_size)
         with torch.no_grad():
             latents = [self.next_latents(replay) for replay in replays]
             cached = replays[0].prior_latents is not None if replays else True

@@ -276,9 +276,7 @@ class ResidualActionSAC(LagrangianTrustRegion, SteeringAlgorithm):
         alpha = self.alpha_tensor(self.device)  # the multiplier stays on the device until the call ends
         decoder = self._require_decoder()
         latent = (-1, *decoder.latent_shape)
-        # every batch of the call sampled first: no host-to-device copy waits for the device between steps
-        replays = [self.replay_buffer.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
-        for step, replay in enumerate(replays):
+        for step, replay in enumerate(self.sample_call_batches(gradient_steps, batch_size)):
             obs, next_obs = replay.observations, replay.next_observations
             n = replay.rewards.shape[0]  # observations may be a dict (images + state)
 

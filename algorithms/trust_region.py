@@ -11,6 +11,15 @@ from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 from .validation import finite_number
 
 
+def scalar_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype of the update's scalar bookkeeping (alpha, logged losses) on ``device``: float64 where the device has
+    it, float32 on Apple's MPS, which has no float64.
+
+    :param device: the learner's device
+    """
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 class LagrangianTrustRegion:
     """The trust region ``E||Delta(s)||^2 <= delta`` and its multiplier, shared by LP-DS and LP-DS-A (a mixin).
 
@@ -54,8 +63,7 @@ class LagrangianTrustRegion:
 
         :param device: the learner's device
         """
-        return torch.tensor(self.alpha, dtype=torch.float32 if torch.device(device).type == "mps" else torch.float64,
-                            device=device)  # fmt: skip
+        return torch.tensor(self.alpha, dtype=scalar_dtype(device), device=device)
 
     def trust_region_actor_loss(
         self, value: torch.Tensor, perturbation_sq: torch.Tensor, delta: float, alpha: torch.Tensor | None = None

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .policies import QEnsemble
+from .trust_region import scalar_dtype
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -54,7 +55,7 @@ class TrainLog:
         device = next(
             (x.device for v in self.values.values() for x in v if isinstance(x, torch.Tensor)), torch.device("cpu")
         )
-        dtype = torch.float32 if device.type == "mps" else torch.float64
+        dtype = scalar_dtype(device)
         return {
             key: torch.stack([torch.as_tensor(x, dtype=dtype, device=device) for x in values])
             for key, values in self.values.items()

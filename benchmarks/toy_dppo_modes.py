@@ -100,6 +100,27 @@ def run_seed(seed: int, steps: int, eval_every: int, rollouts: int) -> dict[str,
     }
 
 
+def _previous_runs(summary_path: Path, steps: int, eval_every: int, rollouts: int) -> dict[int, dict[str, Any]]:
+    """Per-seed results kept in an earlier summary with the same settings (run folders do not outlive a session, the
+    summary is committed), so a study can be extended with more seeds without re-running the finished ones."""
+    if not summary_path.is_file():
+        return {}
+    old = json.loads(summary_path.read_text())
+    if (old.get("env_steps"), old.get("eval_every"), old.get("rollouts_per_eval")) != (steps, eval_every, rollouts):
+        return {}
+    runs = old["runs"]
+    return {
+        seed: {
+            "seed": seed,
+            "wall_s": runs["wall_s"][i],
+            "curves": runs["curves"][i],
+            "final_goal_fractions": runs["goal_fractions"][i],
+            "final_return": runs["returns"][i],
+        }
+        for i, seed in enumerate(runs["seeds"])
+    }
+
+
 def describe(fractions: list[list[float]]) -> str:
     fr = np.array(fractions)
     kept = [int((f >= KEEP).sum()) for f in fr]
@@ -121,11 +142,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     runs_dir = args.out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    restored = _previous_runs(args.out / "toy_dppo_modes.json", args.steps, args.eval_every, args.rollouts)
     results = []
     for seed in args.seeds:
         path = runs_dir / f"dppo_seed{seed}.json"
         if path.is_file():
             print(f"seed {seed}: done earlier ({path})")
+        elif seed in restored:
+            path.write_text(json.dumps(restored[seed]))
+            print(f"seed {seed}: taken from the committed summary {args.out / 'toy_dppo_modes.json'}")
         else:
             result = run_seed(seed, args.steps, args.eval_every, args.rollouts)
             tmp = path.with_name(path.name + ".tmp")

@@ -49,10 +49,11 @@ TASKS: dict[str, SteeringTask] = {
         latent_bound=2.5,
     ),
     # D3IL's Avoiding (paper Sec. 5.2.2, App. F), re-implemented kinematically (lpds_envs.envs.avoiding); diffusion
-    # backbone on scripted demonstrations of all 24 routes (lpds_envs.backbones.zoo.avoiding), chunks of 8 steps
+    # and flow backbones on the same scripted demonstrations of all 24 routes (lpds_envs.backbones.zoo.avoiding),
+    # chunks of 8 steps
     "Avoiding": SteeringTask(
         raw_id="lpds/Avoiding-v0",
-        backbones={"diffusion": "avoiding-diffusion"},
+        backbones={"diffusion": "avoiding-diffusion", "flow": "avoiding-flow"},
         default_backbone="diffusion",
         latent_bound=2.5,
     ),

@@ -12,6 +12,9 @@ Commands (single-threaded; each stage resumes or overwrites its own files)::
     python -m lpds_envs.backbones.zoo.avoiding evaluate --backbone runs/avoiding/diffusion --rollouts 500
     python -m lpds_envs.backbones.zoo.avoiding ship --backbone runs/avoiding/diffusion \\
         --data runs/avoiding/demos.npz --name avoiding-diffusion
+
+The flow backbone (``LPDS-Avoiding-v0`` with ``backbone="flow"``) is trained on the same demonstrations with
+``backbone --kind flow --out runs/avoiding/flow`` and shipped with ``--name avoiding-flow``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,15 @@ DECODER_KWARGS: dict[str, Any] = dict(
     num_inference_steps=10,
     clip_sample=True,
 )
+#: the flow backbone: the same residual MLP, 10 Euler steps of the learned velocity field
+FLOW_DECODER_KWARGS: dict[str, Any] = dict(
+    hidden_dim=256,
+    n_blocks=3,
+    time_embed_dim=32,
+    num_inference_steps=10,
+    integrator="euler",
+)
+KIND_KWARGS: dict[str, dict[str, Any]] = {"diffusion": DECODER_KWARGS, "flow": FLOW_DECODER_KWARGS}
 CHUNK_SIZE = 8
 
 
@@ -299,7 +311,13 @@ def _cmd_backbone(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     data = load_npz(args.data, chunk_size=args.chunk)
     train_backbone(
-        "diffusion", data, args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, **DECODER_KWARGS
+        args.kind,
+        data,
+        args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        **KIND_KWARGS[args.kind],
     )
 
 
@@ -330,11 +348,12 @@ def _cmd_ship(args: argparse.Namespace) -> None:
     cov = json.loads((src / "eval.json").read_text())
     decoder = load_decoder(dest)
     n_params = sum(p.numel() for p in decoder.parameters())
-    model, sampler = describe_sampler("diffusion", training["decoder"])
-    card = f"""# Avoiding diffusion backbone (D3IL Avoiding, `lpds/Avoiding-v0`)
+    kind = training["kind"]
+    model, sampler = describe_sampler(kind, training["decoder"])
+    card = f"""# Avoiding {kind} backbone (D3IL Avoiding, `lpds/Avoiding-v0`)
 
-Frozen diffusion policy for `lpds/Avoiding-v0` (D3IL's Avoiding task re-implemented; see the env's docstring),
-shipped as `LPDS-Avoiding-v0`'s backbone.
+Frozen {kind} policy for `lpds/Avoiding-v0` (D3IL's Avoiding task re-implemented; see the env's docstring),
+shipped as `LPDS-Avoiding-v0`'s {"default" if kind == "diffusion" else '`backbone="flow"`'} backbone.
 
 - **Data**: {demo_report["n_demos"]} scripted demonstrations, {demo_report["per_route"]} of each of D3IL's 24 routes
   (seed {demo_report["seed"]}), lengths {demo_report["length_min_mean_max"][0]} to {demo_report["length_min_mean_max"][2]}
@@ -350,7 +369,7 @@ shipped as `LPDS-Avoiding-v0`'s backbone.
   {cov["route_histogram"]}.
 - **Commands**:
   `python -m lpds_envs.backbones.zoo.avoiding demos --out {args.data} --per-route {demo_report["per_route"]} --seed {demo_report["seed"]}`,
-  `python -m lpds_envs.backbones.zoo.avoiding backbone --data {args.data} --out {args.backbone} --steps {training["steps"]}`,
+  `python -m lpds_envs.backbones.zoo.avoiding backbone --kind {kind} --data {args.data} --out {args.backbone} --steps {training["steps"]}`,
   `python -m lpds_envs.backbones.zoo.avoiding evaluate --backbone {args.backbone} --rollouts {cov["n_rollouts"]} --seed {cov["seed"]}`,
   `python -m lpds_envs.backbones.zoo.avoiding ship --backbone {args.backbone} --data {args.data} --name {args.name}`.
 """
@@ -360,14 +379,17 @@ shipped as `LPDS-Avoiding-v0`'s backbone.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="D3IL Avoiding: scripted demos, diffusion backbone, route coverage.")
+    parser = argparse.ArgumentParser(
+        description="D3IL Avoiding: scripted demos, diffusion and flow backbones, route coverage."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demos", help="scripted planner demonstrations of all 24 routes (npz + report json)")
     p.add_argument("--out", required=True)
     p.add_argument("--per-route", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_cmd_demos)
-    p = sub.add_parser("backbone", help="train the diffusion backbone (resumable)")
+    p = sub.add_parser("backbone", help="train a diffusion or flow backbone (resumable)")
+    p.add_argument("--kind", choices=sorted(KIND_KWARGS), default="diffusion")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=20_000)

@@ -6,6 +6,7 @@ import pytest
 
 from lpds_envs.backbones import load_npz
 from lpds_envs.backbones.zoo import avoiding as zoo
+from lpds_envs.decoders import FlowDecoder
 from lpds_envs.envs.avoiding import GOAL_Y, MAX_EPISODE_STEPS, AvoidingEnv, segment_hits_obstacle
 from lpds_envs.metrics import avoiding_route, behaviour_entropy
 from lpds_envs.registration import TASKS, task_decoder
@@ -71,3 +72,15 @@ def test_shipped_backbone_prior_rollouts_cover_many_routes():
     assert cov["routes_hit"] >= MIN_ROUTES, cov["route_histogram"]
     assert cov["success_rate"] >= MIN_SUCCESS
     assert cov["behaviour_entropy"] > 0.65  # measured 0.76
+
+
+def test_shipped_flow_backbone_prior_rollouts_cover_many_routes():
+    """The flow backbone (card: lpds_envs/backbones/checkpoints/avoiding-flow), same demonstrations and settings."""
+    env = gym.make("LPDS-Avoiding-v0", backbone="flow")
+    assert isinstance(env.unwrapped, AvoidingEnv)
+    assert isinstance(env.get_wrapper_attr("decoder"), FlowDecoder)
+    env.close()
+    cov = zoo.avoiding_coverage(task_decoder("Avoiding", "flow"), n_rollouts=200, seed=0)
+    assert cov["routes_hit"] >= 16, cov["route_histogram"]  # measured 20 (card: 23 of 24 over 500 rollouts)
+    assert cov["success_rate"] >= 0.75  # measured 0.88
+    assert cov["behaviour_entropy"] > 0.75  # measured 0.85
