@@ -1,9 +1,9 @@
-"""Does LP-DS learn the same with a fast TD target? Toy mode coverage and Hopper gains, exact vs fast.
+"""Does LP-DS (and DSRL-NA) learn the same with a fast TD target? Toy mode coverage and Hopper gains, exact vs fast.
 
 Reads the ``lpds train`` runs under ``benchmarks/results/runs_td_target`` (see docs/results/speed.md for the
 commands that make them):
 
-- ``LPDS-MultiGoal-v0/lpds-<variant>/seed_<k>``: each final model's stochastic policy from the origin, 1000 rollouts
+- ``LPDS-MultiGoal-v0/<lpds|dsrl-na>-<variant>/seed_<k>``: each final model's stochastic policy from the origin, 1000 rollouts
   (reset seed 10000 + k, as the toy study), per-goal fractions (a goal is kept at >= 5% of rollouts), the max-goal
   share and the mean return; plus the run's wall time.
 - ``LPDS-Hopper-v0/<name>/seed_<k>/final_vs_backbone.json``: ``lpds evaluate --vs-backbone`` of the final model on
@@ -33,8 +33,9 @@ add_repo_to_path()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from algorithms import LagrangianSAC  # noqa: E402
 from lpds_envs.evaluation import multigoal_coverage  # noqa: E402
+from lpds_envs.experiment.config import get_algo, make_run_env  # noqa: E402
+from lpds_envs.experiment.evaluate import load_trained, locate_model  # noqa: E402
 from lpds_envs.metrics import model_sampler  # noqa: E402
 from lpds_envs.vector import make_latent_vec_env  # noqa: E402
 
@@ -53,12 +54,15 @@ def wall_time(run: Path) -> float | None:
 
 
 def toy_coverage(run: Path | None, seed: int) -> dict[str, Any]:
-    """Goal coverage of the run's final stochastic policy, or of the frozen backbone (prior latents) for ``None``."""
-    venv = make_latent_vec_env("LPDS-MultiGoal-v0", seed=seed)
+    """Goal coverage of the run's final stochastic policy (LP-DS or DSRL-NA, on the env its config names), or of the
+    frozen backbone (prior latents) for ``None``."""
     if run is None:
+        venv = make_latent_vec_env("LPDS-MultiGoal-v0", seed=seed)
         cov = multigoal_coverage(venv.decoder, n_rollouts=1000, seed=10_000 + seed)
     else:
-        sampler = model_sampler(LagrangianSAC.load(run / "model.zip", env=venv, device="cpu"), False)
+        model_path, cfg = locate_model(run)
+        venv = make_run_env(get_algo(cfg.algo), cfg.env_id, cfg.env_kwargs, 1, seed, "cpu")
+        sampler = model_sampler(load_trained(model_path, cfg.algo, venv, device="cpu"), False)
         cov = multigoal_coverage(
             venv.decoder,
             n_rollouts=1000,

@@ -5,6 +5,7 @@ from .callbacks import EntropyCallback, ModeCoverageCallback, RawStepCallback, S
 from .episodes import (
     MAX_EVAL_ENVS,
     BackboneComparison,
+    DecoderPriorPolicy,
     EpisodeBatch,
     EvalResult,
     PriorPolicy,
@@ -28,6 +29,7 @@ __all__ = [
     "EpisodeBatch",
     "EvalResult",
     "ModeCoverageCallback",
+    "DecoderPriorPolicy",
     "PriorPolicy",
     "RawStepCallback",
     "SteeringEvalCallback",

@@ -26,6 +26,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from ..codec import to_batch
 from ..decoders.base import Decoder
 from ..envs.multigoal import GOAL_RADIUS, GOALS
 from ..metrics import action_entropy, mode_coverage, model_sampler
@@ -237,6 +238,29 @@ class PriorPolicy:
         return self._draw(obs), None
 
 
+class DecoderPriorPolicy:
+    """The frozen backbone on an action-chunk env (:class:`~lpds_envs.wrappers.ChunkedActionWrapper`, where the
+    fine-tuning baselines act): ``predict`` decodes prior latents ``w ~ N(0, I)``, clipped to ``latent_bound`` as the
+    task's latent env clips them, so it is the same backbone policy as :class:`PriorPolicy` on the latent env.
+
+    :param decoder: the frozen backbone
+    :param latent_bound: the latent box (the task's ``latent_bound``); ``None`` leaves the latents unclipped
+    :param seed: seed of the latent draws
+    """
+
+    def __init__(self, decoder: Decoder, latent_bound: float | None, seed: int | None = None) -> None:
+        self.decoder, self.latent_bound = decoder, latent_bound
+        self._draw = prior_latents(decoder.latent_dim, seed)
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False):
+        w = torch.from_numpy(self._draw(obs)).reshape(-1, *self.decoder.latent_shape)
+        if self.latent_bound is not None:
+            w = w.clamp(-self.latent_bound, self.latent_bound)
+        with torch.no_grad():
+            chunks = self.decoder(to_batch(obs, single=False), w.to(self.decoder.device))
+        return chunks.cpu().numpy(), None
+
+
 def success_gain_se(p: float, q: float, n: int) -> float:
     """Standard error of the difference ``p - q`` of two success rates, each over ``n`` independent episodes
     (binomial variances; conservative where the episodes are paired by reset seed)."""
@@ -288,12 +312,21 @@ class BackboneComparison:
 
 
 def compare_with_backbone(
-    model: Any, venv: VecLatentSteeringWrapper, deterministic: bool, seed: int = 0, episodes: int | None = None
+    model: Any,
+    venv: VecLatentSteeringWrapper,
+    deterministic: bool,
+    seed: int = 0,
+    episodes: int | None = None,
+    backbone: Any = None,
 ) -> BackboneComparison:
-    """:func:`evaluate_policy` of ``model`` and of the frozen backbone (:class:`PriorPolicy`) on the same episodes."""
+    """:func:`evaluate_policy` of ``model`` and of the frozen backbone on the same episodes.
+
+    :param backbone: the backbone as a policy on ``venv`` (default: :class:`PriorPolicy`, for a latent env; pass a
+        :class:`DecoderPriorPolicy` on an action-chunk env)
+    """
     steered = evaluate_policy(model, venv, deterministic, seed, episodes)
-    backbone = evaluate_policy(PriorPolicy(int(np.prod(venv.action_space.shape)), seed), venv, False, seed, episodes)
-    return BackboneComparison(steered, backbone)
+    backbone = backbone or PriorPolicy(int(np.prod(venv.action_space.shape)), seed)
+    return BackboneComparison(steered, evaluate_policy(backbone, venv, False, seed, episodes))
 
 
 def policy_action_entropy(

@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--vs-backbone",
         action="store_true",
-        help="also run the frozen backbone (prior latents) on the same episodes and print the gain",
+        help="also run the frozen backbone (prior latents) on the same episodes and print the gain (steering "
+        "learners and dppo / idql / dql)",
     )
 
     sw = sub.add_parser("sweep", help="grid over hyperparameters x seeds as Ray Tune trials (pip install lpds[sweep])")

@@ -19,8 +19,14 @@ from stable_baselines3.common.utils import get_device
 from algorithms.registry import ALGORITHMS
 from algorithms.steering import resolve_decoder
 
-from ..evaluation import MAX_EVAL_ENVS, compare_with_backbone, entropy_at_visited, evaluate_policy
-from ..registration import TASKS
+from ..evaluation import (
+    MAX_EVAL_ENVS,
+    DecoderPriorPolicy,
+    compare_with_backbone,
+    entropy_at_visited,
+    evaluate_policy,
+)
+from ..registration import TASKS, resolve_lpds_id
 from .config import CONFIG_FILE, RunConfig, UsageError, check_env_id, get_algo, make_run_env
 
 
@@ -110,8 +116,11 @@ def evaluate_saved(
     check_env_id(env_id)
     if episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {episodes}")
-    if vs_backbone and spec.env_type != "latent":
-        raise UsageError(f"--vs-backbone compares latent learners with prior latents; {algo} acts in action space")
+    if vs_backbone and spec.env_type not in ("latent", "chunked"):
+        raise UsageError(
+            f"--vs-backbone compares a learner with the backbone's prior latents on the same env; {algo} acts with "
+            "residual actions, where the backbone is the zero residual: evaluate it with --algo lpds-a on its own"
+        )
     env_kwargs = cfg.env_kwargs if cfg is not None else {}
     if video is not None:
         if video_episodes < 1:
@@ -128,7 +137,13 @@ def evaluate_saved(
     learner = load_trained(model_path, algo, venv, dev)
     det = spec.eval_deterministic if deterministic is None else deterministic
     if vs_backbone:
-        comparison = compare_with_backbone(learner, venv, det, seed, episodes)
+        backbone = None  # a latent env: prior latents (PriorPolicy), clipped by the env
+        if spec.env_type == "chunked":  # the fine-tuning baselines: the frozen backbone decodes the same prior
+            resolved = resolve_lpds_id(env_id, backbone=env_kwargs.get("backbone"), device=dev)
+            assert resolved is not None  # check_env_id passed
+            _, decoder, task_bound = resolved
+            backbone = DecoderPriorPolicy(decoder, env_kwargs.get("latent_bound", task_bound), seed)
+        comparison = compare_with_backbone(learner, venv, det, seed, episodes, backbone)
         paths, result = comparison.steered.paths, comparison.to_dict()
     else:
         evaluation = evaluate_policy(learner, venv, det, seed, episodes)

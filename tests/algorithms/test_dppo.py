@@ -2,6 +2,7 @@
 fine-tuned decoder, raw-step counting, ``lpds train --algo dppo`` and (slow) that it learns on the toy."""
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -16,10 +17,11 @@ from algorithms.dppo_rollouts import DenoisingRolloutBuffer, RunningRewardScale,
 from algorithms.presets import get_preset, make_algorithm
 from algorithms.registry import get_algorithm
 from lpds_envs.decoders import DiffusionDecoder, FineTunedDiffusionDecoder, FlowDecoder, load_decoder
-from lpds_envs.evaluation import RawStepCallback
+from lpds_envs.evaluation import DecoderPriorPolicy, PriorPolicy, RawStepCallback, evaluate_policy
 from lpds_envs.evaluation.episodes import multigoal_coverage
 from lpds_envs.experiment import cli
 from lpds_envs.experiment import runs as runs_module
+from lpds_envs.experiment.config import get_algo, make_run_env
 from lpds_envs.registration import task_decoder
 from lpds_envs.wrappers import ChunkedActionWrapper
 
@@ -237,8 +239,33 @@ def test_lpds_train_and_evaluate_dppo_on_the_toy(tmp_path, capsys):
     cli.main(["evaluate", "--model", str(folder), "--episodes", "3", "--json", str(tmp_path / "e.json")])
     text = capsys.readouterr().out
     assert "deterministic policy" in text and "return" in text
+    alone = json.loads((tmp_path / "e.json").read_text())
+    # against the frozen backbone on the same episodes (the fine-tuning studies' paired comparison)
+    cli.main(
+        ["evaluate", "--model", str(folder), "--episodes", "3", "--vs-backbone", "--json", str(tmp_path / "e.json")]
+    )
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert r["mean_return"] == alone["mean_return"] and r["backbone"]["episodes"] == 3
+    assert r["gain"] == r["mean_return"] - r["backbone"]["mean_return"]
+    assert "gain over backbone" in capsys.readouterr().out
     loaded = DPPO.load(folder / "model.zip")
     assert loaded.fine_tuned_decoder().latent_shape == (1, 2)
+
+
+def test_the_backbone_on_the_chunked_env_is_the_backbone_on_the_latent_env():
+    """``lpds evaluate --vs-backbone`` of a fine-tuning baseline runs :class:`DecoderPriorPolicy` on its chunk env;
+    with the same latent draws and box it plays the same episodes as :class:`PriorPolicy` on the task's latent env,
+    so steering and fine-tuning gains are measured against one backbone."""
+    env_id = "LPDS-Avoiding-v0"  # chunks of 8 steps, latent box 2.5
+    latent = make_run_env(get_algo("lpds"), env_id, n_envs=4)
+    chunked = make_run_env(get_algo("dppo"), env_id, n_envs=4)
+    dec = task_decoder("Avoiding")
+    a = evaluate_policy(PriorPolicy(dec.latent_dim, seed=3), latent, False, seed=11, episodes=6)
+    b = evaluate_policy(DecoderPriorPolicy(dec, 2.5, seed=3), chunked, False, seed=11, episodes=6)
+    np.testing.assert_allclose(a.returns, b.returns)
+    np.testing.assert_array_equal(a.lengths, b.lengths)
+    for pa, pb in zip(a.paths, b.paths):
+        np.testing.assert_allclose(pa, pb, atol=1e-6)
 
 
 def test_lpds_train_dppo_resumes_exactly_after_an_interruption(tmp_path, monkeypatch):
