@@ -16,6 +16,9 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/lpds_cost.py                   # writes benchmarks/lpds_cost.json
     OMP_NUM_THREADS=1 python benchmarks/lpds_cost.py --quick --out /tmp/lpds_cost.json
+    # robomimic Lift (3 x 2048 nets; in the robomimic venv): short blocks, no learn() segments
+    MUJOCO_GL=egl OMP_NUM_THREADS=1 .venv-robomimic/bin/python benchmarks/lpds_cost.py --env LPDS-Lift-v0 \
+        --block-steps 5 --blocks 3 --learning-starts 300 --learn-rounds 0 --out benchmarks/lpds_cost_lift.json
 """
 
 from __future__ import annotations
@@ -80,6 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--learning-starts", type=int, default=1000, help="latent steps of prior rollouts first")
     p.add_argument("--learn-latent-steps", type=int, default=80, help="latent steps of each learn() segment")
     p.add_argument("--learn-rounds", type=int, default=2, help="learn() segments per learner (0: skip)")
+    p.add_argument(
+        "--block-steps",
+        type=int,
+        default=None,
+        help="gradient steps per train() call of a block (default: the preset's gradient_steps; fewer keep the "
+        "blocks short with wide nets, the per-step cost is the same)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--learners", nargs="+", default=None, choices=list(LEARNERS), help="a subset (+ the reference)")
     p.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         names = [REFERENCE, "LagrangianSAC", "LagrangianSAC prior_cache=8 latent_critic"]
     blocks = 3 if args.quick else args.blocks
     preset = get_preset("lpds", args.env)
-    steps, batch = int(preset.get("gradient_steps", 1)), int(preset.get("batch_size", 256))
+    steps, batch = int(args.block_steps or preset.get("gradient_steps", 1)), int(preset.get("batch_size", 256))
     start = machine_info()
 
     models, timers = {}, {}

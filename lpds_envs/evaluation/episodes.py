@@ -29,7 +29,7 @@ import torch
 from ..codec import to_batch
 from ..decoders.base import Decoder
 from ..envs.multigoal import GOAL_RADIUS, GOALS
-from ..metrics import action_entropy, mode_coverage, model_sampler
+from ..metrics import action_entropy, knn_entropy, mode_coverage, model_sampler
 from ..vector import VecLatentSteeringWrapper, make_latent_vec_env
 from ..wrappers import executed_steps
 
@@ -341,10 +341,41 @@ def policy_action_entropy(
         return action_entropy(decoder, observations, model_sampler(model, deterministic=False), n_samples, k=3)
 
 
-def entropy_at_visited(
-    model: Any, decoder: Any, paths: list[np.ndarray], n_states: int, n_samples: int = 64, seed: int = 0
+def chunk_policy_entropy(
+    model: Any, observations: np.ndarray, n_samples: int = 64, seed: int = 0, deterministic: bool = False, k: int = 3
 ) -> float:
-    """:func:`policy_action_entropy` at ``n_states`` states drawn (with ``seed``) from evaluation episodes.
+    """Action entropy (paper eq. 11) of a learner that acts with action chunks itself (the fine-tuning baselines
+    DPPO, IDQL and DQL on :class:`~lpds_envs.wrappers.ChunkedActionWrapper`): the mean over ``observations`` of
+    :func:`~lpds_envs.metrics.knn_entropy` of ``n_samples`` chunks of ``model.predict(obs, deterministic)`` (the
+    chunks it executes), under its own RNG streams; the estimator of :func:`policy_action_entropy`.
+
+    Pass the policy whose return is reported: DPPO's evaluation policy (``deterministic=True``) decodes fresh prior
+    noise with DDIM, a distribution; IDQL's and DQL's deterministic policies are functions of the state, whose
+    entropy is the estimator's floor (their ``deterministic=False`` policies sample).
+
+    :param observations: ``(B, obs_dim)`` probe states
+    """
+    if n_samples <= k:
+        raise ValueError(f"n_samples must exceed k, got n_samples={n_samples}, k={k}")
+    obs = np.asarray(observations)
+    with isolated_rng(seed), torch.no_grad():
+        chunks, _ = model.predict(np.repeat(obs, n_samples, axis=0), deterministic=deterministic)
+    per_state = np.asarray(chunks, dtype=np.float64).reshape(len(obs), n_samples, -1)
+    return float(np.mean([knn_entropy(c, k=k) for c in per_state]))
+
+
+def entropy_at_visited(
+    model: Any,
+    decoder: Any,
+    paths: list[np.ndarray],
+    n_states: int,
+    n_samples: int = 64,
+    seed: int = 0,
+    deterministic: bool = False,
+) -> float:
+    """:func:`policy_action_entropy` at ``n_states`` states drawn (with ``seed``) from evaluation episodes; with
+    ``decoder=None``, :func:`chunk_policy_entropy` of ``model.predict(obs, deterministic)`` (a learner that acts
+    with chunks and has no latents; a latent learner's entropy is always its stochastic policy's).
 
     :param paths: each episode's observations (:attr:`EvalResult.paths`: ``T + 1`` per episode); the
         states the policy acted in (all but the last of each) are the candidates
@@ -356,6 +387,8 @@ def entropy_at_visited(
         )
     states = np.concatenate([p[:-1] for p in paths])
     pick = np.random.default_rng(seed).choice(len(states), size=min(n_states, len(states)), replace=False)
+    if decoder is None:
+        return chunk_policy_entropy(model, states[pick], n_samples, seed, deterministic)
     return policy_action_entropy(model, decoder, states[pick], n_samples, seed)
 
 

@@ -238,10 +238,10 @@ class RunConfig:
                 f"--eval-entropy-states must be >= 0 and --eval-entropy-samples >= 2, got "
                 f"{self.eval_entropy_states} and {self.eval_entropy_samples}"
             )
-        if self.eval_entropy_states and get_algo(self.algo).env_type != "latent":
+        if self.eval_entropy_states and get_algo(self.algo).env_type == "residual":
             raise UsageError(
-                f"--eval-entropy-states measures a latent learner's steered action entropy; {self.algo} acts in "
-                "action space: drop the option for it"
+                f"--eval-entropy-states measures the action entropy of a latent learner or a fine-tuning baseline; "
+                f"{self.algo} adds residual actions to the backbone's chunks, which it does not cover: drop the option"
             )
         if self.eval_deterministic is None:
             self.eval_deterministic = get_algo(self.algo).eval_deterministic

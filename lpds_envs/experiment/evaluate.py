@@ -151,9 +151,10 @@ def evaluate_saved(
     venv.close()  # flushes the videos
     result.update({"model": str(model_path), "algo": algo, "env_id": env_id, "deterministic": det, "seed": seed})
     result["action_entropy"] = None
-    if entropy_states > 0 and spec.env_type == "latent":
+    if entropy_states > 0 and spec.env_type != "residual":  # LP-DS-A: not covered (residuals on the backbone)
+        decoder = resolve_decoder(venv, None) if spec.env_type == "latent" else None  # fine-tuning: its own chunks
         result["action_entropy"] = entropy_at_visited(
-            learner, resolve_decoder(venv, None), paths, entropy_states, entropy_samples, seed
+            learner, decoder, paths, entropy_states, entropy_samples, seed, deterministic=det
         )
     if video is not None:
         result["videos"] = sorted(str(p) for p in Path(video).glob("*.mp4"))

@@ -298,10 +298,12 @@ class TrainingRun:
         det = bool(cfg.eval_deterministic)
         result = evaluate_policy(self.model, self.eval_env, det, 10_000 + cfg.seed, cfg.eval_episodes)
         entropy: float | str = ""
-        if cfg.eval_entropy_states:  # of the stochastic steered policy, at states of these episodes (own RNG)
+        if cfg.eval_entropy_states:  # at states of these episodes (own RNG): the stochastic steered policy, or the
+            # fine-tuning baselines' evaluated policy
+            decoder = self.decoder if cfg.spec.env_type == "latent" else None  # fine-tuning: its own chunks
             entropy = entropy_at_visited(
-                self.model, self.decoder, result.paths, cfg.eval_entropy_states, cfg.eval_entropy_samples,
-                seed=10_000 + cfg.seed,
+                self.model, decoder, result.paths, cfg.eval_entropy_states, cfg.eval_entropy_samples,
+                seed=10_000 + cfg.seed, deterministic=det,
             )  # fmt: skip
             self.model.logger.record("eval/action_entropy", entropy)
         row = {

@@ -218,7 +218,8 @@ def test_lpds_train_and_evaluate_dppo_on_the_toy(tmp_path, capsys):
     out = tmp_path / "runs"
     argv = [
         "train", "--algo", "dppo", "--env", "LPDS-MultiGoal-v0", "--steps", "120", "--seeds", "0", "--out", str(out),
-        "--eval-freq", "40", "--eval-episodes", "2", "--no-progress",
+        "--eval-freq", "40", "--eval-episodes", "2", "--eval-entropy-states", "4", "--eval-entropy-samples", "16",
+        "--no-progress",
         "--set", "n_envs=2", "n_steps=20", "batch_size=100", "n_epochs=1", "policy_kwargs.net_arch=[16,16]",
     ]  # fmt: skip
     cli.main(argv)
@@ -230,6 +231,8 @@ def test_lpds_train_and_evaluate_dppo_on_the_toy(tmp_path, capsys):
     # evaluated at rollout boundaries (40 raw steps per iteration) on raw env steps
     assert [int(r["raw_env_steps"]) for r in rows] == [0, 40, 80, 120]
     assert all(float(r["mean_episode_steps"]) == 20 for r in rows)
+    # the entropy of the evaluated policy (DDIM from fresh prior noise), comparable to the steering learners'
+    assert all(np.isfinite(float(r["action_entropy"])) for r in rows)
     with open(folder / "progress.csv", newline="") as f:
         logged = list(csv.DictReader(f))
     keys = set(logged[-1])
@@ -239,6 +242,7 @@ def test_lpds_train_and_evaluate_dppo_on_the_toy(tmp_path, capsys):
     cli.main(["evaluate", "--model", str(folder), "--episodes", "3", "--json", str(tmp_path / "e.json")])
     text = capsys.readouterr().out
     assert "deterministic policy" in text and "return" in text
+    assert "action entropy      n/a" not in text
     alone = json.loads((tmp_path / "e.json").read_text())
     # against the frozen backbone on the same episodes (the fine-tuning studies' paired comparison)
     cli.main(

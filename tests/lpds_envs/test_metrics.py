@@ -8,6 +8,7 @@ from stable_baselines3 import SAC
 from algorithms import LagrangianSAC
 from lpds_envs import make_latent_vec_env
 from lpds_envs.decoders import CallableDecoder
+from lpds_envs.evaluation import chunk_policy_entropy
 from lpds_envs.evaluation.callbacks import EntropyCallback, ModeCoverageCallback, SteeringEvalCallback
 from lpds_envs.metrics import action_entropy, knn_entropy, log_unit_ball_volume, mode_coverage, prior_sampler
 
@@ -78,6 +79,37 @@ def test_action_entropy_is_per_state_and_flattens_chunks():
     h = action_entropy(dec, obs, n_samples=2000, max_batch=300)  # several decoder calls per state
     expected = np.mean([gaussian_entropy(4, 1.0), gaussian_entropy(4, 2.0)])
     assert h == pytest.approx(expected, abs=0.2)
+
+
+class _ChunkPolicy:
+    """A learner that acts with (2, 2) chunks: N(0, (scale * |obs_0|)^2 I) when sampling, zeros when deterministic."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def predict(self, obs, deterministic=False):
+        obs = np.asarray(obs)
+        if deterministic:
+            return np.zeros((len(obs), 2, 2), dtype=np.float32), None
+        spread = self.scale * np.abs(obs[:, :1, None])
+        return (np.random.standard_normal((len(obs), 2, 2)) * spread).astype(np.float32), None
+
+
+def test_chunk_policy_entropy_is_the_executed_chunks_entropy():
+    """The fine-tuning baselines' entropy: per-state k-NN entropy of the chunks ``predict`` returns, the estimator
+    of ``action_entropy``, under its own RNG (the same seed, the same number; the caller's streams untouched)."""
+    obs = np.array([[1.0, 0.0], [2.0, 0.0]], dtype=np.float32)
+    state = np.random.get_state()
+    h = chunk_policy_entropy(_ChunkPolicy(1.0), obs, n_samples=2000, seed=3)
+    assert h == pytest.approx(np.mean([gaussian_entropy(4, 1.0), gaussian_entropy(4, 2.0)]), abs=0.2)
+    assert chunk_policy_entropy(_ChunkPolicy(1.0), obs, n_samples=2000, seed=3) == h
+    np.testing.assert_array_equal(np.random.get_state()[1], state[1])
+    # half the spread: 4 log 2 nats less; a deterministic policy sits far below (the estimator's floor)
+    h_half = chunk_policy_entropy(_ChunkPolicy(0.5), obs, n_samples=2000, seed=3)
+    assert h - h_half == pytest.approx(4 * np.log(2), abs=0.2)
+    assert chunk_policy_entropy(_ChunkPolicy(1.0), obs, n_samples=64, deterministic=True) < h - 50
+    with pytest.raises(ValueError, match="n_samples must exceed k"):
+        chunk_policy_entropy(_ChunkPolicy(1.0), obs, n_samples=3)
 
 
 def test_action_entropy_bad_input():

@@ -344,7 +344,10 @@ def test_sweep_two_point_grid_with_ray(tmp_path):
         (["plot", "no/such/dir"], "pass folders written by `lpds train`"),
         (["sweep", "--algo", "lpds", "--env", ENV, "--steps", "10", "--grid", "delta"], "use --grid key=v1,v2"),
         (["train", "--algo", "lpds", "--steps", "10"], "required: --env"),
-        (["train", "--algo", "lpds-a", "--env", ENV, "--steps", "10", "--eval-entropy-states", "4"], "action space"),
+        (
+            ["train", "--algo", "lpds-a", "--env", ENV, "--steps", "10", "--eval-entropy-states", "4"],
+            "residual actions",
+        ),
     ],
 )
 def test_bad_input_exits_with_one_line(argv, hint, capsys):
