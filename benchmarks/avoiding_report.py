@@ -10,7 +10,7 @@ Reads the ``lpds train`` run folders under ``--runs`` and writes into ``--out``:
   successes blue, failures grey);
 - ``avoiding_curves.png``: Fig. 13's success and return curves from ``evaluations.csv`` plus the route-entropy points
   (mean over seeds);
-- ``avoiding_summary.md``: the final table (mean ± std over seeds).
+- ``avoiding_summary.md``: a table per finished budget (mean ± std over seeds, and each seed's numbers).
 
 Usage::
 
@@ -50,6 +50,12 @@ def _summary(roll: dict) -> dict:
         "behaviour_entropy": behaviour_entropy(routes, ok),
         "route_histogram": hist,
     }
+
+
+def _top_share(summary: dict) -> float:
+    """The most used route's share of the successful rollouts (0 when none succeeded)."""
+    hist = np.asarray(summary["route_histogram"])
+    return float(hist.max() / hist.sum()) if hist.sum() else 0.0
 
 
 def _models(run_dir: Path) -> list[tuple[int, Path]]:
@@ -116,10 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    lines = ["| variant | seeds | budget | success | routes hit | behaviour entropy |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | seeds | budget | success | routes hit | behaviour entropy | most used route's share | per seed: "
+        "routes / entropy / share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     p = results["prior"]
     lines.append(
-        f"| backbone (prior) | - | 0 | {p['success_rate']:.2f} | {p['routes_hit']} | {p['behaviour_entropy']:.2f} |"
+        f"| backbone (prior) | - | 0 | {p['success_rate']:.2f} | {p['routes_hit']} | {p['behaviour_entropy']:.2f} | "
+        f"{_top_share(p):.2f} | - |"
     )
     for variant, per_seed in results["variants"].items():
         if not per_seed:
@@ -135,13 +146,19 @@ def main(argv: list[str] | None = None) -> None:
             continue
         ent = [np.mean([s[str(b)]["behaviour_entropy"] for s in per_seed.values() if str(b) in s]) for b in budgets]
         axes[2].plot(budgets, ent, marker="o", label=variant)
-        final = budgets[-1]
-        vals = [s[str(final)] for s in per_seed.values() if str(final) in s]
-        cells = [
-            f"{np.mean([v[k] for v in vals]):.2f} ± {np.std([v[k] for v in vals]):.2f}"
-            for k in ("success_rate", "routes_hit", "behaviour_entropy")
-        ]
-        lines.append(f"| {variant} | {len(vals)} | {final} | " + " | ".join(cells) + " |")
+        axes[2].set_xticks(budgets, [f"{b // 1000}k" for b in budgets])
+        for budget in budgets:  # every budget all seeds have finished, the largest last
+            vals = [s[str(budget)] for s in per_seed.values() if str(budget) in s]
+            cells = [
+                f"{np.mean([v[k] for v in vals]):.2f} ± {np.std([v[k] for v in vals]):.2f}"
+                for k in ("success_rate", "routes_hit", "behaviour_entropy")
+            ]
+            shares = [_top_share(v) for v in vals]
+            cells.append(f"{np.mean(shares):.2f} ± {np.std(shares):.2f}")
+            cells.append(
+                ", ".join(f"{v['routes_hit']} / {v['behaviour_entropy']:.2f} / {t:.2f}" for v, t in zip(vals, shares))
+            )
+            lines.append(f"| {variant} | {len(vals)} | {budget} | " + " | ".join(cells) + " |")
     for ax, title in zip(axes, ("evaluation success rate", "evaluation return", "behaviour entropy (100 rollouts)")):
         ax.set_title(title)
         ax.set_xlabel("raw env steps")
