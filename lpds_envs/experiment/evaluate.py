@@ -140,7 +140,8 @@ def evaluate_saved(
         backbone = None  # a latent env: prior latents (PriorPolicy), clipped by the env
         if spec.env_type == "chunked":  # the fine-tuning baselines: the frozen backbone decodes the same prior
             resolved = resolve_lpds_id(env_id, backbone=env_kwargs.get("backbone"), device=dev)
-            assert resolved is not None  # check_env_id passed
+            if resolved is None:
+                raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass one to --env")
             _, decoder, task_bound = resolved
             backbone = DecoderPriorPolicy(decoder, env_kwargs.get("latent_bound", task_bound), seed)
         comparison = compare_with_backbone(learner, venv, det, seed, episodes, backbone)
