@@ -53,7 +53,9 @@ LEARNERS: dict[str, tuple[str, dict[str, Any]]] = {
 class TimedRun(TrainingRun):
     """A training run that notes the clock at every env step."""
 
-    marks: list[tuple[float, int]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.marks: list[tuple[float, int]] = []
 
     def after_step(self, infos: list[dict[str, Any]], raw_after: int) -> None:
         super().after_step(infos, raw_after)
@@ -73,7 +75,6 @@ def measure(name: str, steps: int, skip: int, learning_starts: int, dppo_n_steps
         eval_freq=10 * steps, eval_episodes=1, checkpoint_freq=10 * steps, device="cpu",
     )  # fmt: skip
     run = TimedRun(cfg, progress=False)
-    run.marks = []
     t_start = time.perf_counter()
     run.run()
     total = time.perf_counter() - t_start

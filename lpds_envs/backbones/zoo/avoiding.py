@@ -55,24 +55,16 @@ GAP_X: tuple[tuple[tuple[float, float], ...], ...] = (
     ((0.25, 0.295), (0.405, 0.445), (0.555, 0.595), (0.705, 0.75)),
 )
 
-DECODER_KWARGS: dict[str, Any] = dict(
-    hidden_dim=256,
-    n_blocks=3,
-    time_embed_dim=32,
-    num_train_timesteps=100,
-    beta_schedule="cosine",
-    num_inference_steps=10,
-    clip_sample=True,
-)
-#: the flow backbone: the same residual MLP, 10 Euler steps of the learned velocity field
-FLOW_DECODER_KWARGS: dict[str, Any] = dict(
-    hidden_dim=256,
-    n_blocks=3,
-    time_embed_dim=32,
-    num_inference_steps=10,
-    integrator="euler",
-)
-KIND_KWARGS: dict[str, dict[str, Any]] = {"diffusion": DECODER_KWARGS, "flow": FLOW_DECODER_KWARGS}
+#: the residual MLP both backbones share
+NET_KWARGS: dict[str, Any] = dict(hidden_dim=256, n_blocks=3, time_embed_dim=32)
+#: each backbone kind's decoder settings: diffusion with a cosine schedule over 100 training timesteps and 10 DDIM
+#: steps, x0 clipped; flow with 10 Euler steps of the learned velocity field
+KIND_KWARGS: dict[str, dict[str, Any]] = {
+    "diffusion": dict(
+        NET_KWARGS, num_train_timesteps=100, beta_schedule="cosine", num_inference_steps=10, clip_sample=True
+    ),
+    "flow": dict(NET_KWARGS, num_inference_steps=10, integrator="euler"),
+}
 CHUNK_SIZE = 8
 
 
