@@ -288,3 +288,30 @@ def seed_level_comparison(per_variant: dict[str, list[dict[str, float]]], succes
         text += "\nPairwise, Welch's t-test on the per-seed return gains (few seeds: read p as a rough guide):\n\n"
         text += markdown_table(header, rows) + "\n"
     return text
+
+
+def keep_records(runs: Path, env_id: str, out: Path) -> int:
+    """Copy each run's small records (``config.yaml``, ``evaluations.csv`` and the last logged row of
+    ``progress.csv``) to ``out/records/<variant>_<seed>_*`` (run folders do not survive a session; these stay in the
+    repository). Returns the number of runs copied."""
+    import csv
+    import shutil
+
+    dest = out / "records"
+    dest.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for config in sorted(runs.glob(f"{env_id}/*/seed_*/config.yaml")):
+        run_dir = config.parent
+        stem = f"{run_dir.parent.name.replace('=', '-')}_{run_dir.name}"
+        shutil.copyfile(config, dest / f"{stem}_config.yaml")
+        if (run_dir / "evaluations.csv").is_file():
+            shutil.copyfile(run_dir / "evaluations.csv", dest / f"{stem}_evaluations.csv")
+        progress = run_dir / "progress.csv"
+        if progress.is_file():
+            with open(progress) as f:
+                rows = list(csv.DictReader(f))
+            if rows:
+                last = {k: v for k, v in rows[-1].items() if v not in ("", None)}
+                (dest / f"{stem}_progress_last.json").write_text(json.dumps(last, indent=1))
+        n += 1
+    return n
