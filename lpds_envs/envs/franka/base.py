@@ -12,18 +12,23 @@ parallel gripper, frame names prefixed ``l_``) simulated with PhysX, joint-space
 - seeding: the same seed gives the same first observation (bit-identical). Each env keeps one PhysX simulation and
   every reset moves it to the new state at rest, so an episode repeated with the same seed and actions agrees to
   about 1e-5 (PhysX keeps contact caches across resets), not bit for bit; a fresh env repeats exactly.
+- deployment shift: ``shift="deployment"`` (or a dict) perturbs the object's friction and mass, the joint-delta
+  tracking, adds action latency and, for the pick-and-place camera, shifts its pose and adds depth noise; the
+  magnitudes are fixed per env (the depth noise is drawn from the reset seed): :mod:`.shift` has the table.
 - rendering: ``render_mode="rgb_array"`` renders a fixed view camera at ``render_size``; it needs an X server
   (:func:`~lpds_envs.envs.franka.simulator.ensure_display`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .shift import SimShift, make_shift
 from .simulator import ensure_display, import_robotic, keep_alive
 
 #: seconds per env step (10 Hz control) and per physics step
@@ -40,6 +45,8 @@ GRIPPER_OPEN = 0.04
 #: ``moveGripper`` takes the width between the fingers (twice the opening it reports)
 GRIPPER_OPEN_WIDTH = 2 * GRIPPER_OPEN
 GRIPPER_RELEASED = 0.035
+#: the action a delayed controller executes before the first real one arrives: hold still, gripper open
+HOLD_ACTION = np.array([0, 0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
 
 
 def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -68,12 +75,16 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
     :param terminate_on_success: end the episode at the first successful step
     :param render_mode: ``"rgb_array"`` renders the view camera
     :param render_size: (height, width) of rendered frames
+    :param shift: ``None`` (nominal), ``"deployment"`` or a dict of perturbations (:mod:`.shift`)
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / CONTROL_DT)}
     #: where the rendering camera sits and what it looks at (world coordinates)
     VIEW_POSITION = (1.3, 1.2, 1.6)
     VIEW_TARGET = (0.0, 0.15, 0.8)
+    #: frames whose friction and mass a shift perturbs, and whether the task has the depth camera
+    SHIFTED_FRAMES: tuple[str, ...] = ()
+    HAS_CAMERA = False
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
         terminate_on_success: bool = True,
         render_mode: str | None = None,
         render_size: tuple[int, int] = (240, 320),
+        shift: None | str | dict[str, Any] | SimShift = None,
     ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -91,6 +103,7 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
             raise ValueError(f"max_joint_delta must be > 0 rad, got {max_joint_delta}")
         if not float(init_joint_noise) >= 0:
             raise ValueError(f"init_joint_noise must be >= 0 rad, got {init_joint_noise}")
+        self.shift = make_shift(shift, has_camera=self.HAS_CAMERA)
         self.ry = import_robotic()
         self.max_joint_delta = float(max_joint_delta)
         self.init_joint_noise = float(init_joint_noise)
@@ -103,6 +116,7 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
         self.config = keep_alive(ry.Config())
         self.config.addFile(ry.raiPath("scenarios/pandaSingle.g"))
         self._build_scene(self.config)
+        self._apply_shift(self.config)
         if render_mode is not None:
             h, w = self.render_size
             self._add_camera("view_camera", self.VIEW_POSITION, self.VIEW_TARGET, (h, w), 0.9, (0.1, 5.0))
@@ -114,6 +128,7 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
         self._gripper_closed: bool | None = None
         self._closed = False
         self._at_rest = True
+        self._pending_actions: deque[np.ndarray] = deque()
 
         self.action_space = spaces.Box(-1.0, 1.0, (8,), np.float32)
         self.observation_space = spaces.Dict(
@@ -145,6 +160,16 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
         return {}
 
     # ---------------------------------------------------------------------------------------------- helpers
+    def _apply_shift(self, config: Any) -> None:
+        """Scale the friction and mass of :attr:`SHIFTED_FRAMES` by the shift (nothing when it is nominal)."""
+        if self.shift.friction == 1.0 and self.shift.mass == 1.0:
+            return
+        for name in self.SHIFTED_FRAMES:
+            frame = config.getFrame(name)
+            frame.setAttributes({"friction": self.shift.friction})
+            if frame.getMass() > 0:
+                frame.setMass(frame.getMass() * self.shift.mass)
+
     def _add_camera(
         self,
         name: str,
@@ -225,6 +250,7 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
             self.sim.resetSplineRef()
         # None: the first step sends its gripper command whatever it is (robotic's gripper keeps its own state)
         self._gripper_closed, self._at_rest = None, True
+        self._pending_actions = deque(HOLD_ACTION.copy() for _ in range(self.shift.latency))
         return self._observation(), {"success": False, **self._task_info()}
 
     def step(self, action):
@@ -236,12 +262,15 @@ class FrankaEnv(gym.Env, gym.utils.RecordConstructorArgs):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action must be finite, got {a}")
         a = np.clip(a, -1.0, 1.0)
+        if self.shift.latency:  # the controller executes the action given `latency` steps ago
+            self._pending_actions.append(a)
+            a = self._pending_actions.popleft()
         close = bool(a[7] > 0)
         if close != self._gripper_closed:
             self.sim.moveGripper(GRIPPER, 0.0 if close else GRIPPER_OPEN_WIDTH, self.gripper_speed)
             self._gripper_closed = close
         q0 = np.asarray(self.sim.get_q(), dtype=np.float64)
-        target = np.clip(q0 + a[:7] * self.max_joint_delta, self.joint_low, self.joint_high)
+        target = np.clip(q0 + self.shift.joint_gain * a[:7] * self.max_joint_delta, self.joint_low, self.joint_high)
         substeps = round(CONTROL_DT / SIM_DT)
         for i in range(1, substeps + 1):
             self.sim.step(q0 + (target - q0) * (i / substeps), SIM_DT, self.ry.ControlMode.position)

@@ -12,6 +12,8 @@ Table 6), observed through joint state and gripper only (the paper's mug policy 
 - success: the centre of the handle's opening is within 2 cm of the peg's axis and between its root and tip, the mug
   hangs clear of the table (its centre at least 2 cm above its standing height), it is at rest (moved under 1 cm in
   the last step) and the gripper has released it (commanded open, fingers opened past the mug).
+- deployment shift (``shift="deployment"``, :mod:`.shift`): mug friction 1 -> 0.5, mug mass 0.15 -> 0.225 kg, 85%
+  joint-delta tracking and one step of action latency (no camera, so no camera keys), fixed per env.
 - time limit: 200 steps (20 s at 10 Hz), registered as the id's ``max_episode_steps``.
 
 Needs the ``franka`` extra (``pip install 'lpds[franka]'``; Debian's liblapack3); an X server only for
@@ -75,8 +77,11 @@ class FrankaMugHangEnv(FrankaEnv):
 
     :param position_noise: uniform noise (m) on the mug's x and y
     :param yaw_noise: uniform noise (rad) on the mug's rotation about the vertical
-    :param kwargs: :class:`~lpds_envs.envs.franka.base.FrankaEnv`'s (``max_joint_delta``, ``render_mode``, ...)
+    :param kwargs: :class:`~lpds_envs.envs.franka.base.FrankaEnv`'s (``max_joint_delta``, ``render_mode``,
+        ``shift``, ...)
     """
+
+    SHIFTED_FRAMES = ("mug", *HANDLE_BARS)
 
     def __init__(self, position_noise: float = 0.01, yaw_noise: float = np.deg2rad(10.0), **kwargs: Any) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, position_noise=position_noise, yaw_noise=yaw_noise, **kwargs)

@@ -14,6 +14,10 @@ Sec. 5.7, App. G, Table 5), observed through joint state, gripper and a small de
   0.2-3 m, 0 where nothing is in range, as the RealSense reports invalid depth).
 - success: the cube rests on the table (centre within 1 cm of its resting height) with its centre within 3 cm (x-y)
   of the pad's centre, and the gripper has released it (commanded open, fingers opened past the cube).
+- deployment shift (``shift="deployment"``, :mod:`.shift`): cube friction 1 -> 0.5, cube mass 0.1 -> 0.15 kg,
+  85% joint-delta tracking, one step of action latency, depth camera moved by (+2, -2, +1.5) cm (still aimed at the
+  same point) and Gaussian depth noise of 5 mm on valid pixels (drawn from the reset seed; the camera's own
+  :meth:`FrankaPickPlaceEnv.depth_image` stays noise-free). The magnitudes are fixed per env, the same every episode.
 - time limit: 150 steps (15 s at 10 Hz), registered as the id's ``max_episode_steps``.
 - rendering cost: a depth image costs as much as many physics steps, so (as :class:`~lpds_envs.envs.libero.LiberoEnv`)
   the env renders it only for observations somebody looks at: :class:`~lpds_envs.wrappers.ChunkedActionWrapper` calls
@@ -80,8 +84,12 @@ class FrankaPickPlaceEnv(FrankaEnv):
     :param position_noise: uniform noise (m) on the cube's x and y
     :param yaw_noise: uniform noise (rad) on the cube's rotation about the vertical
     :param image_size: side of the square depth image (pixels)
-    :param kwargs: :class:`~lpds_envs.envs.franka.base.FrankaEnv`'s (``max_joint_delta``, ``render_mode``, ...)
+    :param kwargs: :class:`~lpds_envs.envs.franka.base.FrankaEnv`'s (``max_joint_delta``, ``render_mode``,
+        ``shift``, ...)
     """
+
+    SHIFTED_FRAMES = ("cube",)
+    HAS_CAMERA = True
 
     def __init__(
         self,
@@ -121,9 +129,8 @@ class FrankaPickPlaceEnv(FrankaEnv):
         cube.setMass(CUBE_MASS).setContact(1)
         cube.setPosition([*GRID[1], TABLE_TOP + CUBE_SIZE / 2])
         size = (self.image_size, self.image_size)
-        self._add_camera(
-            "depth_camera", DEPTH_CAMERA_POSITION, DEPTH_CAMERA_TARGET, size, DEPTH_FOCAL_LENGTH, DEPTH_RANGE
-        )
+        position = tuple(np.add(DEPTH_CAMERA_POSITION, self.shift.camera_offset))
+        self._add_camera("depth_camera", position, DEPTH_CAMERA_TARGET, size, DEPTH_FOCAL_LENGTH, DEPTH_RANGE)
 
     def _place_objects(self, rng: np.random.Generator, options: dict[str, Any]) -> None:
         position = check_position(options.get("position", self.position))
@@ -154,12 +161,20 @@ class FrankaPickPlaceEnv(FrankaEnv):
             self._skip_next, self._depth_rendered = False, False
             return {"depth": np.zeros((self.image_size, self.image_size), np.float32)}
         self._depth_rendered = True
-        return {"depth": self.depth_image()}
+        return {"depth": self._observed_depth()}
 
     def depth_image(self) -> np.ndarray:
         """The depth camera's current image (float32 m, 0 where nothing is in range)."""
         depth = self.render_camera("depth_camera")[1]
         return np.clip(np.where(depth > 0, depth, 0.0), 0.0, DEPTH_RANGE[1]).astype(np.float32)
+
+    def _observed_depth(self) -> np.ndarray:
+        """The depth image an observation carries: :meth:`depth_image` plus the shift's depth noise, if any."""
+        depth = self.depth_image()
+        if self.shift.depth_noise > 0:
+            noise = self.np_random.normal(0.0, self.shift.depth_noise, depth.shape)
+            depth = np.where(depth > 0, np.clip(depth + noise, 0.0, DEPTH_RANGE[1]), 0.0).astype(np.float32)
+        return depth
 
     def skip_next_observation(self) -> None:
         """Do not render the depth image for the next :meth:`step` only (its observation's ``"depth"`` is zeros and
@@ -169,7 +184,7 @@ class FrankaPickPlaceEnv(FrankaEnv):
 
     def complete_observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``obs`` with its depth image rendered for the current state (what the step returns unskipped)."""
-        return {**obs, "depth": self.depth_image()}
+        return {**obs, "depth": self._observed_depth()}
 
     # ---------------------------------------------------------------------------------------------- success
     def cube_to_target(self) -> float:

@@ -16,6 +16,7 @@ import pytest
 import lpds_envs  # noqa: F401
 from lpds_envs.envs.franka import FRANKA_RAW_IDS, MISSING_EXTRA
 from lpds_envs.envs.franka.pick_place import CUBE_SIZE, GRID, TARGET_XY, check_position
+from lpds_envs.envs.franka.shift import DEPLOYMENT, DEPLOYMENT_NO_CAMERA, SimShift, make_shift
 from lpds_envs.wrappers import ChunkedActionWrapper
 
 HAS_ROBOTIC = importlib.util.find_spec("robotic") is not None
@@ -226,3 +227,104 @@ def test_bad_actions_are_clear_errors(mug):
         mug.unwrapped.step(np.zeros(7))
     with pytest.raises(ValueError, match="finite"):
         mug.unwrapped.step(np.full(8, np.nan))
+
+
+# ------------------------------------------------------------------------------------------ deployment shift
+@pytest.mark.parametrize(
+    "shift, match",
+    [
+        ("shifted", "shift must be None, 'nominal', 'deployment'"),
+        (3, "shift must be None"),
+        ({"gravity": 1.0}, r"unknown shift keys \['gravity'\]"),
+        ({"friction": 0}, r"shift\['friction'\] must be in \(0, 10.0\]"),
+        ({"mass": "heavy"}, r"shift\['mass'\] must be a number"),
+        ({"joint_gain": 3.0}, r"shift\['joint_gain'\] must be in \(0, 2.0\]"),
+        ({"latency": 1.5}, r"shift\['latency'\] must be an integer"),
+        ({"latency": True}, r"shift\['latency'\] must be an integer"),
+        ({"camera_offset": (0.1, 0.0)}, r"shift\['camera_offset'\] must be 3 finite numbers"),
+        ({"camera_offset": "up"}, r"shift\['camera_offset'\] must be 3 finite numbers"),
+        ({"depth_noise": -0.01}, r"shift\['depth_noise'\] must be in \[0, 0.1\] m"),
+    ],
+)
+def test_bad_shifts_are_clear_errors(shift, match):
+    with pytest.raises(ValueError, match=match):
+        make_shift(shift, has_camera=True)
+    with pytest.raises(ValueError, match=match):
+        gym.make(PICK, shift=shift)  # checked before the simulator is imported
+
+
+def test_shift_presets_and_dicts():
+    assert make_shift(None, True) == make_shift("nominal", False) == SimShift() and SimShift().is_nominal
+    assert make_shift("deployment", True) == DEPLOYMENT and not DEPLOYMENT.is_nominal
+    assert make_shift("deployment", False) == DEPLOYMENT_NO_CAMERA  # the mug task has no camera
+    assert DEPLOYMENT_NO_CAMERA.camera_offset == (0.0, 0.0, 0.0) and DEPLOYMENT_NO_CAMERA.depth_noise == 0.0
+    # a dict overrides the nominal values of its keys only
+    assert make_shift({"latency": 1}, True) == SimShift(latency=1)
+    assert make_shift(DEPLOYMENT.as_dict(), True) == DEPLOYMENT
+    with pytest.raises(ValueError, match="this task has no camera"):
+        make_shift({"depth_noise": 0.01}, has_camera=False)
+    with pytest.raises(ValueError, match="this task has no camera"):
+        gym.make(MUG, shift={"camera_offset": (0.01, 0, 0)})
+
+
+@pytest.fixture(scope="module")
+def shifted_pick():
+    pytest.importorskip("robotic")
+    env = gym.make(PICK, shift="deployment")
+    yield env
+    env.close()
+
+
+def test_deployment_pick_place_changes_what_the_docstring_says(pick, shifted_pick):
+    nominal, shifted = pick.unwrapped, shifted_pick.unwrapped
+    assert shifted.shift == DEPLOYMENT and nominal.shift.is_nominal
+    cube, nominal_cube = shifted.config.getFrame("cube"), nominal.config.getFrame("cube")
+    assert nominal_cube.getMass() == pytest.approx(0.1) and cube.getMass() == pytest.approx(0.15)
+    assert cube.getAttributes()["friction"] == 0.5 and "friction" not in nominal_cube.getAttributes()
+    moved = shifted.frame_position("depth_camera") - nominal.frame_position("depth_camera")
+    np.testing.assert_allclose(moved, DEPLOYMENT.camera_offset, atol=1e-9)
+
+    obs_n, _ = pick.reset(seed=5, options={"position": 3})
+    obs_s, _ = shifted_pick.reset(seed=5, options={"position": 3})
+    np.testing.assert_array_equal(obs_n["joint_pos"], obs_s["joint_pos"])  # same start for the same seed
+    clean = shifted.depth_image()
+    assert np.abs(clean - obs_n["depth"]).max() > 0.05  # the camera moved
+    valid = clean > 0
+    noise = (obs_s["depth"] - clean)[valid]
+    assert 0.004 < noise.std() < 0.006 and abs(noise.mean()) < 1e-3  # 5 mm depth noise on valid pixels
+    assert not obs_s["depth"][~valid].any()  # invalid pixels stay 0
+
+    # one step of latency: the first step holds still, the second executes the first action
+    a = np.array([0.8, -0.5, 0.5, 0.6, 0.0, 0.0, 0.0, -1.0], np.float32)
+    obs_s1 = shifted_pick.step(a)[0]
+    np.testing.assert_allclose(obs_s1["joint_pos"], obs_s["joint_pos"], atol=2e-3)
+    obs_n1 = pick.step(a)[0]
+    obs_s2 = shifted_pick.step(OPEN)[0]
+    moved_n = obs_n1["joint_pos"][:4] - obs_n["joint_pos"][:4]
+    moved_s = obs_s2["joint_pos"][:4] - obs_s1["joint_pos"][:4]
+    np.testing.assert_allclose(moved_s, 0.85 * moved_n, rtol=0.02)  # 85% joint-delta tracking
+    assert np.abs(moved_n).min() > 0.01
+
+
+def test_shifted_episodes_repeat_for_the_same_seed(shifted_pick):
+    first, _ = shifted_pick.reset(seed=11)
+    again, _ = shifted_pick.reset(seed=11)
+    other, _ = shifted_pick.reset(seed=12)
+    assert _same(first, again) and not np.array_equal(first["depth"], other["depth"])
+
+
+def test_deployment_mug_changes_mass_friction_gain_and_latency(mug):
+    env = gym.make(MUG, shift="deployment")
+    raw = env.unwrapped
+    assert raw.shift == DEPLOYMENT_NO_CAMERA
+    assert raw.config.getFrame("mug").getMass() == pytest.approx(0.225)
+    assert all(raw.config.getFrame(f).getAttributes()["friction"] == 0.5 for f in ("mug", "mug_handle_outer"))
+    a = np.array([0.8, -0.5, 0.0, 0.6, 0.0, 0.8, 0.0, -1.0], np.float32)
+    nominal = [mug.reset(seed=0)[0]["joint_pos"]] + [mug.step(a)[0]["joint_pos"] for _ in range(4)]
+    shifted = [env.reset(seed=0)[0]["joint_pos"]] + [env.step(a)[0]["joint_pos"] for _ in range(5)]
+    np.testing.assert_array_equal(shifted[1], shifted[0])  # latency: the first step holds still
+    # then the nominal trajectory one step late, at 85% of each joint's displacement
+    np.testing.assert_allclose(
+        np.subtract(shifted[2:], shifted[1]), 0.85 * np.subtract(nominal[1:], nominal[0]), atol=1e-3
+    )
+    env.close()
