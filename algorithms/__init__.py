@@ -15,12 +15,14 @@
 """
 
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
+from .deployed import DeployedPolicy, load_steered_policy
 from .dppo import DPPO
 from .dppo_policy import DPPOPolicy
 from .dql import DQL
 from .dsrl_contrib import DSRLTQC, DSRLCrossQ
 from .dsrl_na import DSRLNA
 from .dsrl_sac import DSRLSAC
+from .export import ExportResult, export_steered_policy
 from .faults import NonFiniteError
 from .idql import IDQL
 from .lagrangian_sac import LagrangianSAC
@@ -37,6 +39,7 @@ from .steering import SteeredPolicy, SteeringAlgorithm
 
 __all__ = [
     "DPPO",
+    "DeployedPolicy",
     "DPPOPolicy",
     "DQL",
     "DSRLNA",
@@ -44,6 +47,7 @@ __all__ = [
     "DSRLSAC",
     "DSRLCrossQ",
     "DSRLTQC",
+    "ExportResult",
     "IDQL",
     "LagrangianSAC",
     "NonFiniteError",
@@ -58,4 +62,6 @@ __all__ = [
     "SteeredPolicy",
     "SteeringAlgorithm",
     "SteeringPolicy",
+    "export_steered_policy",
+    "load_steered_policy",
 ]

@@ -13,6 +13,7 @@ The helpers of this base class live in modules of their own and are importable f
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +29,7 @@ from lpds_envs.decoders.base import Decoder
 
 from .batches import SteeringBatches, TDInputs, cat_obs
 from .buffers import LatentDictReplayBuffer, LatentReplayBuffer
+from .export import ExportResult, export_steered_policy
 from .faults import NonFiniteError, check_losses, check_weights
 from .latent_env import UNBOUNDED_STANDIN, _accept_unbounded, resolve_decoder
 from .policies import (
@@ -371,3 +373,15 @@ class SteeringAlgorithm(RawStepProgressMixin, SteeringUpdates, SteeringBatches, 
         if self.decoder is None:
             raise RuntimeError("steered_policy needs the decoder: load with env= or decoder=")
         return SteeredPolicy(self.decoder, self.actor, self.latent_bound, deterministic)
+
+    def export_steered_policy(self, path: str | os.PathLike, deterministic: bool = True, **kwargs: Any) -> ExportResult:
+        """Write :meth:`steered_policy` (``Delta`` network + frozen decoder and sampler) to ONE file that a control
+        loop loads with ``torch.export.load(path).module()`` (or the state-dict fallback for decoders that cannot be
+        exported); see :func:`algorithms.export.export_steered_policy`.
+
+        :param path: the file to write (``.pt2``)
+        :param deterministic: ``eps = 0``; ``False``: the program takes the noise ``eps`` as an input
+        :param kwargs: :func:`~algorithms.export.export_steered_policy`'s (``env_id``, ``observation_space``, ...)
+        :return: what was written (path, format, metadata)
+        """
+        return export_steered_policy(self, path, deterministic, **kwargs)
