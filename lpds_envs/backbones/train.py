@@ -108,6 +108,9 @@ def train_backbone(
         obs_dim=data.obs_dim, action_dim=data.action_dim, chunk_size=data.chunk_size, **decoder_kwargs
     ).to(device)
     obs_shift, obs_scale = NORMALIZERS[obs_normalization](data.obs)
+    for start, stop in model.obs_normalization_groups():  # e.g. an image: one shift and scale for all its pixels
+        block = data.obs[:, start:stop].reshape(-1, 1)
+        obs_shift[start:stop], obs_scale[start:stop] = (v[0] for v in NORMALIZERS[obs_normalization](block))
     act_shift, act_scale = minmax_normalization(data.actions.reshape(-1, data.action_dim))
     model.set_normalization(obs_shift, obs_scale, act_shift, act_scale)
     obs_n = model.normalize_obs(torch.from_numpy(data.obs).to(device))

@@ -273,6 +273,11 @@ class PretrainedDecoder(Decoder, ModelHubMixin, library_name="lpds", tags=["lpds
                 raise ValueError(f"{name} must be strictly positive, got {t.tolist()}")
             getattr(self, name).copy_(t)
 
+    def obs_normalization_groups(self) -> list[tuple[int, int]]:
+        """Column ranges ``[start, stop)`` of the observation that training normalises with one shift and scale
+        (e.g. an image's pixels); none by default: each column gets its own."""
+        return []
+
     def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_shift) / self.obs_scale
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from .base import PretrainedDecoder
-from .networks import ConditionalResidualMLP
+from .dict_obs import ObsLayout
+from .networks import ConditionalResidualMLP, ImageObsEncoder
 
 INTEGRATORS = ("euler", "midpoint")
 
@@ -57,6 +58,13 @@ class FlowDecoder(PretrainedDecoder):
     :param time_scale: ``t`` in [0, 1] is multiplied by this before the sinusoidal embedding
     :param clip_output: clip the normalised chunk to [-1, 1] (actions are min-max scaled to that range)
     :param compile: ``torch.compile`` the whole integration loop (falls back to eager with a warning)
+    :param obs_keys: read a Dict observation: ``key -> shape`` in the order they are flattened into the ``obs_dim``
+        vector (:mod:`~lpds_envs.decoders.dict_obs`); ``None``: the observation is a flat array
+    :param image_key: the last of ``obs_keys``, an ``(H, W)`` or ``(H, W, C)`` image that a small CNN
+        (:class:`~lpds_envs.decoders.networks.ImageObsEncoder`) encodes inside the decoder
+    :param cnn_channels: the CNN's convolution channels (with ``image_key``)
+    :param image_feature_dim: the CNN's output features (with ``image_key``)
+    :param image_pool: average-pooling factor applied to the image before the CNN (with ``image_key``)
 
     Example::
 
@@ -82,8 +90,16 @@ class FlowDecoder(PretrainedDecoder):
         time_scale: float = 100.0,
         clip_output: bool = True,
         compile: bool = False,
+        obs_keys: Mapping[str, Sequence[int]] | Sequence[tuple[str, Sequence[int]]] | None = None,
+        image_key: str | None = None,
+        cnn_channels: Sequence[int] = (16, 32, 32),
+        image_feature_dim: int = 64,
+        image_pool: int = 1,
     ) -> None:
         super().__init__(obs_dim, action_dim, chunk_size)
+        if image_key is not None and obs_keys is None:
+            raise ValueError(f"image_key={image_key!r} needs obs_keys (the Dict observation's keys and shapes)")
+        self.obs_layout = None if obs_keys is None else ObsLayout.make(obs_keys, image_key, obs_dim)
         if integrator not in INTEGRATORS:
             raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
         if num_inference_steps < 1:
@@ -100,7 +116,21 @@ class FlowDecoder(PretrainedDecoder):
             time_scale=time_scale,
             clip_output=clip_output,
         )
-        self.net = ConditionalResidualMLP(chunk_size * action_dim, obs_dim, hidden_dim, n_blocks, time_embed_dim)
+        encoder = None
+        if self.obs_layout is not None:
+            self._config.update(self.obs_layout.to_config())
+            if self.obs_layout.image_shape is not None:
+                self._config.update(
+                    cnn_channels=[int(c) for c in cnn_channels],
+                    image_feature_dim=int(image_feature_dim),
+                    image_pool=int(image_pool),
+                )
+                encoder = ImageObsEncoder(
+                    self.obs_layout.vector_dim, self.obs_layout.image_shape, cnn_channels, image_feature_dim, image_pool
+                )
+        self.net = ConditionalResidualMLP(
+            chunk_size * action_dim, obs_dim, hidden_dim, n_blocks, time_embed_dim, obs_encoder=encoder
+        )
         self.num_inference_steps = int(num_inference_steps)
         self.integrator = integrator
         self.time_scale = float(time_scale)
@@ -109,6 +139,17 @@ class FlowDecoder(PretrainedDecoder):
 
     def get_config(self) -> dict[str, Any]:
         return dict(self._config)
+
+    def check_obs(self, obs: Any) -> torch.Tensor:
+        """A batch of observations as float32 ``(B, obs_dim)``: with ``obs_keys``, a Dict observation (``key -> (B,
+        *shape)``) is flattened in that order; a flat array is checked as it is."""
+        if self.obs_layout is not None:
+            obs = self.obs_layout.flatten(obs)
+        return super().check_obs(obs)
+
+    def obs_normalization_groups(self) -> list[tuple[int, int]]:
+        """Column ranges of the flat observation normalised with one shift and scale (the image's pixels)."""
+        return [] if self.obs_layout is None else self.obs_layout.shared_columns()
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, obs_n: torch.Tensor) -> torch.Tensor:
         """v_theta(x_t, t, obs) for chunks ``(B, Ta, act_dim)`` and times ``(B,)`` in [0, 1]."""

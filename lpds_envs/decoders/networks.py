@@ -1,8 +1,10 @@
-"""Small networks shared by the diffusion and flow decoders: a sinusoidal time embedding and a residual MLP."""
+"""Small networks shared by the diffusion and flow decoders: a sinusoidal time embedding, a residual MLP and a small
+CNN that encodes an image part of the observation."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +60,54 @@ class ResidualBlock(nn.Module):
         return h + self.fc2(self.act(self.fc1(self.norm(h))))
 
 
+class ImageObsEncoder(nn.Module):
+    """Encodes the image part of a flat observation ``[vector (V), image (H * W * C)]`` with a small CNN:
+    ``(B, V + H W C) -> (B, V + feature_dim)``, the vector part passed through unchanged.
+
+    The CNN: average pooling by ``pool`` (1: none), one 3x3 convolution of stride 2 per entry of ``channels`` (Mish
+    after each), then a linear layer to ``feature_dim`` features and a LayerNorm.
+
+    :param vector_dim: entries before the image
+    :param image_shape: ``(H, W, C)`` of the image (row-major in the flat observation)
+    :param channels: output channels of the convolutions
+    :param feature_dim: image features
+    :param pool: average-pooling factor applied to the image first (cheaper convolutions on large images)
+    """
+
+    def __init__(
+        self,
+        vector_dim: int,
+        image_shape: Sequence[int],
+        channels: Sequence[int] = (16, 32, 32),
+        feature_dim: int = 64,
+        pool: int = 1,
+    ) -> None:
+        super().__init__()
+        if len(image_shape) != 3 or min(image_shape) < 1:
+            raise ValueError(f"image_shape must be (H, W, C) of positive sizes, got {tuple(image_shape)}")
+        if not channels or min(channels) < 1 or feature_dim < 1:
+            raise ValueError(f"channels and feature_dim must be positive, got {tuple(channels)} and {feature_dim}")
+        if pool < 1 or image_shape[0] % pool or image_shape[1] % pool:
+            raise ValueError(f"pool must be >= 1 and divide the image size {tuple(image_shape[:2])}, got {pool}")
+        self.vector_dim, self.image_shape = int(vector_dim), tuple(int(s) for s in image_shape)
+        layers: list[nn.Module] = [nn.AvgPool2d(pool)] if pool > 1 else []
+        c_in = self.image_shape[2]
+        for c in channels:
+            layers += [nn.Conv2d(c_in, int(c), 3, stride=2, padding=1), Mish()]
+            c_in = int(c)
+        self.cnn = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            n_flat = self.cnn(torch.zeros(1, self.image_shape[2], *self.image_shape[:2])).shape[1]
+        self.head = nn.Sequential(nn.Linear(n_flat, feature_dim), nn.LayerNorm(feature_dim))
+        self.out_dim = self.vector_dim + int(feature_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, V + H W C) -> (B, V + feature_dim)``."""
+        h, w, c = self.image_shape
+        image = obs[:, self.vector_dim :].reshape(obs.shape[0], h, w, c).permute(0, 3, 1, 2)
+        return torch.cat([obs[:, : self.vector_dim], self.head(self.cnn(image))], dim=1)
+
+
 class ConditionalResidualMLP(nn.Module):
     """Predicts a chunk-shaped vector from ``(x_t, t, obs)``: the epsilon network of diffusion, the velocity of flow.
 
@@ -66,10 +116,25 @@ class ConditionalResidualMLP(nn.Module):
     :param hidden_dim: width of the residual blocks
     :param n_blocks: number of residual blocks
     :param time_embed_dim: size of the sinusoidal time embedding
+    :param obs_encoder: a module applied to the observation first (e.g. :class:`ImageObsEncoder`, with an
+        ``out_dim``), whose output the MLP conditions on; ``None`` uses the observation as it is
     """
 
-    def __init__(self, x_dim: int, obs_dim: int, hidden_dim: int = 256, n_blocks: int = 3, time_embed_dim: int = 32):
+    def __init__(
+        self,
+        x_dim: int,
+        obs_dim: int,
+        hidden_dim: int = 256,
+        n_blocks: int = 3,
+        time_embed_dim: int = 32,
+        obs_encoder: nn.Module | None = None,
+    ):
         super().__init__()
+        if obs_encoder is not None:
+            self.obs_encoder = obs_encoder  # registered only when given: plain checkpoints keep their tensor names
+            obs_dim = int(obs_encoder.out_dim)
+        else:
+            self.obs_encoder = None
         self.time_embed = nn.Sequential(
             SinusoidalEmbedding(time_embed_dim),
             nn.Linear(time_embed_dim, 2 * time_embed_dim),
@@ -84,14 +149,18 @@ class ConditionalResidualMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """``x (B, x_dim)``, ``t (B,)``, ``obs (B, obs_dim)`` -> ``(B, x_dim)``."""
-        h = self.inp(torch.cat([x, obs, self.time_embed(t)], dim=-1))
+        h = self.inp(torch.cat([x, self.encode(obs), self.time_embed(t)], dim=-1))
         return self.head(h)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The observation the MLP conditions on (through ``obs_encoder`` when there is one)."""
+        return obs if self.obs_encoder is None else self.obs_encoder(obs)
 
     # A sampling loop evaluates the network K times on the same observations at K known times. The input layer
     # is linear in [x, obs, emb(t)], so its obs and time parts are computed once per decode instead of K times.
     def obs_projection(self, obs: torch.Tensor) -> torch.Tensor:
         """``W_obs obs + b`` of the input layer, ``(B, hidden)``."""
-        return F.linear(obs, self.inp.weight[:, self.x_dim : self.x_dim + self.obs_dim], self.inp.bias)
+        return F.linear(self.encode(obs), self.inp.weight[:, self.x_dim : self.x_dim + self.obs_dim], self.inp.bias)
 
     def time_projection(self, t: torch.Tensor) -> torch.Tensor:
         """``W_t emb(t)`` of the input layer for a few times ``(K,)``, ``(K, hidden)``."""
