@@ -12,16 +12,19 @@ Which path a decoder takes:
 
 - ``torch.export`` (an ``ExportedProgram`` saved with :func:`torch.export.save`, loaded with
   :func:`torch.export.load`): :class:`~lpds_envs.decoders.DiffusionDecoder` (its DDIM loop is unrolled over the
-  fixed inference steps), :class:`~lpds_envs.decoders.FlowDecoder` (the fixed-step ODE loop, Euler or midpoint),
-  the fine-tuned diffusion decoder, a :class:`~lpds_envs.subspace.SubspaceDecoder` over any of these, and a
-  :class:`~lpds_envs.decoders.CallableDecoder` or user decoder whose code is plain tensor code. Their observation
+  fixed inference steps), :class:`~lpds_envs.decoders.FlowDecoder` (the fixed-step ODE loop, Euler or midpoint;
+  Dict observations through its ``obs_keys`` layout and image CNN included), the fine-tuned diffusion decoder,
+  :class:`~lpds_envs.decoders.Pi0Decoder` (its processor's tokens and pixel lookup are buffers, the transformers
+  model's flow-matching loop is unrolled; checked on the tiny PI0 of ``LPDS-MultiGoalPi0-v0``, about a minute to
+  export on a CPU), a :class:`~lpds_envs.subspace.SubspaceDecoder` over any of these, and a
+  :class:`~lpds_envs.decoders.CallableDecoder` or user decoder written in plain tensor code. Observation
   normalisation and action scaling are buffers inside the decoder, so they are inside the program. The batch
   dimension is dynamic. TorchScript (``torch.jit.trace``/``script``) is not used: it is deprecated in torch 2.x
   and ``torch.export`` covers the same decoders.
 - plain state dict (a :func:`torch.save` file, ``weights_only``-loadable): any decoder ``torch.export`` cannot
-  capture, e.g. a decoder that converts to numpy, or a :class:`~lpds_envs.decoders.Pi0Decoder` whose processor and
-  transformers model are not captured here. The file then holds the ``Delta`` network as an exported program (bytes)
-  and a fingerprint of the decoder; :func:`load_steered_policy` joins it with the same decoder, loaded by the caller
+  capture or whose capture does not reproduce it bit for bit, e.g. a decoder that goes through numpy. The file
+  then holds the ``Delta`` network as an exported program (bytes) and a fingerprint of the decoder;
+  :func:`~algorithms.deployed.load_steered_policy` joins it with the same decoder, loaded by the caller
   (``load_decoder`` / ``Pi0Decoder.from_pretrained``, which need no SB3).
 
 Inputs of the exported program (named in the file's metadata, :data:`METADATA_FILE`): ``obs`` (a float32 tensor
@@ -89,7 +92,10 @@ def _decoder_kind(decoder: Decoder) -> str:
     ``"subspace"``: the lift, then its base decoder; ``"custom"``: a decoder with its own ``forward`` (pi0)."""
     if isinstance(decoder, SubspaceDecoder):
         return "subspace"
-    return "standard" if type(decoder).forward is Decoder.forward else "custom"
+    cls = type(decoder)
+    # a decoder with a forward of its own but the same check_obs -> _decode structure (pi0) is tried the same way;
+    # the bit-for-bit check against steered_policy() sends any decoder where that is not equivalent to the fallback
+    return "standard" if cls.forward is Decoder.forward or cls._decode is not Decoder._decode else "custom"
 
 
 def _eager(decoder: Decoder) -> Decoder:

@@ -117,6 +117,6 @@ class ObsLayout:
                     f"observation[{key!r}] has shape {tuple(t.shape)}, expected (B, {', '.join(map(str, shape))})"
                 )
             parts.append(t.reshape(t.shape[0], -1).float())
-        if len({p.shape[0] for p in parts}) != 1:
+        if any(p.shape[0] != parts[0].shape[0] for p in parts):  # no set: torch.export batch sizes are symbolic
             raise ValueError(f"observation keys have different batch sizes: {[p.shape[0] for p in parts]}")
         return torch.cat(parts, dim=1)

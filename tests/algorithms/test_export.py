@@ -15,7 +15,7 @@ from torch import nn
 from algorithms import DSRLNA, LagrangianSAC, ResidualActionSAC, ResidualActionWrapper, load_steered_policy
 from algorithms.deployed import read_metadata
 from lpds_envs import LatentSteeringWrapper
-from lpds_envs.decoders import CallableDecoder, Decoder
+from lpds_envs.decoders import CallableDecoder, Decoder, FlowDecoder
 from lpds_envs.envs.multigoal_pixels import MultiGoalPixelsEnv
 from lpds_envs.registration import task_decoder
 
@@ -127,6 +127,47 @@ def test_dict_observations_export_with_channel_last_images(tmp_path):
     )
     with pytest.raises(ValueError, match=r"keys \['state'\], expected \['image', 'state'\]"):
         policy({"state": obs[0]["state"]})
+
+
+def test_dict_observation_flow_decoder_exports(tmp_path):
+    """A FlowDecoder reading a Dict observation (state + image encoded by its CNN), the Franka backbones' kind."""
+    size = 40
+    decoder = FlowDecoder(
+        obs_dim=2 + size * size * 3,
+        action_dim=2,
+        chunk_size=4,
+        hidden_dim=32,
+        n_blocks=1,
+        obs_keys={"state": (2,), "image": (size, size, 3)},
+        image_key="image",
+    ).freeze()
+    env = LatentSteeringWrapper(MultiGoalPixelsEnv(image_size=size, horizon=8), decoder, latent_bound=2.5)
+    model = model_for(LagrangianSAC, env, policy="MultiInputPolicy")
+    result = model.export_steered_policy(tmp_path / "flow_dict.pt2")
+    assert result.format == "torch.export", result.reason
+    obs = [env.reset(seed=s)[0] for s in range(3)]
+    batch = {k: torch.as_tensor(np.stack([o[k] for o in obs])) for k in ("image", "state")}
+    program = torch.export.load(str(result.path)).module()
+    assert torch.equal(program(batch), model.steered_policy(deterministic=True)(batch))
+
+
+@pytest.mark.slow
+def test_pi0_decoder_exports_with_subspace_steering(tmp_path):
+    """The tiny PI0 of LPDS-MultiGoalPi0-v0 (transformers), steered through its chunk-constant subspace (~1 min)."""
+    pytest.importorskip("transformers", reason='needs the pi0 extra: pip install "lpds[pi0]"')
+    env = gym.make("LPDS-MultiGoalPi0-v0", latent_subspace="chunk_constant")
+    model = model_for(LagrangianSAC, env, policy="MultiInputPolicy")
+    result = model.export_steered_policy(tmp_path / "pi0.pt2")
+    assert result.format == "torch.export", result.reason
+    assert result.metadata["inputs"] == ["obs", "complement_noise"]
+    obs = [env.reset(seed=s)[0] for s in range(2)]
+    batch = {k: torch.as_tensor(np.stack([o[k] for o in obs])) for k in ("image", "state")}
+    torch.manual_seed(3)
+    expected = model.steered_policy(deterministic=True)(batch)  # draws the complement noise from torch's RNG
+    torch.manual_seed(3)
+    shape = result.metadata["complement_noise_shape"]
+    complement = torch.randn(2, int(np.prod(shape))).reshape(2, *shape)
+    assert torch.equal(torch.export.load(str(result.path)).module()(batch, complement_noise=complement), expected)
 
 
 def numpy_decoder():
