@@ -4,6 +4,7 @@ python examples/deploy_franka.py                                   # Franka pick
 python examples/deploy_franka.py --model runs/LPDS-FrankaPickPlace-v0/lpds/seed_0/model.zip
 python examples/deploy_franka.py --env LPDS-MultiGoal-v0           # the toy task, no extra needed
 python examples/deploy_franka.py --env LPDS-Hopper-v0 --episodes 2 # MuJoCo Hopper (locomotion extra)
+python examples/deploy_franka.py --model ... --deploy-kwarg shift=deployment  # Franka: deploy in the shifted sim
 
 Without --model a tiny LP-DS policy is trained for the demo (a few hundred steps: it shows the path, not a good
 policy). The deployed side (``load_exported``, ``control_loop``) imports nothing from lpds or Stable-Baselines3 and
@@ -132,6 +133,17 @@ def trained_model(args: argparse.Namespace, env: gym.Env) -> Any:
     return model.learn(args.train_steps)
 
 
+def parse_kwarg(item: str) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)``, the value read as JSON when it parses (``3``, ``true``), else a string."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        sys.exit(f"--deploy-kwarg takes KEY=VALUE, got {item!r}")
+    try:
+        return key, json.loads(text)
+    except json.JSONDecodeError:
+        return key, text
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=DEFAULT_ENV, help="LPDS-<Task>-v0 steering id (its raw task is deployed)")
@@ -145,9 +157,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--stochastic", action="store_true", help="export eps + Delta(s) (noise drawn by the loop)")
     parser.add_argument("--compare", action="store_true", help="also run lpds' evaluation on the same seeds")
+    parser.add_argument(
+        "--deploy-kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a gym.make keyword of the raw task in the control loop only, e.g. shift=deployment (Franka's shifted "
+        "simulator); VALUE is read as JSON when it parses, else as a string",
+    )
     args = parser.parse_args(argv)
 
+    extra_kwargs = dict(parse_kwarg(item) for item in args.deploy_kwarg)  # checked before any training
     env = steering_env(args.env)
+    deploy_kwargs = {**raw_task_kwargs(args.env), **extra_kwargs}
     model = trained_model(args, env)
     raw_id = TASKS[gym.spec(args.env).kwargs["task"]].raw_id
     result = model.export_steered_policy(args.out, deterministic=not args.stochastic, env_id=raw_id)
@@ -159,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         policy = load_steered_policy(result.path, decoder=model.decoder)
         meta = policy.metadata
 
-    report = control_loop(policy, meta, raw_id, args.episodes, args.seed, raw_task_kwargs(args.env))
+    report = control_loop(policy, meta, raw_id, args.episodes, args.seed, deploy_kwargs)
     print(f"control loop on {raw_id}: returns {np.round(report['returns'], 3).tolist()}, success {report['success']}")
     if args.compare:
         venv = make_latent_vec_env(args.env, n_envs=1, seed=args.seed)

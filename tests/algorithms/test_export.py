@@ -15,6 +15,7 @@ from torch import nn
 from algorithms import DSRLNA, LagrangianSAC, ResidualActionSAC, ResidualActionWrapper, load_steered_policy
 from algorithms.deployed import read_metadata
 from lpds_envs import LatentSteeringWrapper
+from lpds_envs.backbones.shipped import shipped_backbones
 from lpds_envs.decoders import CallableDecoder, Decoder, FlowDecoder
 from lpds_envs.envs.multigoal_pixels import MultiGoalPixelsEnv
 from lpds_envs.registration import task_decoder
@@ -252,6 +253,9 @@ def test_control_loop_returns_equal_lpds_evaluation(tmp_path):
 
 
 def test_example_default_without_franka_is_a_one_line_error():
+    """Without the franka extra (or before the Franka task and backbone exist) the default run says so in one line."""
+    if importlib.util.find_spec("robotic") is not None and "franka-pick-place-flow" in shipped_backbones():
+        pytest.skip("the Franka task can be made here: the default path runs (slowly) instead of failing")
     res = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "deploy_franka.py")], capture_output=True, text=True, timeout=300
     )
