@@ -128,7 +128,9 @@ class SteeredPolicyCore(nn.Module):
         self.actor = policy.actor
         decoder = _eager(cast(Decoder, policy.decoder))
         if isinstance(decoder, SubspaceDecoder):
-            decoder.base = _eager(decoder.base)
+            base = _eager(decoder.base)
+            if base is not decoder.base:  # a copy around the eager base: the env's decoder is never changed
+                decoder = SubspaceDecoder(base, decoder.subspace)
         self.decoder = decoder
         self.latent_bound: float | None = policy.latent_bound
         self.squashed = isinstance(policy.actor, SquashedGaussianActor)
@@ -279,7 +281,9 @@ def export_steered_policy(
 
     ``torch.export`` when the decoder can be captured, the state-dict fallback otherwise (see the module doc for
     which decoders take which path). The exported program is checked bit for bit against ``steered_policy()`` on a
-    sample batch before it is written; a mismatch falls back to the state dict with a warning.
+    sample batch before it is written; a mismatch falls back to the state dict with a warning. A decoder built with
+    ``compile=True`` is exported as its eager twin (same weights): the program then reproduces eager decoding bit for
+    bit, and the compiled loop to float rounding (``metadata["decoder_compiled"]``).
 
     :param model: a latent-steering learner (:class:`~algorithms.LagrangianSAC`, :class:`~algorithms.DSRLNA`,
         anything with ``steered_policy()``, ``observation_space`` and ``get_env()``)
@@ -304,7 +308,14 @@ def export_steered_policy(
     core = SteeredPolicyCore(policy, _transpose_keys(policy.actor, space)).eval()
     device = next(core.actor.parameters()).device
     obs = _example_obs(space, 3, 0, device)
-    noise, expected = _reference(policy, core, obs, bool(deterministic), 3)
+    # a decoder running a torch.compile sampling loop is exported eagerly: the reference is then eager decoding too
+    # (the compiled loop agrees with it to float rounding only)
+    eager = (
+        policy
+        if core.decoder is policy.decoder
+        else SteeredPolicy(core.decoder, policy.actor, policy.latent_bound, bool(deterministic))
+    )
+    noise, expected = _reference(eager, core, obs, bool(deterministic), 3)
     inputs = ["obs", *noise]
     metadata: dict[str, Any] = {
         "format": FORMAT,
@@ -318,6 +329,7 @@ def export_steered_policy(
         "latent_bound": policy.latent_bound,
         "algo": type(model).__name__,
         "decoder": type(policy.decoder).__name__,
+        "decoder_compiled": core.decoder is not policy.decoder,
         "env_id": env_id,
         "torch": torch.__version__,
         "device": str(device),
