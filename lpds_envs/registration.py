@@ -17,7 +17,7 @@ import torch
 from .backbones.shipped import load_backbone
 from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
-from .envs.franka import FRANKA_RAW_IDS
+from .envs.franka import FRANKA_RAW_IDS, import_robotic
 from .envs.libero import TASKS as LIBERO_TASKS
 from .envs.libero import import_libero
 from .envs.robomimic import TASKS as ROBOMIMIC_TASKS
@@ -137,6 +137,27 @@ TASKS: dict[str, SteeringTask] = {
             "python -m lpds_envs.backbones.zoo.libero ship && python -m lpds_envs.backbones.zoo.libero evaluate"
         },
     ),
+    # Franka Panda tasks in robotic's simulator (paper Sec. 5.7, App. G; needs the franka extra): flow backbones trained
+    # on KOMO-planned scripted demos (lpds_envs.backbones.zoo.franka), chunks of 8 steps; the pick-and-place decoder
+    # reads the Dict observation and encodes its depth image with a small CNN. shift="deployment" (a raw-task kwarg)
+    # gives the shifted simulator to deploy in
+    **{
+        f"Franka{name}": SteeringTask(
+            raw_id=f"lpds/Franka{name}-v0",
+            backbones={"flow": f"franka-{task.replace('_', '-')}-flow"},
+            default_backbone="flow",
+            latent_bound=2.5,
+            extra="franka",
+            notes={
+                "build": f"python -m lpds_envs.backbones.zoo.franka demos --task {task} --out runs/{task}/demos.npz && "
+                f"python -m lpds_envs.backbones.zoo.franka backbone --task {task} --data runs/{task}/demos.npz "
+                f"--out runs/{task}/flow && python -m lpds_envs.backbones.zoo.franka evaluate --task {task} "
+                f"--backbone runs/{task}/flow && python -m lpds_envs.backbones.zoo.franka ship --task {task} "
+                f"--backbone runs/{task}/flow --data runs/{task}/demos.npz"
+            },
+        )
+        for name, task in (("PickPlace", "pick_place"), ("MugHang", "mug_hang"))
+    },
     # the toy seen through a 64x64 camera, steered through a tiny PI0 (needs the pi0 extra)
     "MultiGoalPi0": SteeringTask(
         raw_id="lpds/MultiGoalPixels-v0",
@@ -196,6 +217,8 @@ def _require_extra(task: SteeringTask) -> None:
         import_robosuite()  # one-line ImportError naming the extra (and the mujoco pin) when it cannot be used
     elif task.extra == "libero":
         import_libero()
+    elif task.extra == "franka":
+        import_robotic()  # one-line ImportError naming the extra (or Debian's liblapack3)
 
 
 def default_subspace(env_id: Any, latent_subspace: Any = "default") -> Any:
@@ -347,4 +370,6 @@ def register_all() -> None:
                 entry_point="lpds_envs.registration:make_steering_env",
                 vector_entry_point="lpds_envs.vector:make_steering_vector_env",  # one batched decode (make_vec)
                 kwargs={"task": name},
+                # as their raw tasks: a repeated episode agrees to ~1e-5, not bit for bit (robotic's PhysX caches)
+                nondeterministic=TASKS[name].raw_id in FRANKA_RAW_IDS,
             )

@@ -65,6 +65,7 @@ class FlowDecoder(PretrainedDecoder):
     :param cnn_channels: the CNN's convolution channels (with ``image_key``)
     :param image_feature_dim: the CNN's output features (with ``image_key``)
     :param image_pool: average-pooling factor applied to the image before the CNN (with ``image_key``)
+    :param image_keypoints: end the CNN in a spatial softmax (expected image coordinates per channel)
 
     Example::
 
@@ -95,6 +96,7 @@ class FlowDecoder(PretrainedDecoder):
         cnn_channels: Sequence[int] = (16, 32, 32),
         image_feature_dim: int = 64,
         image_pool: int = 1,
+        image_keypoints: bool = False,
     ) -> None:
         super().__init__(obs_dim, action_dim, chunk_size)
         if image_key is not None and obs_keys is None:
@@ -124,9 +126,15 @@ class FlowDecoder(PretrainedDecoder):
                     cnn_channels=[int(c) for c in cnn_channels],
                     image_feature_dim=int(image_feature_dim),
                     image_pool=int(image_pool),
+                    image_keypoints=bool(image_keypoints),
                 )
                 encoder = ImageObsEncoder(
-                    self.obs_layout.vector_dim, self.obs_layout.image_shape, cnn_channels, image_feature_dim, image_pool
+                    self.obs_layout.vector_dim,
+                    self.obs_layout.image_shape,
+                    cnn_channels,
+                    image_feature_dim,
+                    image_pool,
+                    image_keypoints,
                 )
         self.net = ConditionalResidualMLP(
             chunk_size * action_dim, obs_dim, hidden_dim, n_blocks, time_embed_dim, obs_encoder=encoder

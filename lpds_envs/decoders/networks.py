@@ -60,18 +60,36 @@ class ResidualBlock(nn.Module):
         return h + self.fc2(self.act(self.fc1(self.norm(h))))
 
 
+class SpatialSoftmax(nn.Module):
+    """``(B, C, H, W)`` feature maps -> ``(B, 2 C)``: per channel, the expected ``(x, y)`` in ``[-1, 1]`` under the
+    softmax of its activations over the image."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = features.shape
+        attention = torch.softmax(features.reshape(b, c, h * w), dim=-1).reshape(b, c, h, w)
+        xs = torch.linspace(-1.0, 1.0, w, device=features.device, dtype=features.dtype)
+        ys = torch.linspace(-1.0, 1.0, h, device=features.device, dtype=features.dtype)
+        x = (attention.sum(dim=2) * xs).sum(dim=-1)
+        y = (attention.sum(dim=3) * ys).sum(dim=-1)
+        return torch.cat([x, y], dim=1)
+
+
 class ImageObsEncoder(nn.Module):
     """Encodes the image part of a flat observation ``[vector (V), image (H * W * C)]`` with a small CNN:
     ``(B, V + H W C) -> (B, V + feature_dim)``, the vector part passed through unchanged.
 
     The CNN: average pooling by ``pool`` (1: none), one 3x3 convolution of stride 2 per entry of ``channels`` (Mish
-    after each), then a linear layer to ``feature_dim`` features and a LayerNorm.
+    after each), then a linear layer to ``feature_dim`` features and a LayerNorm. With ``keypoints`` the last
+    convolution keeps its resolution (stride 1) and a spatial softmax turns each of its channels into the expected
+    image coordinates ``(x, y)`` of its activation (robomimic's and diffusion policy's keypoint head), which the linear
+    layer reads instead of the flattened feature map: it localises objects from few images.
 
     :param vector_dim: entries before the image
     :param image_shape: ``(H, W, C)`` of the image (row-major in the flat observation)
     :param channels: output channels of the convolutions
     :param feature_dim: image features
     :param pool: average-pooling factor applied to the image first (cheaper convolutions on large images)
+    :param keypoints: end in a spatial softmax (expected x, y per channel) instead of flattening
     """
 
     def __init__(
@@ -81,6 +99,7 @@ class ImageObsEncoder(nn.Module):
         channels: Sequence[int] = (16, 32, 32),
         feature_dim: int = 64,
         pool: int = 1,
+        keypoints: bool = False,
     ) -> None:
         super().__init__()
         if len(image_shape) != 3 or min(image_shape) < 1:
@@ -92,10 +111,11 @@ class ImageObsEncoder(nn.Module):
         self.vector_dim, self.image_shape = int(vector_dim), tuple(int(s) for s in image_shape)
         layers: list[nn.Module] = [nn.AvgPool2d(pool)] if pool > 1 else []
         c_in = self.image_shape[2]
-        for c in channels:
-            layers += [nn.Conv2d(c_in, int(c), 3, stride=2, padding=1), Mish()]
+        for i, c in enumerate(channels):
+            stride = 1 if keypoints and i == len(channels) - 1 else 2
+            layers += [nn.Conv2d(c_in, int(c), 3, stride=stride, padding=1), Mish()]
             c_in = int(c)
-        self.cnn = nn.Sequential(*layers, nn.Flatten())
+        self.cnn = nn.Sequential(*layers, SpatialSoftmax() if keypoints else nn.Flatten())
         with torch.no_grad():
             n_flat = self.cnn(torch.zeros(1, self.image_shape[2], *self.image_shape[:2])).shape[1]
         self.head = nn.Sequential(nn.Linear(n_flat, feature_dim), nn.LayerNorm(feature_dim))
@@ -116,8 +136,8 @@ class ConditionalResidualMLP(nn.Module):
     :param hidden_dim: width of the residual blocks
     :param n_blocks: number of residual blocks
     :param time_embed_dim: size of the sinusoidal time embedding
-    :param obs_encoder: a module applied to the observation first (e.g. :class:`ImageObsEncoder`, with an
-        ``out_dim``), whose output the MLP conditions on; ``None`` uses the observation as it is
+    :param obs_encoder: an :class:`ImageObsEncoder` applied to the observation first, whose output (``out_dim``
+        entries) the MLP conditions on; ``None`` uses the observation as it is
     """
 
     def __init__(
@@ -127,9 +147,10 @@ class ConditionalResidualMLP(nn.Module):
         hidden_dim: int = 256,
         n_blocks: int = 3,
         time_embed_dim: int = 32,
-        obs_encoder: nn.Module | None = None,
+        obs_encoder: ImageObsEncoder | None = None,
     ):
         super().__init__()
+        self.obs_encoder: ImageObsEncoder | None
         if obs_encoder is not None:
             self.obs_encoder = obs_encoder  # registered only when given: plain checkpoints keep their tensor names
             obs_dim = int(obs_encoder.out_dim)

@@ -9,7 +9,7 @@ import torch
 from lpds_envs.backbones import ChunkDataset, train_backbone
 from lpds_envs.decoders import FlowDecoder, load_decoder
 from lpds_envs.decoders.dict_obs import ObsLayout
-from lpds_envs.decoders.networks import ImageObsEncoder
+from lpds_envs.decoders.networks import ImageObsEncoder, SpatialSoftmax
 
 KEYS = {"joint_pos": [3], "gripper": [1], "depth": [8, 8]}
 
@@ -126,3 +126,14 @@ def test_layout_without_image_flattens_in_order():
     layout = ObsLayout.make({"b": [2], "a": 1}, None, 3)
     flat = layout.flatten({"a": np.ones((1, 1), np.float32), "b": np.zeros((1, 2), np.float32)})
     assert flat.tolist() == [[0.0, 0.0, 1.0]] and layout.shared_columns() == [] and layout.image_shape is None
+
+
+def test_keypoint_encoder_ends_in_a_spatial_softmax_of_expected_coordinates():
+    enc = ImageObsEncoder(2, (8, 8, 1), channels=(4, 3), feature_dim=5, pool=2, keypoints=True)
+    assert isinstance(enc.cnn[-1], SpatialSoftmax) and enc.cnn[3].stride == (1, 1)  # the last convolution keeps 2x2
+    assert enc(torch.zeros(3, 2 + 64)).shape == (3, 2 + 5)
+    peak = torch.full((1, 1, 4, 4), -50.0)
+    peak[0, 0, 3, 0] = 50.0  # bottom-left
+    torch.testing.assert_close(SpatialSoftmax()(peak), torch.tensor([[-1.0, 1.0]]))
+    with pytest.raises(ValueError, match="pool must be >= 1 and divide"):
+        ImageObsEncoder(2, (8, 8, 1), pool=3)
