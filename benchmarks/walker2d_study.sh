@@ -24,11 +24,14 @@ for seed in $SEEDS; do
   for variant in $VARIANTS; do
     case "$variant" in
       lpds|dsrl-na) extra=("${COMMON[@]}" "${FAST[@]}") ;;
-      dsrl|lpds-a) extra=("${COMMON[@]}") ;;
+      dsrl) extra=("${COMMON[@]}") ;;
+      lpds-a) extra=("${COMMON[@]}") ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
+    entropy=(--eval-entropy-states 32)
+    [ "$variant" = lpds-a ] && entropy=()  # residual actions: the entropy probe does not cover them
     python -m lpds_envs.experiment.cli train --algo "$variant" --env LPDS-Walker2d-v0 --steps "$STEPS" --seeds "$seed" \
-      --set "${extra[@]}" --eval-freq 2500 --eval-episodes 10 --eval-entropy-states 32 --device cpu \
+      --set "${extra[@]}" --eval-freq 2500 --eval-episodes 10 "${entropy[@]}" --device cpu \
       --out "$OUT" --name "$variant" --no-progress
   done
 done

@@ -20,7 +20,10 @@ def _readme_commands() -> list[str]:
 def test_readme_opens_with_demo_and_test_commands_and_ci_runs_the_test_command():
     demo, tests = _readme_commands()[:2]
     assert demo.startswith("pip install torch==2.13.0") and demo.endswith("lpds demo")
-    assert "pytest" in tests and "[test]" in tests
+    assert "pytest" in tests and re.search(r'pip install "\.\[test[,\]]', tests), (
+        "the test command installs the test extra"
+    )
+    assert "./packages/lpds-zoo" in tests, "the tests need the lpds-zoo data package (locomotion, robomimic backbones)"
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci, "the CI script must run exactly the README's test command"
 
@@ -29,38 +32,40 @@ def test_pyproject_never_pulls_torchvision():
     assert "torchvision" not in (ROOT / "pyproject.toml").read_text()
 
 
-def test_wheel_ships_the_checkpoints(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        str(tmp_path),
-        str(ROOT),
-    ]
+def _build_wheel(source: Path, out: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        pytest.skip(f"cannot build a wheel here: {res.stderr[-300:]}")
-    wheel = next(tmp_path.glob("lpds-*.whl"))
+        pytest.skip(f"cannot build a wheel of {source} here: {res.stderr[-300:]}")
+    return next(out.glob("*.whl"))
+
+
+def test_wheel_ships_the_checkpoints(tmp_path):
+    wheel = _build_wheel(ROOT, tmp_path / "lpds")
+    zoo_wheel = _build_wheel(ROOT / "packages" / "lpds-zoo", tmp_path / "zoo")
     names = zipfile.ZipFile(wheel).namelist()
+    zoo_names = zipfile.ZipFile(zoo_wheel).namelist()
     ckpt = "lpds_envs/backbones/checkpoints/multigoal-diffusion/"
     for f in ("config.json", "model.safetensors", "README.md"):
         assert ckpt + f in names
-    assert not any(n.endswith("training_state.pt") for n in names)
+    assert not any(n.endswith("training_state.pt") for n in names + zoo_names)
     assert any(n.startswith("algorithms/") for n in names)
     assert "lpds_envs/py.typed" in names and "algorithms/py.typed" in names  # PEP 561: the annotations are used
-    shipped = sorted(p.parent.name for p in (ROOT / "lpds_envs/backbones/checkpoints").glob("*/model.safetensors"))
-    missing = [d for d in shipped if f"lpds_envs/backbones/checkpoints/{d}/model.safetensors" not in names]
-    assert not missing, f"checkpoints left out of the wheel: {missing}"
-    size_mb = wheel.stat().st_size / 1e6
-    assert size_mb < PYPI_FILE_LIMIT_MB, (
-        f"the wheel is {size_mb:.1f} MB, over PyPI's default {PYPI_FILE_LIMIT_MB} MB file limit: ship fewer or "
-        "smaller backbones in the package (e.g. a separate data package, or hub repos loaded with from_pretrained)"
-    )
+    for root, listing in (
+        ("lpds_envs/backbones/checkpoints", names),
+        ("packages/lpds-zoo/lpds_zoo/checkpoints", zoo_names),
+    ):
+        shipped = sorted(p.parent.name for p in (ROOT / root).glob("*/model.safetensors"))
+        prefix = root.removeprefix("packages/lpds-zoo/")
+        missing = [d for d in shipped if f"{prefix}/{d}/model.safetensors" not in listing]
+        assert shipped and not missing, f"checkpoints left out of the wheel of {root}: {missing}"
+    assert not any(n.startswith("lpds_zoo/") for n in names), "the data package's backbones travel in lpds-zoo only"
+    for w in (wheel, zoo_wheel):
+        size_mb = w.stat().st_size / 1e6
+        assert size_mb < PYPI_FILE_LIMIT_MB, (
+            f"{w.name} is {size_mb:.1f} MB, over PyPI's default {PYPI_FILE_LIMIT_MB} MB file limit: ship fewer or "
+            "smaller backbones in it (e.g. move a family to a data package, or hub repos loaded with from_pretrained)"
+        )
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "lpds = lpds_envs.experiment.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

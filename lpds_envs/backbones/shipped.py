@@ -1,7 +1,15 @@
-"""The frozen backbones shipped inside the package (``lpds_envs/backbones/checkpoints/<name>/``)."""
+"""The frozen backbones shipped with lpds: ``lpds_envs/backbones/checkpoints/<name>/`` inside the package, and the
+larger ones in the ``lpds-zoo`` data package (``lpds_zoo/checkpoints/<name>/``).
+
+PyPI limits one file to 100 MB, and the 1.6M-parameter locomotion and robomimic Lift/Can decoders alone are 63 MB, so
+they travel in their own distribution (source: ``packages/lpds-zoo/``; ``pip install lpds-zoo``, or
+``pip install ./packages/lpds-zoo`` from a source tree). :func:`backbone_path` looks in both places and, for a
+backbone of the data package that is not installed, says how to install it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import cast
@@ -12,25 +20,57 @@ from lpds_envs.decoders.base import Decoder, PretrainedDecoder, load_decoder
 from lpds_envs.decoders.pi0 import Pi0Decoder
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+#: where the zoo pipelines ship the backbones of the ``lpds-zoo`` data package, in a source tree
+ZOO_SOURCE_DIR = Path(__file__).resolve().parents[2] / "packages" / "lpds-zoo" / "lpds_zoo" / "checkpoints"
+#: the backbones that live in the ``lpds-zoo`` data package (locomotion and robomimic Lift/Can, 1.6M parameters each)
+ZOO_PACKAGE_BACKBONES = tuple(
+    f"{task}-{kind}"
+    for task in ("hopper", "halfcheetah", "walker2d", "robomimic-lift", "robomimic-can")
+    for kind in ("diffusion", "flow")
+)
+ZOO_INSTALL_HINT = "pip install lpds-zoo (from a source tree of lpds: pip install ./packages/lpds-zoo)"
 _CACHE: dict[tuple[str, str], Decoder] = {}
 
 
+def zoo_checkpoint_dir() -> Path | None:
+    """The checkpoint folder of the ``lpds-zoo`` data package: when lpds itself is imported from a source tree, that
+    tree's ``packages/lpds-zoo/lpds_zoo/checkpoints`` (what the zoo pipelines ship into); otherwise the installed
+    package's; ``None`` when there is neither."""
+    if ZOO_SOURCE_DIR.is_dir():
+        return ZOO_SOURCE_DIR
+    spec = importlib.util.find_spec("lpds_zoo")
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "checkpoints"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def checkpoint_dirs() -> list[Path]:
+    """Every folder that holds shipped checkpoints: the package's own, then the ``lpds-zoo`` data package's."""
+    zoo = zoo_checkpoint_dir()
+    return [CHECKPOINT_DIR] + ([zoo] if zoo is not None else [])
+
+
 def shipped_backbones() -> list[str]:
-    """Names of the shipped checkpoints."""
-    if not CHECKPOINT_DIR.is_dir():
-        return []
-    return sorted(p.name for p in CHECKPOINT_DIR.iterdir() if (p / "config.json").is_file())
+    """Names of the shipped checkpoints (the package's and, when installed, the ``lpds-zoo`` data package's)."""
+    return sorted(p.name for d in checkpoint_dirs() if d.is_dir() for p in d.iterdir() if (p / "config.json").is_file())
 
 
 def backbone_path(name: str) -> Path:
     """Folder of shipped checkpoint ``name`` (``config.json`` + ``model.safetensors`` + card ``README.md``)."""
-    path = CHECKPOINT_DIR / name
-    if not (path / "config.json").is_file():
+    for folder in checkpoint_dirs():
+        if (folder / name / "config.json").is_file():
+            return folder / name
+    if name in ZOO_PACKAGE_BACKBONES:
         raise FileNotFoundError(
-            f"no shipped backbone {name!r} in {CHECKPOINT_DIR}; shipped: {shipped_backbones()}. "
-            "If you installed from a source tree, check that the package data was included."
+            f"the backbone {name!r} ships in the lpds-zoo data package (PyPI's 100 MB file limit keeps the larger "
+            f"backbones out of lpds itself), which is not installed: {ZOO_INSTALL_HINT}"
         )
-    return path
+    raise FileNotFoundError(
+        f"no shipped backbone {name!r} in {[str(d) for d in checkpoint_dirs()]}; shipped: {shipped_backbones()}. "
+        "If you installed from a source tree, check that the package data was included."
+    )
 
 
 def load_backbone(name: str, device: str | torch.device = "cpu", verify: bool = False) -> Decoder:

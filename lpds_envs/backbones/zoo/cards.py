@@ -22,7 +22,7 @@ from huggingface_hub import EvalResult, ModelCard
 
 from ...decoders.card import card_body, decoder_card, py_literal
 from ...registration import TASKS
-from ..shipped import CHECKPOINT_DIR, shipped_backbones
+from ..shipped import ZOO_PACKAGE_BACKBONES, backbone_path, checkpoint_dirs, shipped_backbones
 
 
 def steering_task(name: str) -> tuple[str, str] | None:
@@ -130,7 +130,7 @@ def backbone_card(folder: str | Path, description: str | None = None) -> ModelCa
     env_id, kind = task if task is not None else (None, None)
     extra = TASKS[env_id[len("LPDS-") : -len("-v0")]].extra if env_id is not None else None
     extra = extra or ("pi0" if pi0 else None)
-    shipped = folder.resolve().parent == CHECKPOINT_DIR.resolve() or task is not None
+    shipped = folder.resolve().parent in {d.resolve() for d in checkpoint_dirs()} or task is not None
     load = f"load_backbone({py_literal(folder.name)}, verify=True)" if shipped else None
     eval_results = [
         EvalResult(
@@ -161,7 +161,8 @@ def backbone_card(folder: str | Path, description: str | None = None) -> ModelCa
             else None
         ),
         tags=["lpds-zoo"],
-        install=f"pip install 'lpds[{extra}]'" if extra else "pip install lpds",
+        install=(f"pip install 'lpds[{extra}]'" if extra else "pip install lpds")
+        + (" lpds-zoo" if folder.name in ZOO_PACKAGE_BACKBONES else ""),
     )
 
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = []
     for name in args.names or shipped_backbones():
-        folder = CHECKPOINT_DIR / name
+        folder = backbone_path(name)
         if args.check:
             text = str(backbone_card(folder))
             if (folder / "README.md").read_text() != (text if text.endswith("\n") else text + "\n"):

@@ -13,7 +13,7 @@ Neither DPPO's pre-trained policies nor D4RL/Minari data can be downloaded here,
 3. ``backbone``: a diffusion and a flow backbone on the same chunks (DPPO gym defaults, see
    :data:`BACKBONE_DEFAULTS`), saved to ``ZOO/<env>/{diffusion,flow}/`` with the BC loss.
 4. ``evaluate``: each backbone's return over 20 episodes with prior latents (``eval.json``).
-5. ``ship`` (not part of ``all``): copy both into the package as ``checkpoints/<task>-{diffusion,flow}/`` with a
+5. ``ship`` (not part of ``all``): copy both into the lpds-zoo data package as ``packages/lpds-zoo/lpds_zoo/checkpoints/<task>-{diffusion,flow}/`` with a
    card and a fingerprint, which makes ``LPDS-<Task>-v0`` usable.
 
 Every stage skips what is already done, so ``python -m lpds_envs.backbones.zoo.locomotion all --env Hopper-v5``
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from lpds_envs.backbones.data import Episode, load_npz, save_minari
-from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
+from lpds_envs.backbones.shipped import ZOO_SOURCE_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
 from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.backbones.zoo.common import add_backbone_options, atomic_json, parse_stage_args
@@ -308,7 +308,7 @@ Frozen {kind} policy for Gymnasium `{env}`, shipped with lpds as `LPDS-{task}-v0
 
 
 def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> list[Path]:
-    """Stage 5: copy both evaluated backbones into the package (``checkpoints/<task>-<kind>``) with cards and
+    """Stage 5: copy both evaluated backbones into the lpds-zoo data package (``lpds_zoo/checkpoints/<task>-<kind>``) with cards and
     fingerprints."""
 
     data = json.loads((zoo / env_id / "data" / "dataset.json").read_text())
@@ -316,7 +316,7 @@ def ship_backbones(env_id: str, zoo: Path, dest_root: Path | None = None) -> lis
     expert = data.get("expert", {})  # datasets recorded before the expert wrote its config lack it
     written = []
     for kind in KINDS:
-        dest = (Path(dest_root) if dest_root is not None else CHECKPOINT_DIR) / checkpoint_name(env_id, kind)
+        dest = (Path(dest_root) if dest_root is not None else ZOO_SOURCE_DIR) / checkpoint_name(env_id, kind)
         training, ev, params = copy_for_shipping(zoo / env_id / kind, dest, data)
         cfg = dict(training["decoder"])
         model, sampler = describe_sampler(kind, cfg)
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "stage",
         choices=["expert", "dataset", "backbone", "evaluate", "ship", "all"],
-        help="'all' runs expert, dataset, backbone and evaluate; 'ship' copies the backbones into the package",
+        help="'all' runs expert, dataset, backbone and evaluate; 'ship' copies the backbones into packages/lpds-zoo",
     )
     p.add_argument("--env", required=True, choices=ENVS)
     p.add_argument("--zoo", default="zoo", help="working folder (not committed)")

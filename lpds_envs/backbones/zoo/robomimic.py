@@ -19,7 +19,7 @@ Stages (each skips what is already done, so re-running a command resumes it):
    to ``ZOO/<task>/{diffusion,flow}/`` with the BC loss.
 3. ``evaluate``: each backbone's success rate over ``--eval-episodes`` (default 50) full episodes with prior latents
    ``w ~ N(0, I)`` clipped to the task's latent box (``eval.json``).
-4. ``ship`` (not part of ``all``): copy both into the package as ``checkpoints/robomimic-<task>-{diffusion,flow}/``
+4. ``ship`` (not part of ``all``): copy both into the lpds-zoo data package as ``packages/lpds-zoo/lpds_zoo/checkpoints/robomimic-<task>-{diffusion,flow}/``
    with a card and a fingerprint, which makes ``LPDS-<Task>-v0`` usable.
 
 Example::
@@ -40,7 +40,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lpds_envs.backbones.shipped import CHECKPOINT_DIR, copy_for_shipping, describe_sampler, write_fingerprint
+from lpds_envs.backbones.shipped import ZOO_SOURCE_DIR, copy_for_shipping, describe_sampler, write_fingerprint
 from lpds_envs.backbones.train import train_backbone
 from lpds_envs.backbones.zoo.cards import write_card as write_backbone_card
 from lpds_envs.backbones.zoo.common import add_backbone_options, atomic_json, parse_stage_args
@@ -374,14 +374,14 @@ def _range_note(success: float) -> str:
 
 
 def ship_backbones(task: str, out: Path, dest_root: Path | None = None) -> list[Path]:
-    """Stage 4: copy both evaluated backbones into the package (``checkpoints/robomimic-<task>-<kind>``) with cards
+    """Stage 4: copy both evaluated backbones into the lpds-zoo data package (``lpds_zoo/checkpoints/robomimic-<task>-<kind>``) with cards
     and fingerprints."""
 
     meta = json.loads((Path(out) / task / "dataset.json").read_text())
     written = []
     for kind in KINDS:
         src = Path(out) / task / kind
-        dest = (Path(dest_root) if dest_root is not None else CHECKPOINT_DIR) / checkpoint_name(task, kind)
+        dest = (Path(dest_root) if dest_root is not None else ZOO_SOURCE_DIR) / checkpoint_name(task, kind)
         notes = src / "data.json"  # which demos the backbone was trained on (written by the backbone stage)
         if not notes.is_file():
             raise FileNotFoundError(f"{notes} is missing; run the backbone and evaluate stages first")
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "stage",
         choices=["demos", "backbone", "evaluate", "ship", "all"],
-        help="all = demos, backbone, evaluate (ship is separate: it writes into the package)",
+        help="all = demos, backbone, evaluate (ship is separate: it writes into packages/lpds-zoo)",
     )
     p.add_argument("--task", required=True, choices=sorted(TASKS))
     p.add_argument("--out", default="zoo/robomimic", help="working folder (not committed)")

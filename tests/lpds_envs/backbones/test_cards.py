@@ -7,13 +7,13 @@ import shutil
 import pytest
 import yaml
 
-from lpds_envs.backbones.shipped import CHECKPOINT_DIR, shipped_backbones
+from lpds_envs.backbones.shipped import CHECKPOINT_DIR, backbone_path, shipped_backbones
 from lpds_envs.backbones.zoo import cards
 
 
 @pytest.mark.parametrize("name", shipped_backbones())
 def test_shipped_card_is_the_template_of_its_records(name):
-    folder = CHECKPOINT_DIR / name
+    folder = backbone_path(name)
     text = (folder / "README.md").read_text()
     assert text == str(cards.backbone_card(folder)) + "\n", "stale card: run python -m lpds_envs.backbones.zoo.cards"
     meta = yaml.safe_load(text.split("---\n")[1])
@@ -37,7 +37,7 @@ def test_card_of_the_toy_backbone_runs(tmp_path):
 
 def test_a_card_that_disagrees_with_its_records_is_refused(tmp_path):
     folder = tmp_path / "hopper-flow"
-    shutil.copytree(CHECKPOINT_DIR / "hopper-flow", folder)
+    shutil.copytree(backbone_path("hopper-flow"), folder)
     ev = json.loads((folder / "eval.json").read_text())
     (folder / "eval.json").write_text(json.dumps({**ev, "return_mean": ev["return_mean"] + 100}))
     with pytest.raises(ValueError, match="prior-latent return"):

@@ -23,6 +23,29 @@ def test_something_is_shipped():
     assert {"multigoal-diffusion", "adroit-pen-flow"} <= set(SHIPPED)
 
 
+def test_every_registered_backbone_is_shipped_in_lpds_or_the_lpds_zoo_data_package():
+    from lpds_envs.backbones import shipped
+    from lpds_envs.registration import TASKS
+
+    registered = {name for task in TASKS.values() for name in task.backbones.values()}
+    assert registered <= set(SHIPPED), sorted(registered - set(SHIPPED))
+    in_zoo = {name for name in SHIPPED if backbone_path(name).parent != shipped.CHECKPOINT_DIR}
+    assert in_zoo == set(shipped.ZOO_PACKAGE_BACKBONES)
+
+
+def test_a_backbone_of_the_missing_data_package_says_what_to_install(tmp_path, monkeypatch):
+    from lpds_envs.backbones import shipped
+
+    monkeypatch.setattr(shipped, "ZOO_SOURCE_DIR", tmp_path / "absent")
+    monkeypatch.setattr(shipped.importlib.util, "find_spec", lambda name: None)
+    assert "hopper-diffusion" not in shipped.shipped_backbones()
+    with pytest.raises(FileNotFoundError, match=r"lpds-zoo data package.*pip install lpds-zoo"):
+        shipped.backbone_path("hopper-diffusion")
+    with pytest.raises(FileNotFoundError, match="no shipped backbone 'nope'"):
+        shipped.backbone_path("nope")
+    shipped.backbone_path("multigoal-diffusion")  # the package's own are unaffected
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_checkpoint_matches_its_fingerprint(name):
     path = backbone_path(name)
