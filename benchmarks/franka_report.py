@@ -1,0 +1,249 @@
+"""Report of the Franka study (``benchmarks/franka_study.sh``; issue 34 part 6, paper Sec. 5.7, App. G, Tables 5-6):
+adapt in the nominal simulator, deploy without further learning in the shifted one (``shift="deployment"``).
+
+Writes into ``--out``:
+
+- ``learning_curves_LPDS-FrankaMugHang-v0.{png,pdf}`` and ``final_performance.md`` (``lpds plot``), ``records/``;
+- ``final.json`` (cache): each final model of ``lpds`` and ``dsrl`` and the frozen backbone (prior latents) on the
+  same ``--episodes`` reset seeds (``--seed`` + i, separate from the training evaluations' 10000+), in the nominal
+  and in the shifted mug-hanging simulator; each learner with its own evaluation policy (the run's
+  ``eval_deterministic``: stochastic for both);
+- ``deployed.json`` (cache): each LP-DS final model exported with ``export_steered_policy`` (stochastic: the loop
+  draws eps) and run by ``examples/deploy_franka.py``'s torch-only control loop in the shifted raw simulator, the
+  path a robot deployment takes;
+- ``pick_place_backbone.json`` (cache): the pick-and-place backbone per grid position (Table 5 layout), ``--trials``
+  per position, nominal and shifted (no steering run: the backbone succeeds in 0 of 40 prior rollouts);
+- ``summary.md``: those numbers in the layout of the paper's Tables 5 and 6.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/franka_report.py [--runs DIR] [--out DIR] [--episodes N] [--trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "examples"))
+from _common import add_repo_to_path, keep_records, markdown_table  # noqa: E402
+
+add_repo_to_path()
+
+ENV_ID = "LPDS-FrankaMugHang-v0"
+PICK_PLACE = "LPDS-FrankaPickPlace-v0"
+SHIFTS: dict[str, dict[str, Any]] = {"nominal": {}, "shifted": {"shift": "deployment"}}
+
+
+def _cache(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save(path: Path, cache: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=1))
+    tmp.replace(path)
+
+
+def final_runs(runs: Path) -> list[tuple[str, Path]]:
+    """``(variant/seed_k, run folder)`` of every finished run."""
+    return [
+        (f"{d.parent.name}/{d.name}", d)
+        for d in sorted(runs.glob(f"{ENV_ID}/*/seed_*"))
+        if (d / "model.zip").is_file() and (d / "config.yaml").is_file()
+    ]
+
+
+def evaluate_finals(runs: list[tuple[str, Path]], out: Path, episodes: int, seed: int) -> dict:
+    """Each final model and the backbone on the same reset seeds, nominal and shifted (cached)."""
+    from lpds_envs.evaluation import compare_with_backbone
+    from lpds_envs.experiment.config import RunConfig, make_run_env
+    from lpds_envs.experiment.evaluate import load_trained
+
+    path = out / "final.json"
+    cache = _cache(path)
+    for name, run_dir in runs:
+        cfg = RunConfig.read(run_dir / "config.yaml")
+        for shift, extra in SHIFTS.items():
+            key = f"{name}@{cfg.steps}/{shift}x{episodes}"
+            if key in cache:
+                continue
+            venv = make_run_env(cfg.spec, ENV_ID, {**cfg.env_kwargs, **extra}, min(episodes, 10), None, "cpu")
+            try:
+                model = load_trained(run_dir / "model.zip", cfg.algo, venv, "cpu")
+                r = compare_with_backbone(model, venv, bool(cfg.eval_deterministic), seed, episodes)
+            finally:
+                venv.close()
+            cache[key] = {
+                "steered_success": r.steered.success.astype(int).tolist(),
+                "backbone_success": r.backbone.success.astype(int).tolist(),
+                "steered_return": r.steered.mean_return,
+                "backbone_return": r.backbone.mean_return,
+            }
+            _save(path, cache)
+            print(key, sum(cache[key]["steered_success"]), "vs backbone", sum(cache[key]["backbone_success"]))
+    return cache
+
+
+def deploy_exported(runs: list[tuple[str, Path]], out: Path, episodes: int, seed: int) -> dict:
+    """LP-DS's final models through the deployment path: one exported file, the torch-only control loop, the shifted
+    raw simulator (cached)."""
+    from deploy_franka import control_loop, load_exported
+
+    from lpds_envs.experiment.config import RunConfig, make_run_env
+    from lpds_envs.experiment.evaluate import load_trained
+    from lpds_envs.registration import TASKS, raw_task_kwargs
+
+    path = out / "deployed.json"
+    cache = _cache(path)
+    raw_id = TASKS["FrankaMugHang"].raw_id
+    for name, run_dir in runs:
+        cfg = RunConfig.read(run_dir / "config.yaml")
+        key = f"{name}@{cfg.steps}/shiftedx{episodes}"
+        if not name.startswith("lpds/") or key in cache:
+            continue
+        venv = make_run_env(cfg.spec, ENV_ID, cfg.env_kwargs, 1, None, "cpu")
+        try:
+            model = load_trained(run_dir / "model.zip", cfg.algo, venv, "cpu")
+            with tempfile.TemporaryDirectory() as tmp:
+                result = model.export_steered_policy(Path(tmp) / "policy.pt2", deterministic=False, env_id=raw_id)
+                if result.format != "torch.export":
+                    raise RuntimeError(f"{name}: expected a torch.export file, got {result.format} ({result.reason})")
+                policy, meta = load_exported(result.path)
+                kwargs = {**raw_task_kwargs(ENV_ID), **SHIFTS["shifted"]}
+                report = control_loop(policy, meta, raw_id, episodes, seed, kwargs)
+        finally:
+            venv.close()
+        cache[key] = {"success": [int(s) for s in report["success"]], "format": result.format}
+        _save(path, cache)
+        print(key, "deployed:", sum(cache[key]["success"]))
+    return cache
+
+
+def pick_place_backbone(out: Path, trials: int, seed: int) -> dict:
+    """The pick-and-place backbone (prior latents) at each grid position, nominal and shifted (cached)."""
+    from lpds_envs import make_latent_vec_env
+    from lpds_envs.evaluation import PriorPolicy, evaluate_policy
+
+    path = out / "pick_place_backbone.json"
+    cache = _cache(path)
+    for shift, extra in SHIFTS.items():
+        for position in range(1, 9):
+            key = f"{shift}/position_{position}x{trials}"
+            if key in cache:
+                continue
+            venv = make_latent_vec_env(PICK_PLACE, n_envs=trials, env_kwargs={"position": position, **extra})
+            try:
+                dim = int(np.prod(venv.action_space.shape))
+                r = evaluate_policy(PriorPolicy(dim, seed), venv, False, seed, trials)
+            finally:
+                venv.close()
+            cache[key] = {"success": r.success.astype(int).tolist()}
+            _save(path, cache)
+            print(key, sum(cache[key]["success"]))
+    return cache
+
+
+def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int) -> str:
+    """Tables 5 and 6 of the paper, in simulation."""
+    lines = []
+    rows = []
+    per_variant: dict[str, dict[str, list[int]]] = {}
+    backbone: dict[str, list[int]] = {}
+    for key, r in sorted(finals.items()):
+        name, rest = key.split("@")
+        shift = rest.split("/")[1].split("x")[0]
+        variant = name.split("/")[0]
+        per_variant.setdefault(variant, {}).setdefault(shift, []).append(sum(r["steered_success"]))
+        backbone.setdefault(shift, [sum(r["backbone_success"])])  # the same episodes for every run
+        dep = deployed.get(f"{name}@{rest.split('/')[0]}/shiftedx{episodes}")
+        rows.append(
+            [
+                name,
+                shift,
+                f"{sum(r['backbone_success'])}/{episodes}",
+                f"{sum(r['steered_success'])}/{episodes}",
+                f"{sum(r['steered_success']) - sum(r['backbone_success']):+d}",
+                f"{sum(dep['success'])}/{episodes}" if dep is not None and shift == "shifted" else "-",
+            ]
+        )
+    lines.append(
+        f"Mug hanging (Table 6 layout, in simulation): successes in {episodes} trials on the same reset seeds for the "
+        "frozen backbone (prior latents) and each final policy, adapted in the nominal simulator and run unchanged "
+        "in the shifted one; `exported` is the same LP-DS policy exported to one torch.export file and run by the "
+        "torch-only control loop of `examples/deploy_franka.py` (its own noise draws):\n"
+    )
+    lines.append(
+        markdown_table(["run", "simulator", "backbone", "steered", "difference", "exported, control loop"], rows)
+    )
+    agg = []
+    for variant, by_shift in sorted(per_variant.items()):
+        for shift in SHIFTS:
+            xs = by_shift.get(shift, [])
+            if xs:
+                agg.append(
+                    [
+                        variant,
+                        shift,
+                        f"{backbone[shift][0]}/{episodes}",
+                        " / ".join(f"{x}" for x in xs) + f" (of {episodes})",
+                        f"{np.mean(xs) / episodes:.2f}",
+                    ]
+                )
+    lines.append("\nPer learner, each seed's successes:\n")
+    lines.append(markdown_table(["learner", "simulator", "backbone", "seeds", "mean success rate"], agg))
+    if pick:
+        lines.append(
+            f"\nPick-and-place backbone per grid position (Table 5 layout: top row 7, 5, 3, 1; bottom row 8, 6, 4, 2), "
+            f"successes in {trials} trials each with prior latents; no steering run (nothing to steer towards):\n"
+        )
+        grid_rows = []
+        for shift in SHIFTS:
+            for row in ((7, 5, 3, 1), (8, 6, 4, 2)):
+                cells = []
+                for p in row:
+                    r = pick.get(f"{shift}/position_{p}x{trials}")
+                    cells.append(f"{p}: {sum(r['success'])}/{trials}" if r else f"{p}: -")
+                grid_rows.append([shift, *cells])
+        lines.append(markdown_table(["simulator", "col 1", "col 2", "col 3", "col 4"], grid_rows))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", default="benchmarks/results/runs_franka")
+    p.add_argument("--out", default="benchmarks/results/franka")
+    p.add_argument("--episodes", type=int, default=40, help="mug-hanging trials per policy and simulator")
+    p.add_argument("--trials", type=int, default=5, help="pick-and-place trials per grid position")
+    p.add_argument("--seed", type=int, default=30_000)
+    p.add_argument("--skip-pick-place", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    from lpds_envs.experiment.plotting import plot_runs
+
+    out, runs = Path(args.out), Path(args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    finished = final_runs(runs)
+    if finished:
+        keep_records(runs, ENV_ID, out)
+        plot_runs([runs], out=out)
+    finals = evaluate_finals(finished, out, args.episodes, args.seed)
+    deployed = deploy_exported(finished, out, args.episodes, args.seed)
+    pick = {} if args.skip_pick_place else pick_place_backbone(out, args.trials, args.seed)
+    text = summary(finals, deployed, pick, args.episodes, args.trials)
+    (out / "summary.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
