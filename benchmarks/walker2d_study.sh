@@ -5,7 +5,7 @@
 # CPU protocol (2 cores, one session): the DSRL Walker2d preset (4 envs, 20 gradient steps every 2 vec steps, 10 Q^W
 # steps, 2001 warm-up chunks, LayerNorm MLPs, latent box 2.5) except the width: DSRL's 3 x 2048 nets cost ~0.5 s per
 # gradient step on one core, and even 3 x 256 ran LP-DS at ~14 raw env steps/s here, so every learner uses DSRL's
-# Hopper width, 3 x 128 (LayerNorm kept). LP-DS and DSRL-NA run the fast
+# Hopper width, 3 x 128 (LayerNorm kept where the preset has it; SB3 SAC, i.e. DSRL-SAC, has none). LP-DS and DSRL-NA run the fast
 # settings of the Hopper studies (prior_cache=8, td_target=latent_critic; docs/results/speed.md shows they learn as
 # the exact algorithm on Hopper). alpha_lr is the default 0.01 at DSRL's 20 gradient steps per update.
 # Budget: STEPS raw env steps per run (default 20000; the first 8k are the prior warm-up).

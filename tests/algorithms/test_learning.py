@@ -85,16 +85,15 @@ def test_lagrangian_sac_improves_the_hopper_backbone(tmp_path):
 
 # --------------------------------------------------------------------------- LPDS-Walker2d-v0 (issue 32)
 # benchmarks/walker2d_study.sh's seed-0 runs of LP-DS (fast mode) and DSRL-SAC: the DSRL Walker2d preset with
-# 3 x 128 LayerNorm nets, 20k raw env steps (~10 and ~4 min on one core), then both final policies on the same 50
+# 3 x 128 nets, 20k raw env steps (~10 and ~4 min on one core), then both final policies on the same 50
 # reset seeds. The study (3 seeds each, docs/results/walker2d.md): LP-DS 829-865 against DSRL-SAC 142-413 (backbone
 # 760), each seed's difference 5-9 standard errors; seed 0: 865.4 against 345.6. DSRL-SAC's actor starts off the
 # prior (its initial tanh-Gaussian is not N(0, I)) and has not come back to the backbone's return at this budget;
 # LP-DS's trust region keeps it on the backbone and above.
 WALKER_STEPS, WALKER_EPISODES, WALKER_Z = 20_000, 50, 3.0
-WALKER_OVERRIDES = {
-    "policy_kwargs": {"net_arch": [128, 128, 128], "n_critics": 2, "layer_norm": True},
-    "env_kwargs": {"backbone": "diffusion"},
-}
+# `--set policy_kwargs.net_arch=[128,128,128]` of the study: merged into each preset's policy_kwargs (LP-DS keeps its
+# LayerNorm; SB3's SAC policy, DSRL-SAC's, has none)
+WALKER_OVERRIDES = {"policy_kwargs": {"net_arch": [128, 128, 128]}, "env_kwargs": {"backbone": "diffusion"}}
 
 
 @pytest.mark.slow
