@@ -11,6 +11,8 @@ Writes into ``--out``:
 - ``deployed.json`` (cache): each LP-DS final model exported with ``export_steered_policy`` (stochastic: the loop
   draws eps) and run by ``examples/deploy_franka.py``'s torch-only control loop in the shifted raw simulator, the
   path a robot deployment takes;
+- ``shift_parts.json`` (cache): the mug-hanging backbone under each part of the shift alone (friction, mass, joint
+  gain, latency);
 - ``pick_place_backbone.json`` (cache): the pick-and-place backbone per grid position (Table 5 layout), ``--trials``
   per position, nominal and shifted (no steering run: the backbone succeeds in 0 of 40 prior rollouts);
 - ``summary.md``: those numbers in the layout of the paper's Tables 5 and 6.
@@ -77,7 +79,11 @@ def evaluate_finals(runs: list[tuple[str, Path]], out: Path, episodes: int, seed
             key = f"{name}@{cfg.steps}/{shift}x{episodes}"
             if key in cache:
                 continue
-            venv = make_run_env(cfg.spec, ENV_ID, {**cfg.env_kwargs, **extra}, min(episodes, 10), None, "cpu")
+            env_kwargs = {**cfg.env_kwargs, "env_kwargs": {**cfg.env_kwargs.get("env_kwargs", {}), **extra}}
+            venv = make_run_env(cfg.spec, ENV_ID, env_kwargs, min(episodes, 10), None, "cpu")
+            raw = venv.envs[0].unwrapped
+            if extra and raw.shift.latency == 0:  # the shifted simulator really is shifted
+                raise RuntimeError(f"{name}: the {shift} env was built without its shift ({raw.shift})")
             try:
                 model = load_trained(run_dir / "model.zip", cfg.algo, venv, "cpu")
                 r = compare_with_backbone(model, venv, bool(cfg.eval_deterministic), seed, episodes)
@@ -109,7 +115,7 @@ def deploy_exported(runs: list[tuple[str, Path]], out: Path, episodes: int, seed
     for name, run_dir in runs:
         cfg = RunConfig.read(run_dir / "config.yaml")
         key = f"{name}@{cfg.steps}/shiftedx{episodes}"
-        if not name.startswith("lpds/") or key in cache:
+        if not name.startswith("lpds") or key in cache:
             continue
         venv = make_run_env(cfg.spec, ENV_ID, cfg.env_kwargs, 1, None, "cpu")
         try:
@@ -142,6 +148,8 @@ def pick_place_backbone(out: Path, trials: int, seed: int) -> dict:
             if key in cache:
                 continue
             venv = make_latent_vec_env(PICK_PLACE, n_envs=trials, env_kwargs={"position": position, **extra})
+            if extra and venv.envs[0].unwrapped.shift.latency == 0:
+                raise RuntimeError(f"pick-and-place position {position}: built without its shift")
             try:
                 dim = int(np.prod(venv.action_space.shape))
                 r = evaluate_policy(PriorPolicy(dim, seed), venv, False, seed, trials)
@@ -153,7 +161,35 @@ def pick_place_backbone(out: Path, trials: int, seed: int) -> dict:
     return cache
 
 
-def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int) -> str:
+MUG_SHIFT_PARTS = {"friction": 0.5, "mass": 1.5, "joint_gain": 0.85, "latency": 1}  # the mug's deployment shift
+
+
+def shift_parts(out: Path, episodes: int, seed: int) -> dict:
+    """The mug-hanging backbone under each part of the deployment shift alone (which perturbation it fails on)."""
+    from lpds_envs import make_latent_vec_env
+    from lpds_envs.evaluation import PriorPolicy, evaluate_policy
+
+    path = out / "shift_parts.json"
+    cache = _cache(path)
+    for key, value in MUG_SHIFT_PARTS.items():
+        name = f"{key}={value}x{episodes}"
+        if name in cache:
+            continue
+        venv = make_latent_vec_env(ENV_ID, n_envs=min(episodes, 10), env_kwargs={"shift": {key: value}})
+        if getattr(venv.envs[0].unwrapped.shift, key) != value:
+            raise RuntimeError(f"the env was built without shift {key}={value}")
+        try:
+            dim = int(np.prod(venv.action_space.shape))
+            r = evaluate_policy(PriorPolicy(dim, seed), venv, False, seed, episodes)
+        finally:
+            venv.close()
+        cache[name] = {"success": r.success.astype(int).tolist()}
+        _save(path, cache)
+        print("backbone with", name, sum(cache[name]["success"]))
+    return cache
+
+
+def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int, parts: dict | None = None) -> str:
     """Tables 5 and 6 of the paper, in simulation."""
     lines = []
     rows = []
@@ -201,6 +237,17 @@ def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int
                 )
     lines.append("\nPer learner, each seed's successes:\n")
     lines.append(markdown_table(["learner", "simulator", "backbone", "seeds", "mean success rate"], agg))
+    if parts:
+        lines.append(
+            f"\nThe mug-hanging backbone under one part of the deployment shift at a time ({episodes} trials, the same "
+            "reset seeds):\n"
+        )
+        lines.append(
+            markdown_table(
+                ["perturbation", "backbone successes"],
+                [[k.split("x")[0], f"{sum(v['success'])}/{episodes}"] for k, v in parts.items()],
+            )
+        )
     if pick:
         lines.append(
             f"\nPick-and-place backbone per grid position (Table 5 layout: top row 7, 5, 3, 1; bottom row 8, 6, 4, 2), "
@@ -240,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     finals = evaluate_finals(finished, out, args.episodes, args.seed)
     deployed = deploy_exported(finished, out, args.episodes, args.seed)
     pick = {} if args.skip_pick_place else pick_place_backbone(out, args.trials, args.seed)
-    text = summary(finals, deployed, pick, args.episodes, args.trials)
+    parts = shift_parts(out, args.episodes, args.seed)
+    text = summary(finals, deployed, pick, args.episodes, args.trials, parts)
     (out / "summary.md").write_text(text)
     print(text)
 

@@ -11,7 +11,7 @@
 # Pick-and-place is not run: its shipped backbone succeeds in 0 of 40 prior rollouts, so a sparse success reward
 # gives nothing to steer towards.
 # Each run is an `lpds train` folder: re-running resumes unfinished runs and skips finished ones.
-# Usage: OMP_NUM_THREADS=1 bash benchmarks/franka_study.sh [STEPS] [VARIANTS...]  (variants: lpds dsrl)
+# Usage: OMP_NUM_THREADS=1 bash benchmarks/franka_study.sh [STEPS] [VARIANTS...]  (variants: lpds dsrl lpds-delta0.05)
 #        (SEEDS="0 1 2" by default; run one variant per core in parallel), then python benchmarks/franka_report.py
 set -euo pipefail
 STEPS=${1:-12000}
@@ -23,10 +23,11 @@ for seed in $SEEDS; do
   for variant in $VARIANTS; do
     case "$variant" in
       lpds) extra=(--set prior_cache=8 td_target=latent_critic) ;;
+      lpds-delta0.05) extra=(--set prior_cache=8 td_target=latent_critic delta=0.05) ;;  # a tighter trust region
       dsrl) extra=() ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
-    python -m lpds_envs.experiment.cli train --algo "$variant" --env LPDS-FrankaMugHang-v0 --steps "$STEPS" \
+    python -m lpds_envs.experiment.cli train --algo "${variant%%-*}" --env LPDS-FrankaMugHang-v0 --steps "$STEPS" \
       --seeds "$seed" "${extra[@]}" --eval-freq 2000 --eval-episodes 10 --device cpu --out "$OUT" --name "$variant" \
       --no-progress
   done
