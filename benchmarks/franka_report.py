@@ -13,6 +13,8 @@ Writes into ``--out``:
   path a robot deployment takes;
 - ``shift_parts.json`` (cache): the mug-hanging backbone under each part of the shift alone (friction, mass, joint
   gain, latency);
+- ``draw_noise.json`` (cache): the backbone with other prior draws and an untrained LP-DS, to size the luck of one
+  set of latent draws (every LP-DS model is evaluated with the same eps draws);
 - ``pick_place_backbone.json`` (cache): the pick-and-place backbone per grid position (Table 5 layout), ``--trials``
   per position, nominal and shifted (no steering run: the backbone succeeds in 0 of 40 prior rollouts);
 - ``summary.md``: those numbers in the layout of the paper's Tables 5 and 6.
@@ -189,6 +191,36 @@ def shift_parts(out: Path, episodes: int, seed: int) -> dict:
     return cache
 
 
+def draw_noise(out: Path, episodes: int, seed: int) -> dict:
+    """How much of a success count is the luck of one set of latent draws: the backbone on the same reset seeds with
+    other prior draws, and an *untrained* LP-DS (Delta ~ 0, so the backbone's own distribution) evaluated exactly as
+    the final models are (its eps draws are the ones every LP-DS model gets, whatever it learned), on two reset-seed
+    sets (cached)."""
+    from algorithms.presets import make_algorithm
+    from lpds_envs.evaluation import PriorPolicy, evaluate_policy
+    from lpds_envs.experiment.config import get_algo, make_run_env
+
+    path = out / "draw_noise.json"
+    cache = _cache(path)
+    venv = make_run_env(get_algo("lpds"), ENV_ID, {}, min(episodes, 10), None, "cpu")
+    dim = int(np.prod(venv.action_space.shape))
+    untrained = make_algorithm("lpds", ENV_ID, seed=0)
+    jobs = [(f"backbone, prior draw {d}, resets {seed}+", PriorPolicy(dim, d), seed) for d in (seed, 1, 2, 3)]
+    jobs += [(f"backbone, prior draw {seed + 1000}, resets {seed + 1000}+", PriorPolicy(dim, seed + 1000), seed + 1000)]
+    jobs += [(f"untrained LP-DS, resets {s}+", untrained, s) for s in (seed, seed + 1000)]
+    try:
+        for name, policy, reset_seed in jobs:
+            key = f"{name}x{episodes}"
+            if key not in cache:
+                r = evaluate_policy(policy, venv, False, reset_seed, episodes)
+                cache[key] = {"success": r.success.astype(int).tolist()}
+                _save(path, cache)
+                print(key, sum(cache[key]["success"]))
+    finally:
+        venv.close()
+    return cache
+
+
 def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int, parts: dict | None = None) -> str:
     """Tables 5 and 6 of the paper, in simulation."""
     lines = []
@@ -288,7 +320,16 @@ def main(argv: list[str] | None = None) -> None:
     deployed = deploy_exported(finished, out, args.episodes, args.seed)
     pick = {} if args.skip_pick_place else pick_place_backbone(out, args.trials, args.seed)
     parts = shift_parts(out, args.episodes, args.seed)
+    noise = draw_noise(out, args.episodes, args.seed)
     text = summary(finals, deployed, pick, args.episodes, args.trials, parts)
+    text += (
+        "\nThe luck of one set of latent draws (successes, nominal simulator):\n\n"
+        + markdown_table(
+            ["policy and episodes", "successes"],
+            [[k.rsplit("x", 1)[0], f"{sum(v['success'])}/{args.episodes}"] for k, v in noise.items()],
+        )
+        + "\n"
+    )
     (out / "summary.md").write_text(text)
     print(text)
 
