@@ -338,6 +338,14 @@ def make_run_env(
     :param video_dir: record the first episode of the first ``video_envs`` sub-envs there (``RecordVideo``)
     """
     kw = dict(env_kwargs or {})
+    allowed = ENV_KWARGS[spec.env_type]
+    unknown = sorted(set(kw) - set(allowed))
+    if unknown:  # a raw-task keyword at the top level would otherwise be dropped without a word
+        raise UsageError(
+            f"unknown env_kwargs key(s) {unknown} for {spec.name} on {env_id}: the steering keys are "
+            f"{', '.join(k for k in allowed if k != 'env_kwargs')}; keywords of the raw task go under 'env_kwargs', "
+            f"e.g. {{'env_kwargs': {{{unknown[0]!r}: ...}}}} (--set env_kwargs.env_kwargs.{unknown[0]}=...)"
+        )
     resolved = resolve_lpds_id(env_id, backbone=kw.get("backbone"), device=device, load_decoder=decoder is None)
     if resolved is None:
         raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass one to --env")

@@ -428,3 +428,14 @@ def test_a_run_evaluated_with_another_policy_is_not_extended(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(train_argv(tmp_path, "dsrl", steps=100))
     assert exc.value.code == 2 and "eval_deterministic: True -> False" in capsys.readouterr().err
+
+
+def test_run_env_refuses_a_raw_task_keyword_at_the_top_level():
+    from lpds_envs.experiment.config import UsageError, get_algo, make_run_env
+
+    with pytest.raises(UsageError, match=r"unknown env_kwargs key\(s\) \['shift'\].*go under 'env_kwargs'"):
+        make_run_env(get_algo("lpds"), ENV, {"shift": "deployment"})
+    with pytest.raises(UsageError, match=r"\['latent_bound'\] for dppo .* the steering keys are backbone;"):
+        make_run_env(get_algo("dppo"), ENV, {"latent_bound": 1.0})
+    venv = make_run_env(get_algo("lpds"), ENV, {"latent_bound": 1.0, "env_kwargs": {}})  # the valid keys still work
+    venv.close()
