@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from .backbones.shipped import load_backbone
+from .backbones.shipped import ZOO_INSTALL_HINT, ZOO_PACKAGE_BACKBONES, load_backbone
 from .codec import DEFAULT_LATENT_BOUND
 from .decoders.base import Decoder
 from .envs.franka import FRANKA_RAW_IDS, import_robotic
@@ -200,6 +200,11 @@ def task_decoder(name: str, backbone: str | None = None, device: str | torch.dev
     try:
         return load_backbone(task.backbones[kind], device=device)
     except FileNotFoundError as exc:
+        if task.backbones[kind] in ZOO_PACKAGE_BACKBONES:  # shipped, in the data package that is not installed
+            raise FileNotFoundError(
+                f"LPDS-{name}-v0's {kind} backbone ({task.backbones[kind]}) ships in the lpds-zoo data package, "
+                f"which is not installed: {ZOO_INSTALL_HINT}"
+            ) from exc
         if "build" not in task.notes:
             raise
         raise FileNotFoundError(

@@ -38,12 +38,17 @@ def test_a_backbone_of_the_missing_data_package_says_what_to_install(tmp_path, m
 
     monkeypatch.setattr(shipped, "ZOO_SOURCE_DIR", tmp_path / "absent")
     monkeypatch.setattr(shipped.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(shipped, "_CACHE", {})  # as in a fresh process: nothing loaded yet
     assert "hopper-diffusion" not in shipped.shipped_backbones()
     with pytest.raises(FileNotFoundError, match=r"lpds-zoo data package.*pip install lpds-zoo"):
         shipped.backbone_path("hopper-diffusion")
     with pytest.raises(FileNotFoundError, match="no shipped backbone 'nope'"):
         shipped.backbone_path("nope")
     shipped.backbone_path("multigoal-diffusion")  # the package's own are unaffected
+    from lpds_envs.registration import task_decoder
+
+    with pytest.raises(FileNotFoundError, match=r"LPDS-Hopper-v0's diffusion backbone .* lpds-zoo data package"):
+        task_decoder("Hopper", "diffusion")  # what gym.make("LPDS-Hopper-v0") says
 
 
 @pytest.mark.parametrize("name", SHIPPED)
