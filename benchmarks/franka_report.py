@@ -42,6 +42,7 @@ sys.path.insert(0, str(HERE.parent / "examples"))
 from _common import add_repo_to_path, keep_records, markdown_table  # noqa: E402
 
 add_repo_to_path()
+from lpds_envs.envs.franka.shift import DEPLOYMENT_NO_CAMERA  # noqa: E402
 
 ENV_ID = "LPDS-FrankaMugHang-v0"
 PICK_PLACE = "LPDS-FrankaPickPlace-v0"
@@ -84,7 +85,7 @@ def evaluate_finals(runs: list[tuple[str, Path]], out: Path, episodes: int, seed
             env_kwargs = {**cfg.env_kwargs, "env_kwargs": {**cfg.env_kwargs.get("env_kwargs", {}), **extra}}
             venv = make_run_env(cfg.spec, ENV_ID, env_kwargs, min(episodes, 10), None, "cpu")
             raw = venv.envs[0].unwrapped
-            if extra and raw.shift.latency == 0:  # the shifted simulator really is shifted
+            if extra and raw.shift.is_nominal:  # the shifted simulator really is shifted
                 raise RuntimeError(f"{name}: the {shift} env was built without its shift ({raw.shift})")
             try:
                 model = load_trained(run_dir / "model.zip", cfg.algo, venv, "cpu")
@@ -137,57 +138,50 @@ def deploy_exported(runs: list[tuple[str, Path]], out: Path, episodes: int, seed
     return cache
 
 
-def pick_place_backbone(out: Path, trials: int, seed: int) -> dict:
-    """The pick-and-place backbone (prior latents) at each grid position, nominal and shifted (cached)."""
+def backbone_successes(env_id: str, env_kwargs: dict[str, Any], episodes: int, seed: int) -> list[int]:
+    """The frozen backbone (prior latents) of ``env_id`` built with raw-task ``env_kwargs``: success (0/1) of each of
+    ``episodes`` episodes on reset seeds ``seed`` + i; refuses an env whose requested shift did not take effect."""
     from lpds_envs import make_latent_vec_env
     from lpds_envs.evaluation import PriorPolicy, evaluate_policy
 
+    venv = make_latent_vec_env(env_id, n_envs=min(episodes, 10), env_kwargs=env_kwargs)
+    try:
+        if env_kwargs.get("shift") and venv.envs[0].unwrapped.shift.is_nominal:
+            raise RuntimeError(f"{env_id} was built without its shift {env_kwargs['shift']!r}")
+        r = evaluate_policy(PriorPolicy(int(np.prod(venv.action_space.shape)), seed), venv, False, seed, episodes)
+    finally:
+        venv.close()
+    return r.success.astype(int).tolist()
+
+
+def pick_place_backbone(out: Path, trials: int, seed: int) -> dict:
+    """The pick-and-place backbone (prior latents) at each grid position, nominal and shifted (cached)."""
     path = out / "pick_place_backbone.json"
     cache = _cache(path)
     for shift, extra in SHIFTS.items():
         for position in range(1, 9):
             key = f"{shift}/position_{position}x{trials}"
-            if key in cache:
-                continue
-            venv = make_latent_vec_env(PICK_PLACE, n_envs=trials, env_kwargs={"position": position, **extra})
-            if extra and venv.envs[0].unwrapped.shift.latency == 0:
-                raise RuntimeError(f"pick-and-place position {position}: built without its shift")
-            try:
-                dim = int(np.prod(venv.action_space.shape))
-                r = evaluate_policy(PriorPolicy(dim, seed), venv, False, seed, trials)
-            finally:
-                venv.close()
-            cache[key] = {"success": r.success.astype(int).tolist()}
-            _save(path, cache)
-            print(key, sum(cache[key]["success"]))
+            if key not in cache:
+                cache[key] = {"success": backbone_successes(PICK_PLACE, {"position": position, **extra}, trials, seed)}
+                _save(path, cache)
+                print(key, sum(cache[key]["success"]))
     return cache
 
 
-MUG_SHIFT_PARTS = {"friction": 0.5, "mass": 1.5, "joint_gain": 0.85, "latency": 1}  # the mug's deployment shift
+#: the mug's deployment shift, one part at a time (the mug task has no camera)
+MUG_SHIFT_PARTS = {k: getattr(DEPLOYMENT_NO_CAMERA, k) for k in ("friction", "mass", "joint_gain", "latency")}
 
 
 def shift_parts(out: Path, episodes: int, seed: int) -> dict:
     """The mug-hanging backbone under each part of the deployment shift alone (which perturbation it fails on)."""
-    from lpds_envs import make_latent_vec_env
-    from lpds_envs.evaluation import PriorPolicy, evaluate_policy
-
     path = out / "shift_parts.json"
     cache = _cache(path)
     for key, value in MUG_SHIFT_PARTS.items():
         name = f"{key}={value}x{episodes}"
-        if name in cache:
-            continue
-        venv = make_latent_vec_env(ENV_ID, n_envs=min(episodes, 10), env_kwargs={"shift": {key: value}})
-        if getattr(venv.envs[0].unwrapped.shift, key) != value:
-            raise RuntimeError(f"the env was built without shift {key}={value}")
-        try:
-            dim = int(np.prod(venv.action_space.shape))
-            r = evaluate_policy(PriorPolicy(dim, seed), venv, False, seed, episodes)
-        finally:
-            venv.close()
-        cache[name] = {"success": r.success.astype(int).tolist()}
-        _save(path, cache)
-        print("backbone with", name, sum(cache[name]["success"]))
+        if name not in cache:
+            cache[name] = {"success": backbone_successes(ENV_ID, {"shift": {key: value}}, episodes, seed)}
+            _save(path, cache)
+            print("backbone with", name, sum(cache[name]["success"]))
     return cache
 
 
