@@ -223,16 +223,40 @@ def evaluate_policy(
     return EvalResult.concatenate(parts)
 
 
+def shared_noise_latents(latent_dim: int, device: str | torch.device = "cpu") -> LatentFn:
+    """A latent policy that draws ``w ~ N(0, I)`` from torch's global generator (of ``device``), the stream a
+    steering policy's ``eps + Delta(s)`` draws its ``eps`` from: under the same seed (:func:`evaluate_policy` seeds
+    it per evaluation), the ``k``-th call returns exactly the ``eps`` of the steering policy's ``k``-th ``predict``
+    (common random numbers, :func:`compare_with_backbone`)."""
+
+    def draw(obs: Any) -> np.ndarray:
+        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+        return torch.randn(n, latent_dim, device=device).cpu().numpy()
+
+    return draw
+
+
 class PriorPolicy:
     """The frozen backbone as a learner for :func:`evaluate_policy`: ``predict`` draws prior latents ``w ~ N(0, I)``
-    (the latent env clips them to its box), under its own RNG.
+    (the latent env clips them to its box).
 
     :param latent_dim: the latent env's action dimension
-    :param seed: seed of the latent draws
+    :param seed: seed of the latent draws (their own numpy stream; ignored with ``shared_noise``)
+    :param shared_noise: draw from torch's global generator instead (:func:`shared_noise_latents`), the one a
+        steering policy draws its ``eps`` from, so that the backbone's ``w = eps`` and the steered ``eps + Delta(s)``
+        share their noise step by step when both are evaluated under the same seed
+    :param device: the device whose generator ``shared_noise`` draws from (the steered model's)
     """
 
-    def __init__(self, latent_dim: int, seed: int | None = None) -> None:
-        self.latent_dim, self._draw = latent_dim, prior_latents(latent_dim, seed)
+    def __init__(
+        self,
+        latent_dim: int,
+        seed: int | None = None,
+        shared_noise: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.latent_dim, self.shared_noise = latent_dim, bool(shared_noise)
+        self._draw = shared_noise_latents(latent_dim, device) if shared_noise else prior_latents(latent_dim, seed)
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False):
         return self._draw(obs), None
@@ -245,12 +269,19 @@ class DecoderPriorPolicy:
 
     :param decoder: the frozen backbone
     :param latent_bound: the latent box (the task's ``latent_bound``); ``None`` leaves the latents unclipped
-    :param seed: seed of the latent draws
+    :param seed: seed of the latent draws (ignored with ``shared_noise``)
+    :param shared_noise: draw the latents from torch's global generator (:class:`PriorPolicy`)
     """
 
-    def __init__(self, decoder: Decoder, latent_bound: float | None, seed: int | None = None) -> None:
-        self.decoder, self.latent_bound = decoder, latent_bound
-        self._draw = prior_latents(decoder.latent_dim, seed)
+    def __init__(
+        self, decoder: Decoder, latent_bound: float | None, seed: int | None = None, shared_noise: bool = False
+    ) -> None:
+        self.decoder, self.latent_bound, self.shared_noise = decoder, latent_bound, bool(shared_noise)
+        self._draw = (
+            shared_noise_latents(decoder.latent_dim, decoder.device)
+            if shared_noise
+            else prior_latents(decoder.latent_dim, seed)
+        )
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False):
         w = torch.from_numpy(self._draw(obs)).reshape(-1, *self.decoder.latent_shape)
@@ -273,10 +304,13 @@ class BackboneComparison:
 
     :param steered: the steered policy's episodes
     :param backbone: the backbone's (prior latents ``w ~ N(0, I)``)
+    :param shared_noise: whether episode ``i`` of both also shared its latent noise (common random numbers); the
+        standard errors are then those of the per-episode differences
     """
 
     steered: EvalResult
     backbone: EvalResult
+    shared_noise: bool = False
 
     @property
     def gain(self) -> float:
@@ -285,8 +319,11 @@ class BackboneComparison:
 
     @property
     def gain_se(self) -> float:
-        """Standard error of :attr:`gain` (independent episodes' variances)."""
+        """Standard error of :attr:`gain`: of the paired per-episode differences with ``shared_noise``, else from
+        the two sets' variances as if independent (conservative where the reset seeds pair them)."""
         n = self.steered.episodes
+        if self.shared_noise:
+            return float(np.std(self.steered.returns - self.backbone.returns, ddof=1) / np.sqrt(n)) if n > 1 else 0.0
         return float(np.sqrt((self.steered.std_return**2 + self.backbone.std_return**2) / n))
 
     @property
@@ -295,12 +332,23 @@ class BackboneComparison:
 
     @property
     def success_gain_se(self) -> float:
-        """Binomial standard error of :attr:`success_gain` (:func:`success_gain_se`)."""
-        return success_gain_se(self.steered.success_rate, self.backbone.success_rate, self.steered.episodes)
+        """Standard error of :attr:`success_gain`: of the paired differences with ``shared_noise``, else binomial
+        (:func:`success_gain_se`)."""
+        n = self.steered.episodes
+        if self.shared_noise:
+            diff = self.steered.success.astype(float) - self.backbone.success.astype(float)
+            return float(np.std(diff, ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+        return success_gain_se(self.steered.success_rate, self.backbone.success_rate, n)
+
+    @property
+    def discordant(self) -> tuple[int, int]:
+        """Episodes only the steered policy succeeded in, and only the backbone (McNemar's counts)."""
+        s, b = self.steered.success.astype(bool), self.backbone.success.astype(bool)
+        return int(np.sum(s & ~b)), int(np.sum(b & ~s))
 
     def to_dict(self) -> dict[str, Any]:
-        """The steered policy's summary, ``backbone`` (its summary), ``gain``, ``gain_se``, ``success_gain`` and
-        ``success_gain_se``."""
+        """The steered policy's summary, ``backbone`` (its summary), ``gain``, ``gain_se``, ``success_gain``,
+        ``success_gain_se``, ``shared_noise`` and ``discordant`` (successes of one side only: steered, backbone)."""
         return {
             **self.steered.to_dict(),
             "backbone": self.backbone.to_dict(),
@@ -308,6 +356,8 @@ class BackboneComparison:
             "gain_se": self.gain_se,
             "success_gain": self.success_gain,
             "success_gain_se": self.success_gain_se,
+            "shared_noise": self.shared_noise,
+            "discordant": list(self.discordant),
         }
 
 
@@ -318,15 +368,28 @@ def compare_with_backbone(
     seed: int = 0,
     episodes: int | None = None,
     backbone: Any = None,
+    shared_noise: bool = True,
 ) -> BackboneComparison:
-    """:func:`evaluate_policy` of ``model`` and of the frozen backbone on the same episodes.
+    """:func:`evaluate_policy` of ``model`` and of the frozen backbone on the same episodes (reset seeds).
+
+    With ``shared_noise`` (default) the two also share their latent noise: the backbone draws ``w = eps`` from the
+    torch stream that the steered policy draws the ``eps`` of its ``eps + Delta(s)`` from, under the same seed, so the
+    ``k``-th decision of each uses the same ``eps`` (common random numbers; exact for LP-DS's stochastic policy, which
+    evaluates as ``eps + Delta(s)``). A steered policy with ``Delta = 0`` then plays exactly the backbone's episodes,
+    and the gain's standard error is that of the paired differences. Without it the backbone draws its own latents
+    (a numpy stream seeded by ``seed``) and the standard errors treat the two sets as independent: the comparison
+    of earlier lpds versions.
 
     :param backbone: the backbone as a policy on ``venv`` (default: :class:`PriorPolicy`, for a latent env; pass a
-        :class:`DecoderPriorPolicy` on an action-chunk env)
+        :class:`DecoderPriorPolicy` on an action-chunk env, built with the same ``shared_noise``)
+    :param shared_noise: share the latent noise (above)
     """
     steered = evaluate_policy(model, venv, deterministic, seed, episodes)
-    backbone = backbone or PriorPolicy(int(np.prod(venv.action_space.shape)), seed)
-    return BackboneComparison(steered, evaluate_policy(backbone, venv, False, seed, episodes))
+    if backbone is None:
+        device = getattr(model, "device", "cpu")
+        backbone = PriorPolicy(int(np.prod(venv.action_space.shape)), seed, shared_noise=shared_noise, device=device)
+    paired = bool(shared_noise and getattr(backbone, "shared_noise", False))
+    return BackboneComparison(steered, evaluate_policy(backbone, venv, False, seed, episodes), shared_noise=paired)
 
 
 def policy_action_entropy(

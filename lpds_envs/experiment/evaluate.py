@@ -143,7 +143,7 @@ def evaluate_saved(
             if resolved is None:
                 raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass one to --env")
             _, decoder, task_bound = resolved
-            backbone = DecoderPriorPolicy(decoder, env_kwargs.get("latent_bound", task_bound), seed)
+            backbone = DecoderPriorPolicy(decoder, env_kwargs.get("latent_bound", task_bound), seed, shared_noise=True)
         comparison = compare_with_backbone(learner, venv, det, seed, episodes, backbone)
         paths, result = comparison.steered.paths, comparison.to_dict()
     else:

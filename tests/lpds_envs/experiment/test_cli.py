@@ -199,7 +199,9 @@ def test_the_backbone_compared_with_itself_gains_exactly_nothing():
     from lpds_envs.evaluation import PriorPolicy, compare_with_backbone, success_gain_se
 
     venv = make_latent_vec_env(ENV, n_envs=3)
-    cmp = compare_with_backbone(PriorPolicy(venv.action_space.shape[0], seed=7), venv, False, seed=7, episodes=5)
+    model = PriorPolicy(venv.action_space.shape[0], seed=7)
+    cmp = compare_with_backbone(model, venv, False, seed=7, episodes=5, shared_noise=False)
+    assert not cmp.shared_noise
     assert cmp.gain == 0.0 and cmp.success_gain == 0.0  # same reset seeds, same latents: same episodes
     p = cmp.steered.success_rate
     assert cmp.success_gain_se == pytest.approx(
