@@ -52,6 +52,38 @@ def standard_normalization(x: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray
 NORMALIZERS = {"minmax": minmax_normalization, "standard": standard_normalization}
 
 
+def group_normalization(block: np.ndarray, kind: str, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Shift and scale (each of ``block``'s D columns) for a column group such as an image's pixels (N, D).
+
+    - ``"shared"``: one shift and one scale for the whole group, from the observation normaliser applied to all its
+      values together (``kind`` is then that normaliser's name: ``minmax`` or ``standard``)
+    - ``"background"``: each column's mean (the mean image) as its shift and one scale for the group, the standard
+      deviation of the residual: what stays is what differs from the average scene (objects, the arm), at a
+      contrast the network can see; a 3 cm object on a 2 m depth range is ~1% of a shared min-max range and several
+      residual standard deviations here
+    """
+    if kind == "background":
+        mean = block.mean(axis=0)
+        std = float((block - mean).std())
+        return mean.astype(np.float32), np.full(block.shape[1], std if std >= eps else 1.0, np.float32)
+    shift, scale = (v[0] for v in NORMALIZERS[kind](block.reshape(-1, 1)))
+    return np.full(block.shape[1], shift, np.float32), np.full(block.shape[1], scale, np.float32)
+
+
+IMAGE_NORMALIZATIONS = ("shared", "background")
+#: the training settings a card's command line repeats
+CARD_SETTINGS = (
+    "steps",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "ema_decay",
+    "obs_normalization",
+    "image_normalization",
+    "seed",
+)
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -69,6 +101,7 @@ def train_backbone(
     weight_decay: float = 1e-6,
     ema_decay: float = 0.999,
     obs_normalization: str = "minmax",
+    image_normalization: str = "shared",
     seed: int = 0,
     checkpoint_every: int = 2_000,
     progress: bool = True,
@@ -79,7 +112,9 @@ def train_backbone(
     """Train a decoder by behaviour cloning and (if ``out_dir`` is given) save it with ``save_pretrained``.
 
     Actions are always min-max scaled to [-1, 1] (so DDIM's x0 clipping and the flow's output clip are exact);
-    observations use ``obs_normalization`` (``minmax`` as DPPO, or ``standard``).
+    observations use ``obs_normalization`` (``minmax`` as DPPO, or ``standard``), and the decoder's column groups
+    (an image's pixels, :meth:`~lpds_envs.decoders.base.PretrainedDecoder.obs_normalization_groups`)
+    ``image_normalization`` (:func:`group_normalization`).
 
     :param kind: ``"diffusion"`` or ``"flow"``
     :param data: the ``(obs, chunk)`` pairs
@@ -88,6 +123,8 @@ def train_backbone(
     :param batch_size: pairs per step
     :param learning_rate: AdamW learning rate (cosine-annealed to 1% over ``steps``)
     :param ema_decay: decay of the exponential moving average of the weights
+    :param image_normalization: ``"shared"`` (one shift and scale per image) or ``"background"`` (the mean image
+        subtracted, one scale): :func:`group_normalization`
     :param seed: seeds initialisation, batches and noise
     :param checkpoint_every: steps between resumable training-state saves
     :param card: what the model card ``README.md`` in ``out_dir`` says beyond the training run itself (keyword
@@ -101,6 +138,10 @@ def train_backbone(
         raise ValueError(f"kind must be one of {sorted(DECODER_KINDS)}, got {kind!r}")
     if obs_normalization not in NORMALIZERS:
         raise ValueError(f"obs_normalization must be one of {sorted(NORMALIZERS)}, got {obs_normalization!r}")
+    if image_normalization not in IMAGE_NORMALIZATIONS:
+        raise ValueError(
+            f"image_normalization must be one of {list(IMAGE_NORMALIZATIONS)}, got {image_normalization!r}"
+        )
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     torch.manual_seed(seed)
@@ -108,9 +149,9 @@ def train_backbone(
         obs_dim=data.obs_dim, action_dim=data.action_dim, chunk_size=data.chunk_size, **decoder_kwargs
     ).to(device)
     obs_shift, obs_scale = NORMALIZERS[obs_normalization](data.obs)
-    for start, stop in model.obs_normalization_groups():  # e.g. an image: one shift and scale for all its pixels
-        block = data.obs[:, start:stop].reshape(-1, 1)
-        obs_shift[start:stop], obs_scale[start:stop] = (v[0] for v in NORMALIZERS[obs_normalization](block))
+    for start, stop in model.obs_normalization_groups():  # e.g. an image's pixels
+        kind_ = obs_normalization if image_normalization == "shared" else image_normalization
+        obs_shift[start:stop], obs_scale[start:stop] = group_normalization(data.obs[:, start:stop], kind_)
     act_shift, act_scale = minmax_normalization(data.actions.reshape(-1, data.action_dim))
     model.set_normalization(obs_shift, obs_scale, act_shift, act_scale)
     obs_n = model.normalize_obs(torch.from_numpy(data.obs).to(device))
@@ -128,6 +169,7 @@ def train_backbone(
         "weight_decay": weight_decay,
         "ema_decay": ema_decay,
         "obs_normalization": obs_normalization,
+        **({"image_normalization": image_normalization} if image_normalization != "shared" else {}),
         "seed": seed,
         "n_pairs": len(data),
         "decoder": model.get_config(),
@@ -204,10 +246,8 @@ def training_card(
     ``card``'s own entries go (a caller's ``metrics`` are added after the BC loss)."""
     card = dict(card or {})
     kind = meta["kind"]
-    settings = ", ".join(
-        f"{k}={meta[k]!r}"
-        for k in ("steps", "batch_size", "learning_rate", "weight_decay", "ema_decay", "obs_normalization", "seed")
-    )
+    settings = ", ".join(f"{k}={meta[k]!r}" for k in CARD_SETTINGS if k in meta)
+    image_norm = f" (images `{meta['image_normalization']}`)" if "image_normalization" in meta else ""
     entries: dict[str, Any] = {
         "source": str(out_dir),
         "title": f"{kind.capitalize()} backbone trained with lpds",
@@ -220,7 +260,7 @@ def training_card(
             f"Behaviour cloning with `lpds_envs.backbones.train_backbone` ({'DDPM epsilon loss' if kind == 'diffusion' else 'conditional flow matching'}): "
             f"{meta['steps']:,} AdamW steps, batch {meta['batch_size']}, learning rate {meta['learning_rate']} "
             f"(cosine to 1%), weight decay {meta['weight_decay']}, EMA {meta['ema_decay']} (the EMA weights are "
-            f"saved), observations normalised `{meta['obs_normalization']}`, actions min-max scaled to [-1, 1], "
+            f"saved), observations normalised `{meta['obs_normalization']}`{image_norm}, actions min-max scaled to [-1, 1], "
             f"seed {meta['seed']}. The full record, with the loss curve, is `training.json`."
         ),
         "command": card.pop("command", f'train_backbone("{kind}", data, out_dir="{out_dir}", {settings})'),

@@ -94,6 +94,29 @@ def test_training_normalises_the_image_with_one_shift_and_scale():
     assert dec.obs_scale[0].item() == pytest.approx(np.ptp(obs["joint_pos"][:, 0]) / 2, rel=1e-5)  # vectors: per column
 
 
+def test_background_image_normalisation_subtracts_the_mean_image_and_keeps_one_scale(tmp_path):
+    obs = _dict_obs(64)
+    obs["depth"][:, 2:4, 5:7] -= 0.03 * np.random.default_rng(1).integers(0, 2, (64, 1, 1))  # a faint object
+    data = ChunkDataset(_flat(obs), np.random.default_rng(0).normal(size=(64, 4, 2)))
+    kwargs = dict(
+        hidden_dim=32, n_blocks=1, obs_keys=KEYS, image_key="depth", cnn_channels=(4, 8), image_feature_dim=16
+    )
+    dec = train_backbone(
+        "flow", data, tmp_path, steps=5, batch_size=16, progress=False, image_normalization="background", **kwargs
+    )
+    depth = obs["depth"].reshape(64, -1)
+    np.testing.assert_allclose(dec.obs_shift[4:].numpy(), depth.mean(0), rtol=1e-6)
+    image_scale = dec.obs_scale[4:]
+    assert torch.all(image_scale == image_scale[0])
+    assert image_scale[0].item() == pytest.approx((depth - depth.mean(0)).std(), rel=1e-5)
+    assert dec.obs_scale[0].item() == pytest.approx(np.ptp(obs["joint_pos"][:, 0]) / 2, rel=1e-5)  # vectors unchanged
+    loaded = load_decoder(tmp_path)  # the per-pixel shift is saved with the weights
+    torch.testing.assert_close(loaded.obs_shift, dec.obs_shift, rtol=0, atol=0)
+    assert "images `background`" in (tmp_path / "README.md").read_text()
+    with pytest.raises(ValueError, match="image_normalization must be one of"):
+        train_backbone("flow", data, None, steps=1, progress=False, image_normalization="per-pixel", **kwargs)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
