@@ -2,13 +2,16 @@
 
 ``gym.make("LPDS-<Task>-v0", backbone=..., latent_bound=..., device=..., **task_kwargs)`` builds the raw
 task and wraps it with its shipped frozen backbone in a :class:`~lpds_envs.wrappers.LatentSteeringWrapper`;
-``env.unwrapped`` is the task env. Later zoos add entries to :data:`TASKS`.
+``env.unwrapped`` is the task env; ``backbone`` may also be the folder of a saved decoder (``config.json`` +
+``model.safetensors``, e.g. a zoo backbone that is not shipped), which ``lpds train --set env_kwargs.backbone=PATH``
+passes the same way. Later zoos add entries to :data:`TASKS`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -192,11 +195,18 @@ def _task(name: str) -> SteeringTask:
 
 
 def task_decoder(name: str, backbone: str | None = None, device: str | torch.device = "cpu") -> Decoder:
-    """The shipped frozen backbone of task ``name`` (``backbone`` = kind, default the task's default)."""
+    """The shipped frozen backbone of task ``name`` (``backbone`` = kind, default the task's default), or the decoder
+    saved in folder ``backbone`` when it is no kind of the task's but a folder with a ``config.json``."""
     task = _task(name)
     kind = backbone or task.default_backbone
     if kind not in task.backbones:
-        raise ValueError(f"LPDS-{name}-v0 ships backbones {sorted(task.backbones)}, not {kind!r}")
+        if (Path(kind) / "config.json").is_file():
+            from .decoders import load_decoder
+
+            return load_decoder(Path(kind), device=device)
+        raise ValueError(
+            f"LPDS-{name}-v0 ships backbones {sorted(task.backbones)}, not {kind!r} (nor is it a decoder folder)"
+        )
     try:
         return load_backbone(task.backbones[kind], device=device)
     except FileNotFoundError as exc:
@@ -253,7 +263,7 @@ def make_steering_env(
     per latent step, so ``RecordVideo`` on this env writes real-time videos with the chunk's last frames.
 
     :param task: key of :data:`TASKS`
-    :param backbone: ``"diffusion"`` or ``"flow"`` (the task's default when ``None``)
+    :param backbone: ``"diffusion"`` or ``"flow"`` (the task's default when ``None``), or a saved decoder's folder
     :param latent_bound: latent box bound (``None`` = unbounded; default: the task's)
     :param device: where the decoder runs
     :param decoder: use this decoder instead of the shipped one

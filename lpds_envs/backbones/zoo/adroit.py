@@ -1,5 +1,5 @@
 """The Adroit zoo pipeline (gymnasium-robotics ``AdroitHand{Door,Relocate,Hammer,Pen}-v1``): scripted
-demonstrations, flow backbones, and their evaluation with prior latents.
+demonstrations, flow (or diffusion) backbones, and their evaluation with prior latents.
 
 The D4RL/Minari human demonstrations cannot be downloaded here, so we make our own with the scripted controllers
 of :mod:`lpds_envs.backbones.zoo.adroit_scripts`, which read the simulator's privileged state (object, target and
@@ -13,14 +13,22 @@ noise, so the data are competent but imperfect and multimodal.
    ``partial.npz`` and an interrupted run continues from there.
 2. ``backbone``: a flow-matching backbone (Ta = 8, deterministic Euler ODE, App. A.2) trained on the chunks
    (resumable through :func:`~lpds_envs.backbones.train.train_backbone`), saved to ``ZOO/<task>/flow/``.
-3. ``evaluate``: success rate and return of a backbone over ``--episodes`` episodes with prior latents
-   ``w ~ N(0, I)`` through :func:`~lpds_envs.vector.make_latent_vec_env`, written to ``eval.json``.
+   ``--kind diffusion`` trains a DDIM diffusion backbone instead (same chunks, network and observation scaling;
+   the sampler of the locomotion zoo's DPPO-style backbones, :data:`DIFFUSION_SAMPLER`: cosine schedule with 20
+   training steps, 5 deterministic DDIM steps, x0 clipped to [-1, 1]) into ``ZOO/<task>/diffusion/`` (``--name``
+   defaults to the kind). The shipped Adroit backbones are flow ones; a diffusion one is what the fine-tuning
+   baselines (``algorithms.DPPO``) need, e.g. ``gym.make("LPDS-AdroitPen-v0", backbone="ZOO/pen/diffusion")``.
+3. ``evaluate``: success rate and return of a backbone (``ZOO/<task>/<name>``, any kind) over ``--episodes``
+   episodes with prior latents ``w ~ N(0, I)`` through :func:`~lpds_envs.vector.make_latent_vec_env`, written to
+   ``eval.json``.
 
 Example::
 
     python -m lpds_envs.backbones.zoo.adroit demos --task door --episodes 200 --out zoo/adroit
     python -m lpds_envs.backbones.zoo.adroit backbone --task door --out zoo/adroit
     python -m lpds_envs.backbones.zoo.adroit evaluate --task door --out zoo/adroit --episodes 50
+    python -m lpds_envs.backbones.zoo.adroit backbone --task pen --kind diffusion --out zoo/adroit
+    python -m lpds_envs.backbones.zoo.adroit evaluate --task pen --kind diffusion --out zoo/adroit --episodes 50
 """
 
 from __future__ import annotations
@@ -62,6 +70,14 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
     "time_embed_dim": 32,
     "num_inference_steps": 10,
     "integrator": "euler",
+}
+#: ``--kind diffusion``: the sampler of the locomotion zoo's diffusion backbones (DPPO's gym ones), replacing the two
+#: flow-sampler entries of :data:`BACKBONE_DEFAULTS` (the network and chunk stay)
+DIFFUSION_SAMPLER: dict[str, Any] = {
+    "num_train_timesteps": 20,
+    "num_inference_steps": 5,
+    "beta_schedule": "cosine",
+    "clip_sample": True,
 }
 
 
@@ -270,23 +286,29 @@ def load_demo_chunks(
     return make_chunks(trajectories, chunk_size)
 
 
-def train_flow_backbone(
+def train_task_backbone(
     task: str,
     out: Path,
     steps: int,
     batch_size: int = 512,
     seed: int = 0,
     successful_only: bool = False,
-    name: str = "flow",
+    name: str | None = None,
     progress: bool = True,
+    kind: str = "flow",
 ):
-    """Stage 2 (resumable through ``train_backbone``): the flow backbone on the demo chunks, in ``out/<task>/<name>``."""
+    """Stage 2 (resumable through ``train_backbone``): a ``kind`` (``flow`` or ``diffusion``) backbone on the demo
+    chunks, in ``out/<task>/<name>`` (``name`` defaults to ``kind``)."""
 
+    if kind not in ("flow", "diffusion"):
+        raise ValueError(f"kind must be 'flow' or 'diffusion', got {kind!r}")
     data = load_demo_chunks(task, out, successful_only=successful_only)
     arch = {k: v for k, v in BACKBONE_DEFAULTS.items() if k != "chunk_size"}
-    folder = Path(out) / task / name
+    if kind == "diffusion":
+        arch = {k: v for k, v in arch.items() if k not in ("num_inference_steps", "integrator")} | DIFFUSION_SAMPLER
+    folder = Path(out) / task / (name or kind)
     decoder = train_backbone(
-        "flow",
+        kind,
         data,
         out_dir=folder,
         steps=steps,
@@ -323,23 +345,29 @@ def evaluate_backbone(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Adroit zoo: scripted demonstrations, flow backbones (resumable)")
+    p = argparse.ArgumentParser(description="Adroit zoo: scripted demonstrations, backbones (resumable)")
     p.add_argument("stage", choices=["demos", "backbone", "evaluate", "ship"])
     p.add_argument("--bc-steps", type=int, default=30_000)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--successful-only", action="store_true", help="train on the successful episodes only")
-    p.add_argument("--name", default="flow", help="backbone folder name under ZOO/<task>/")
+    p.add_argument("--kind", choices=["flow", "diffusion"], default="flow", help="backbone kind (backbone stage)")
+    p.add_argument("--name", default=None, help="backbone folder name under ZOO/<task>/ (default: the kind)")
     p.add_argument("--task", required=True, choices=sorted(TASKS))
     p.add_argument("--out", default="zoo/adroit", help="working folder (not committed)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--noise", type=float, default=None, help="controller action noise (default: per task)")
     args = parse_stage_args(p, argv)
     out = Path(args.out)
+    if args.stage == "ship" and args.kind != "flow":
+        p.error("ship copies flow backbones only (the package's Adroit backbones are flow ones)")
+    args.name = args.name or args.kind
     if args.stage == "demos":
         data_dir = record_demos(args.task, out, args.episodes, args.seed, args.noise)
         print((data_dir / "dataset.json").read_text())
     if args.stage == "backbone":
-        train_flow_backbone(args.task, out, args.bc_steps, args.batch_size, args.seed, args.successful_only, args.name)
+        train_task_backbone(
+            args.task, out, args.bc_steps, args.batch_size, args.seed, args.successful_only, args.name, kind=args.kind
+        )
     if args.stage == "evaluate":
         folder = out / args.task / args.name
         result = evaluate_backbone(args.task, load_decoder(folder), episodes=args.episodes)

@@ -164,7 +164,7 @@ def test_backbone_evaluate_ship_pipeline_tiny(tmp_path, monkeypatch):
     out = tmp_path / "zoo"
     adroit.record_demos("door", out, episodes=1, progress=False)
     monkeypatch.setitem(adroit.BACKBONE_DEFAULTS, "hidden_dim", 32)
-    dec = adroit.train_flow_backbone("door", out, steps=3, batch_size=8, progress=False)
+    dec = adroit.train_task_backbone("door", out, steps=3, batch_size=8, progress=False)
     result = adroit.evaluate_backbone("door", dec, episodes=1, n_envs=1)
     (out / "door" / "flow" / "eval.json").write_text(json.dumps(result))
     dest = ship_backbone("door", out, dest=tmp_path / "shipped")
@@ -173,6 +173,37 @@ def test_backbone_evaluate_ship_pipeline_tiny(tmp_path, monkeypatch):
     shipped = load_decoder(dest)
     obs, w = torch.randn(2, dec.obs_dim), torch.randn(2, *dec.latent_shape)
     assert torch.equal(shipped(obs, w), dec(obs, w))  # bit-exact round trip
+
+
+def test_diffusion_backbone_kind_tiny(tmp_path, monkeypatch):
+    """``backbone --kind diffusion`` trains a DDIM DiffusionDecoder (the zoo's sampler) into ZOO/<task>/diffusion,
+    which load_decoder reads back, ``evaluate --kind diffusion`` scores, and ``LPDS-AdroitPen-v0`` accepts by path."""
+    import gymnasium as gym
+    import torch
+
+    from lpds_envs.decoders import DiffusionDecoder, load_decoder
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    out = tmp_path / "zoo"
+    adroit.record_demos("pen", out, episodes=1, progress=False)
+    monkeypatch.setitem(adroit.BACKBONE_DEFAULTS, "hidden_dim", 32)
+    adroit.main(
+        ["backbone", "--task", "pen", "--kind", "diffusion", "--bc-steps", "3", "--batch-size", "8", "--out", str(out)]
+    )
+    folder = out / "pen" / "diffusion"
+    dec = load_decoder(folder)
+    assert isinstance(dec, DiffusionDecoder) and dec.chunk_size == adroit.BACKBONE_DEFAULTS["chunk_size"]
+    assert dec.get_config()["num_inference_steps"] == adroit.DIFFUSION_SAMPLER["num_inference_steps"]
+    assert json.loads((folder / "training.json").read_text())["successful_only"] is False
+    adroit.main(["evaluate", "--task", "pen", "--kind", "diffusion", "--episodes", "1", "--out", str(out)])
+    assert json.loads((folder / "eval.json").read_text())["episodes"] == 1
+    env = gym.make("LPDS-AdroitPen-v0", backbone=str(folder))  # a decoder folder instead of a shipped kind
+    obs, _ = env.reset(seed=0)
+    o, w = torch.as_tensor(obs[None], dtype=torch.float32), torch.zeros(1, *dec.latent_shape)
+    assert torch.equal(env.get_wrapper_attr("decoder")(o, w), dec(o, w))
+    env.close()
+    with pytest.raises(SystemExit):  # the package ships flow backbones only
+        adroit.main(["ship", "--task", "pen", "--kind", "diffusion", "--out", str(out)])
 
 
 def test_readme_adroit_snippet_runs():
