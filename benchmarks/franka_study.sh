@@ -8,16 +8,17 @@
 # studies (prior_cache=8, td_target=latent_critic). The reward is the task's sparse success (1 at the step the mug
 # hangs, which ends the episode).
 # Budget: STEPS raw env steps per run (default 12000, ~90 episodes; the first 1200 are the prior warm-up).
-# Pick-and-place is not run: its shipped backbone succeeds in 0 of 40 prior rollouts, so a sparse success reward
-# gives nothing to steer towards.
+# TASK=FrankaPickPlace runs the pick-and-place task instead (random grid cell each reset; same presets).
 # Each run is an `lpds train` folder: re-running resumes unfinished runs and skips finished ones.
-# Usage: OMP_NUM_THREADS=1 bash benchmarks/franka_study.sh [STEPS] [VARIANTS...]  (variants: lpds dsrl lpds-delta0.05)
+# Usage: OMP_NUM_THREADS=1 [TASK=FrankaPickPlace] bash benchmarks/franka_study.sh [STEPS] [VARIANTS...]
+#        (variants: lpds dsrl lpds-delta0.05)
 #        (SEEDS="0 1 2" by default; run one variant per core in parallel), then python benchmarks/franka_report.py
 set -euo pipefail
 STEPS=${1:-12000}
 shift || true
 VARIANTS=${*:-"lpds dsrl"}
 SEEDS=${SEEDS:-"0 1 2"}
+TASK=${TASK:-FrankaMugHang}
 OUT=benchmarks/results/runs_franka
 for seed in $SEEDS; do
   for variant in $VARIANTS; do
@@ -27,7 +28,7 @@ for seed in $SEEDS; do
       dsrl) extra=() ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
-    python -m lpds_envs.experiment.cli train --algo "${variant%%-*}" --env LPDS-FrankaMugHang-v0 --steps "$STEPS" \
+    python -m lpds_envs.experiment.cli train --algo "${variant%%-*}" --env "LPDS-$TASK-v0" --steps "$STEPS" \
       --seeds "$seed" "${extra[@]}" --eval-freq 2000 --eval-episodes 10 --device cpu --out "$OUT" --name "$variant" \
       --no-progress
   done

@@ -1,5 +1,6 @@
 """Dict observations (camera image + state) through "MultiInputPolicy" for LagrangianSAC, DSRLNA and plain SB3 SAC."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -122,3 +123,59 @@ def test_action_entropy_of_dict_observations_matches_a_direct_computation():
     assert np.isfinite(steered)
     with pytest.raises(ValueError, match="one non-empty batch"):
         action_entropy(dec, {"image": obs["image"], "state": obs["state"][:2]}, n_samples=20)
+
+
+class DepthStateEnv(gym.Env):
+    """A Dict env with a 2-D float depth image and a state; the state moves by the action."""
+
+    observation_space = spaces.Dict(
+        {"depth": spaces.Box(0.0, 3.0, (16, 16), np.float32), "state": spaces.Box(-1.0, 1.0, (2,), np.float32)}
+    )
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state, self.t = self.np_random.uniform(-1, 1, 2).astype(np.float32), 0
+        return self._obs(), {}
+
+    def _obs(self):
+        depth = np.full((16, 16), 1.0, np.float32)
+        depth[int((self.state[1] + 1) * 7.5), int((self.state[0] + 1) * 7.5)] = 0.9  # a dent where the state is
+        return {"depth": depth, "state": self.state.copy()}
+
+    def step(self, action):
+        self.state = np.clip(self.state + 0.2 * np.asarray(action, np.float32), -1, 1).astype(np.float32)
+        self.t += 1
+        return self._obs(), -float(np.abs(self.state).sum()), False, self.t >= 8, {}
+
+
+class DepthStateDecoder(Decoder):
+    def __init__(self) -> None:
+        super().__init__(latent_shape=(1, 2), action_shape=(1, 2))
+
+    def forward(self, obs, w):
+        state = torch.as_tensor(np.asarray(obs["state"])).float()
+        return torch.tanh(self.check_latent(w, batch_size=state.shape[0]) - state[:, None, :])
+
+
+def test_image_pool_gives_small_networks_on_depth_images_and_round_trips(tmp_path):
+    from algorithms.policies import PooledImageExtractor
+
+    env = LatentSteeringWrapper(DepthStateEnv(), DepthStateDecoder(), latent_bound=2.5)
+    kwargs = {**SMALL, "policy_kwargs": {"net_arch": [32], "image_pool": 4}}
+    model = LagrangianSAC("MultiInputPolicy", env, delta=0.1, **kwargs)
+    extractor = model.actor.features_extractor.extractor
+    assert isinstance(extractor, PooledImageExtractor) and extractor.features_dim == 4 * 4 + 2
+    obs = {"depth": torch.rand(3, 16, 16), "state": torch.rand(3, 2)}
+    expected = torch.cat([torch.nn.functional.avg_pool2d(obs["depth"][:, None], 4).flatten(1), obs["state"]], 1)
+    torch.testing.assert_close(extractor(obs), expected)
+    model.learn(40)
+    model.save(tmp_path / "m.zip")
+    loaded = LagrangianSAC.load(tmp_path / "m.zip", env=env)
+    assert isinstance(loaded.actor.features_extractor.extractor, PooledImageExtractor)
+    probe, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(
+        loaded.predict(probe, deterministic=True)[0], model.predict(probe, deterministic=True)[0]
+    )
+    with pytest.raises(ValueError, match="image_pool=5 must divide the sides of 'depth'"):
+        LagrangianSAC("MultiInputPolicy", env, policy_kwargs={"image_pool": 5})

@@ -70,11 +70,22 @@ def test_scripted_demonstrators_succeed_in_both_grasp_styles(task, tmp_path):
         assert report["per_position"]["1"] == [1, 1] and report["per_position"]["2"] == [1, 1]
         steps = arrays["depth_steps"]
         assert arrays["depth"].shape == (len(steps), 64, 64) and np.all(np.diff(steps) > 0)
-        assert data.obs_dim == 15 + 64 * 64 and len(data) == len(steps)  # pairs only where depth was rendered
-        np.testing.assert_array_equal(data.obs[:, 15:], arrays["depth"].astype(np.float32).reshape(len(steps), -1))
-        np.testing.assert_array_equal(data.obs[:, :15], arrays["observations"][steps])
+        # pairs only where depth was rendered; the backbone reads joint_pos and gripper (no joint velocities)
+        columns = np.r_[0:7, 14]
+        assert list(franka.decoder_columns(task)) == list(columns)
+        assert data.obs_dim == 8 + 64 * 64 and len(data) == len(steps)
+        np.testing.assert_array_equal(data.obs[:, 8:], arrays["depth"].astype(np.float32).reshape(len(steps), -1))
+        np.testing.assert_array_equal(data.obs[:, :8], arrays["observations"][steps][:, columns])
         np.testing.assert_array_equal(data.actions[:, 0], arrays["actions"][steps])
         assert arrays["depth"].astype(np.float32).max() > 0.3  # real depth images, not the skipped zeros
+        # the first steps' pairs repeated: all pairs once, then those of steps < 30 three more times
+        early = franka.demo_dataset(tmp_path / "demos.npz", task, 8, early_steps=30, early_factor=4)
+        starts = np.concatenate([[0], ends[:-1]])
+        n_early = int(np.sum(steps - starts[np.searchsorted(ends, steps, side="right")] < 30))
+        assert 0 < n_early < len(steps) and len(early) == len(steps) + 3 * n_early
+        np.testing.assert_array_equal(early.obs[: len(steps)], data.obs)
+        with pytest.raises(ValueError, match="early_factor >= 1"):
+            franka.demo_dataset(tmp_path / "demos.npz", task, 8, early_steps=30, early_factor=0)
     else:
         assert data.obs_dim == 15 and len(data) == ends[-1]
 
