@@ -19,6 +19,7 @@ import torch
 
 from .backbones.shipped import ZOO_INSTALL_HINT, ZOO_PACKAGE_BACKBONES, load_backbone
 from .codec import DEFAULT_LATENT_BOUND
+from .decoders import load_decoder
 from .decoders.base import Decoder
 from .envs.franka import FRANKA_RAW_IDS, import_robotic
 from .envs.libero import TASKS as LIBERO_TASKS
@@ -201,8 +202,6 @@ def task_decoder(name: str, backbone: str | None = None, device: str | torch.dev
     kind = backbone or task.default_backbone
     if kind not in task.backbones:
         if (Path(kind) / "config.json").is_file():
-            from .decoders import load_decoder
-
             return load_decoder(Path(kind), device=device)
         raise ValueError(
             f"LPDS-{name}-v0 ships backbones {sorted(task.backbones)}, not {kind!r} (nor is it a decoder folder)"
