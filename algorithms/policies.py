@@ -484,7 +484,8 @@ class PooledImageExtractor(BaseFeaturesExtractor):
             raise ValueError(f"PooledImageExtractor needs a Dict observation space, got {observation_space}")
         if isinstance(pool, bool) or not isinstance(pool, numbers.Integral) or pool < 1:
             raise ValueError(f"image_pool must be a positive integer, got {pool!r}")
-        sizes, pooled = {}, []
+        sizes: dict[str, int] = {}
+        pooled: list[str] = []
         for key, space in observation_space.spaces.items():
             shape = tuple(space.shape or ())
             if len(shape) == 2:
@@ -495,7 +496,9 @@ class PooledImageExtractor(BaseFeaturesExtractor):
             else:
                 sizes[key] = int(math.prod(shape))
         super().__init__(observation_space, sum(sizes.values()))
-        self.keys, self.pooled, self.pool = list(sizes), frozenset(pooled), int(pool)
+        self.keys: list[str] = list(sizes)
+        self.pooled: frozenset[str] = frozenset(pooled)
+        self.pool: int = int(pool)
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """:param observations: a batch of Dict observations (tensors)

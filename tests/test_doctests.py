@@ -14,6 +14,7 @@ MODULES = {
     "algorithms.dsrl_sac": None,
     "algorithms.idql": None,
     "algorithms.lagrangian_sac": None,
+    "algorithms.policies": None,
     "algorithms.presets": None,
     "algorithms.registry": None,
     "lpds_envs.decoders.base": None,
