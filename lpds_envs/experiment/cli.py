@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the frozen backbone (prior latents) on the same episodes and print the gain (steering "
         "learners and dppo / idql / dql)",
     )
+    ev.add_argument(
+        "--independent-noise",
+        action="store_true",
+        help="with --vs-backbone: the backbone draws its own latents instead of the learner's eps (the unpaired "
+        "comparison of lpds before 2026-12; default: common random numbers)",
+    )
 
     sw = sub.add_parser("sweep", help="grid over hyperparameters x seeds as Ray Tune trials (pip install lpds[sweep])")
     _add_run_options(sw)
@@ -284,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.device,
                 args.json,
                 args.vs_backbone,
+                not args.independent_noise,
             )
             code = 0
         elif args.command == "push":

@@ -91,6 +91,7 @@ def evaluate_saved(
     device: str = "auto",
     json_path: str | Path | None = None,
     vs_backbone: bool = False,
+    shared_noise: bool = True,
 ) -> dict[str, Any]:
     """The ``lpds evaluate`` command: load a trained model, run ``episodes`` episodes, print and return the metrics.
 
@@ -104,6 +105,8 @@ def evaluate_saved(
     :param entropy_states: probe states for the action entropy (0 skips it)
     :param vs_backbone: also run the frozen backbone (prior latents) on the same episodes and report the gain in
         return with its standard error (:func:`compare_with_backbone`)
+    :param shared_noise: with ``vs_backbone``, the backbone plays the learner's noise draws (common random numbers,
+        paired standard errors); ``False``: its own draws (the unpaired comparison of lpds before 2026-12)
     """
     model_path, cfg = locate_model(model)
     algo = algo or (cfg.algo if cfg is not None else None)
@@ -143,8 +146,10 @@ def evaluate_saved(
             if resolved is None:
                 raise UsageError(f"{env_id!r} is not an LPDS steering id (LPDS-<Task>-v0); pass one to --env")
             _, decoder, task_bound = resolved
-            backbone = DecoderPriorPolicy(decoder, env_kwargs.get("latent_bound", task_bound), seed, shared_noise=True)
-        comparison = compare_with_backbone(learner, venv, det, seed, episodes, backbone)
+            backbone = DecoderPriorPolicy(
+                decoder, env_kwargs.get("latent_bound", task_bound), seed, shared_noise=shared_noise
+            )
+        comparison = compare_with_backbone(learner, venv, det, seed, episodes, backbone, shared_noise=shared_noise)
         paths, result = comparison.steered.paths, comparison.to_dict()
     else:
         evaluation = evaluate_policy(learner, venv, det, seed, episodes)

@@ -192,6 +192,11 @@ def test_evaluate_vs_backbone_runs_both_on_the_same_episodes(trained, tmp_path, 
     assert r["mean_return"] == alone["mean_return"]  # the learner's episodes are unchanged by the comparison
     assert r["backbone"]["episodes"] == 4 and r["gain"] == r["mean_return"] - r["backbone"]["mean_return"]
     assert r["gain_se"] > 0 and "gain over backbone" in capsys.readouterr().out
+    assert r["shared_noise"]  # common random numbers by default
+    cli.main([*base, "--vs-backbone", "--independent-noise"])
+    unpaired = json.loads(out.read_text())
+    assert not unpaired["shared_noise"] and unpaired["mean_return"] == alone["mean_return"]
+    assert unpaired["backbone"]["mean_return"] != r["backbone"]["mean_return"]  # its own latent draws
 
 
 def test_the_backbone_compared_with_itself_gains_exactly_nothing():
