@@ -1,6 +1,7 @@
 """``lpds train --track tensorboard|wandb`` on the toy (tiny budgets); W&B runs offline (no network)."""
 
 import csv
+import time
 
 import pytest
 
@@ -30,11 +31,24 @@ def wandb_offline(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home"))
 
 
+def wait_for_records(path, last_key: bytes, patience_s: float = 120.0) -> bytes:
+    """The bytes of ``path`` once they contain ``last_key`` (polled; gives up after ``patience_s`` and returns what
+    is there, for the assertions to report)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        data = path.read_bytes() if path.exists() else b""
+        if last_key in data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)
+
+
 def test_track_wandb_logs_the_run_offline_and_a_resumed_run_continues_it(tmp_path, wandb_offline):
     run = train(tmp_path, 100, "--track", "wandb", "--wandb-project", "lpds-test")
     run_id = (run / tracking.WANDB_ID_FILE).read_text().strip()
     (first,) = (run / "wandb").glob(f"offline-run-*-{run_id}")
-    data = (first / f"run-{run_id}.wandb").read_bytes()  # W&B's record log: protobuf records, keys and JSON values
+    # W&B's record log (protobuf records, keys and JSON values), written by its own service process: on a loaded
+    # machine the file can still hold only its header when the run returns, so wait for the records to land
+    data = wait_for_records(first / f"run-{run_id}.wandb", b"final/mean_return")
     for key in (b"eval/mean_return", b"eval/success_rate", b"train/critic_loss", b"time/raw_env_steps", b"global_step"):
         assert key in data, key
     at_50 = next(r for r in eval_rows(run) if r["raw_env_steps"] == "50")
