@@ -36,13 +36,17 @@ from ..wrappers import executed_steps
 LatentFn = Callable[[np.ndarray], np.ndarray]
 
 
+def _batch_size(obs: Any) -> int:
+    """Sub-envs in a batched observation (Dict observations: the length of any key)."""
+    return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+
+
 def prior_latents(decoder_latent_dim: int, seed: int | None = None) -> LatentFn:
     """A latent policy that draws ``w ~ N(0, I)`` (the frozen backbone itself)."""
     rng = np.random.default_rng(seed)
 
     def draw(obs: Any) -> np.ndarray:
-        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)  # Dict observations: one per env
-        return rng.standard_normal((n, decoder_latent_dim)).astype(np.float32)
+        return rng.standard_normal((_batch_size(obs), decoder_latent_dim)).astype(np.float32)
 
     return draw
 
@@ -230,8 +234,7 @@ def shared_noise_latents(latent_dim: int, device: str | torch.device = "cpu") ->
     (common random numbers, :func:`compare_with_backbone`)."""
 
     def draw(obs: Any) -> np.ndarray:
-        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
-        return torch.randn(n, latent_dim, device=device).cpu().numpy()
+        return torch.randn(_batch_size(obs), latent_dim, device=device).cpu().numpy()
 
     return draw
 

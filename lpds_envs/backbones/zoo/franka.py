@@ -238,7 +238,7 @@ def demo_dataset(
     t = steps - starts[np.searchsorted(ends, steps, side="right")]  # step of each pair within its episode
     rows = np.concatenate([np.arange(len(pairs))] + [np.flatnonzero(t < early_steps)] * (early_factor - 1))
     keep = np.concatenate([columns, np.arange(obs.shape[1], pairs.obs.shape[1])])
-    return ChunkDataset(pairs.obs[rows][:, keep], pairs.actions[rows])
+    return ChunkDataset(pairs.obs[np.ix_(rows, keep)], pairs.actions[rows])  # one copy of the image rows
 
 
 def chunk_trajectory_per_episode(
