@@ -12,6 +12,15 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Undo a test's ``torch.set_num_threads`` (learning tests and zoo commands set it): CPU kernels round by thread
+    count, so a later test comparing this process's numbers with a subprocess's would see a different path."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_decoder(kind: str = "diffusion", obs_dim: int = 5, action_dim: int = 3, chunk_size: int = 4, **kw):
     """A tiny random-init decoder with non-trivial normalisation buffers."""
     cls = DiffusionDecoder if kind == "diffusion" else FlowDecoder

@@ -235,6 +235,7 @@ def save_checkpoint(
         "format": STATE_FORMAT,
         "rng": to_json(capture_rng(model)),
         "env_state": None if env_state is None else ENV_STATE_FILE,
+        "torch_threads": torch.get_num_threads(),  # CPU kernels round differently with another thread count
         "run": to_json(run_state),
     }
     _write_json(tmp / STATE_FILE, state)
@@ -277,11 +278,12 @@ def read_state(ckpt: str | Path) -> dict[str, Any]:
 def load_checkpoint(ckpt: str | Path, algo_cls: type, venv: VecEnv, device: str = "auto") -> tuple[Any, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` onto the freshly built ``venv``.
 
-    Returns the model (replay buffer, RNG streams and env state restored) and the caller's ``run_state`` with two
+    Returns the model (replay buffer, RNG streams and env state restored) and the caller's ``run_state`` with three
     added entries: ``missing``, the parts the checkpoint does not hold (``"env state"``: the envs are reset instead;
-    ``"replay buffer"``: it starts empty), and ``env_state_refused``, why a saved env state was not loaded (it names
-    a class outside :class:`RestrictedUnpickler`'s allow-list), or ``None``. The resume is exact when ``missing`` is
-    empty.
+    ``"replay buffer"``: it starts empty), ``env_state_refused``, why a saved env state was not loaded (it names
+    a class outside :class:`RestrictedUnpickler`'s allow-list), or ``None``, and ``torch_threads``, the intra-op
+    thread count of the process that saved it (``None`` for older checkpoints). The resume is exact when ``missing``
+    is empty and this process runs with as many torch threads (CPU kernels split and round sums by thread count).
 
     :param ckpt: the checkpoint folder
     :param algo_cls: the learner's class
@@ -316,4 +318,5 @@ def load_checkpoint(ckpt: str | Path, algo_cls: type, venv: VecEnv, device: str 
     elif getattr(model, "replay_buffer", None) is not None:
         missing.append("replay buffer")
     restore_rng(state["rng"], model)
-    return model, {**state["run"], "missing": missing, "env_state_refused": refused}
+    threads = state.get("torch_threads")
+    return model, {**state["run"], "missing": missing, "env_state_refused": refused, "torch_threads": threads}

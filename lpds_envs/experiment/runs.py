@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, KVWriter, Logger
 from stable_baselines3.common.utils import get_device
@@ -226,6 +227,7 @@ class TrainingRun:
                 ) from None
             missing = self.state.pop("missing")
             refused = self.state.pop("env_state_refused", None)
+            saved_threads = self.state.pop("torch_threads", None)
             if missing:
                 why = f"its saved env state was refused: {refused}" if refused else "the env could not be pickled"
                 what = {
@@ -235,6 +237,12 @@ class TrainingRun:
                 print(
                     f"note: {self.run_dir}: the checkpoint holds no {' and no '.join(missing)}, so the resumed run is "
                     f"not identical to an uninterrupted one: {'; '.join(what[m] for m in missing)}"
+                )
+            if saved_threads is not None and saved_threads != torch.get_num_threads():
+                print(
+                    f"note: {self.run_dir}: the run was saved by a process with {saved_threads} torch threads and "
+                    f"resumes with {torch.get_num_threads()}; CPU kernels round differently, so it will not match an "
+                    f"uninterrupted run bit for bit (OMP_NUM_THREADS={saved_threads} resumes exactly)"
                 )
             buffer = getattr(self.model, "replay_buffer", None)  # on-policy learners (DPPO) have none
             if buffer is not None and buffer.size() == 0:  # checkpointed without it: refill before updating again

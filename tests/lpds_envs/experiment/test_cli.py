@@ -142,6 +142,21 @@ def test_resume_without_a_saved_replay_buffer_says_so_and_refills_it(tmp_path, m
     assert int(eval_rows(run_dir(tmp_path))[-1]["raw_env_steps"]) == 200
 
 
+def test_resume_with_another_torch_thread_count_says_it_will_not_be_bit_exact(tmp_path, monkeypatch, capsys):
+    extra = ["--checkpoint-freq", "100"]
+    torch.set_num_threads(1)  # the conftest fixture restores the count after the test
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 160)
+        with pytest.raises(SystemExit):
+            cli.main(train_argv(tmp_path, steps=200, extra=extra))
+    capsys.readouterr()
+    torch.set_num_threads(2)
+    cli.main(train_argv(tmp_path, steps=200, extra=extra))
+    out = capsys.readouterr().out
+    assert "saved by a process with 1 torch threads and resumes with 2" in out and "OMP_NUM_THREADS=1" in out
+    assert int(eval_rows(run_dir(tmp_path))[-1]["raw_env_steps"]) == 200
+
+
 def test_seeds_share_one_config(tmp_path):
     # SB3's SAC writes use_sde into the policy_kwargs it gets; no seed may see another's
     cli.main(train_argv(tmp_path, "dsrl", steps=20, seeds=(0, 1)))

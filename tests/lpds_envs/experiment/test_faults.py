@@ -315,7 +315,10 @@ def test_a_kill_at_any_stage_of_saving_leaves_a_checkpoint_that_resumes_bit_exac
     extra = ["--checkpoint-freq", "100"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     argv = train_argv(cut, "lpds", steps=300, extra=extra)
-    proc = subprocess.run([sys.executable, "-c", _KILLER, stage, *argv], capture_output=True, text=True, timeout=600)
+    threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the resume runs in this process
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER, stage, *argv], env=threads, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     folder = run_dir(cut)
     left = sorted(p.name for p in folder.iterdir() if p.name.startswith("checkpoint"))

@@ -5,6 +5,7 @@ on 127.0.0.1, which stores what was committed and serves it back."""
 import base64
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -169,7 +170,8 @@ def run(tmp_path_factory):
 def _download(hub_url: str, repo_id: str, cache: Path, code: str) -> str:
     """Run ``code`` in a fresh interpreter whose Hub is the stub (``HF_ENDPOINT``, read at import, as users set it)."""
     env = {"HF_ENDPOINT": hub_url, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_TELEMETRY": "1", "PATH": ""}
-    env.update({k: v for k, v in __import__("os").environ.items() if k in ("PYTHONPATH", "HOME", "OMP_NUM_THREADS")})
+    env.update({k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HOME")})
+    env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # bit-identical only at this process's thread count
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
