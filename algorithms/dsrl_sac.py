@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3 import SAC
+from stable_baselines3.sac.policies import MultiInputPolicy as SACMultiInputPolicy
 
 from .faults import NonFiniteError, buffer_cause, check_weights
+from .policies import ImagePoolMixin
 from .progress import RawStepProgressMixin
 from .steering import check_sb3_arguments
 
@@ -66,6 +68,14 @@ class PriorWarmupMixin:
         check_weights(self, learner._n_updates)
 
 
+class PooledMultiInputSACPolicy(ImagePoolMixin, SACMultiInputPolicy):
+    """SB3's SAC ``MultiInputPolicy`` that also takes ``image_pool`` (as LP-DS's ``MultiInputPolicy`` does,
+    :class:`~algorithms.policies.ImagePoolMixin`): the image keys reach the actor and critics average-pooled by that
+    factor, so a preset can give DSRL-SAC LP-DS's small inputs from YAML (``policy_kwargs: {image_pool: 8}``).
+    Without ``image_pool`` it is SB3's ``MultiInputPolicy`` unchanged.
+    """
+
+
 class DSRLSAC(PriorWarmupMixin, RawStepProgressMixin, SAC):
     """SB3 :class:`~stable_baselines3.SAC` on a latent-steering env, with DSRL's warm-up.
 
@@ -81,6 +91,10 @@ class DSRLSAC(PriorWarmupMixin, RawStepProgressMixin, SAC):
         >>> env = gym.make("LPDS-MultiGoal-v0")
         >>> model = DSRLSAC("MlpPolicy", env, learning_starts=100, target_entropy=0.0).learn(200)
 
+    ``"MultiInputPolicy"`` is :class:`PooledMultiInputSACPolicy` (SB3's, plus ``image_pool``).
+
     :param args: as :class:`~stable_baselines3.SAC`
     :param kwargs: as :class:`~stable_baselines3.SAC`
     """
+
+    policy_aliases = {**SAC.policy_aliases, "MultiInputPolicy": PooledMultiInputSACPolicy}  # noqa: RUF012

@@ -513,20 +513,21 @@ class PooledImageExtractor(BaseFeaturesExtractor):
 
 
 if TYPE_CHECKING:
-    _MultiInputBase = SteeringPolicy  # what the mixin is mixed into (checked as such)
+    _PolicyBase = BasePolicy  # what ImagePoolMixin is mixed into (checked as such)
+    _MultiInputBase = SteeringPolicy  # what _MultiInput is mixed into
 else:
-    _MultiInputBase = object
+    _PolicyBase = _MultiInputBase = object
 
 
-class _MultiInput(_MultiInputBase):
-    """Mixin turning a steering policy into SB3's ``MultiInputPolicy``: a ``CombinedExtractor`` (one CNN per image
-    key, flattened vectors) on preprocessed Dict observations, one extractor per network as the MLP policies.
+class ImagePoolMixin(_PolicyBase):
+    """Mixin giving a Dict-observation SB3 policy the ``image_pool`` argument: a :class:`PooledImageExtractor` with
+    that pooling factor instead of ``features_extractor_class`` (a number, so presets and
+    ``--set policy_kwargs.image_pool=8`` can name it); saved and loaded as ``image_pool``.
 
-    :param args: as the steering policy it is mixed into
+    :param args: as the policy it is mixed into
     :param features_extractor_class: default ``CombinedExtractor``
-    :param image_pool: instead, a :class:`PooledImageExtractor` with this pooling factor (a number, so presets and
-        ``--set policy_kwargs.image_pool=8`` can name it)
-    :param kw: as the steering policy it is mixed into
+    :param image_pool: the pooling factor, or ``None`` for ``features_extractor_class``
+    :param kw: as the policy it is mixed into
     """
 
     def __init__(
@@ -550,6 +551,16 @@ class _MultiInput(_MultiInputBase):
             data.pop("features_extractor_class", None)
             data.pop("features_extractor_kwargs", None)
         return data
+
+
+class _MultiInput(ImagePoolMixin, _MultiInputBase):
+    """Mixin turning a steering policy into SB3's ``MultiInputPolicy``: a ``CombinedExtractor`` (one CNN per image
+    key, flattened vectors) on preprocessed Dict observations, one extractor per network as the MLP policies;
+    ``image_pool`` as :class:`ImagePoolMixin`.
+
+    :param args: as the steering policy it is mixed into
+    :param kw: as the steering policy it is mixed into (and ``features_extractor_class``, ``image_pool``)
+    """
 
     # PreprocessedExtractor is a duck-typed BaseFeaturesExtractor (features_dim + forward), not a subclass
     def make_features_extractor(self) -> PreprocessedExtractor:  # type: ignore[override]

@@ -1,5 +1,6 @@
 """Report of the Franka study (``benchmarks/franka_study.sh``; issue 34 part 6, paper Sec. 5.7, App. G, Tables 5-6):
-adapt in the nominal simulator, deploy without further learning in the shifted one (``shift="deployment"``).
+adapt in the nominal simulator, deploy without further learning in the shifted one (``shift="deployment"``) and in
+one shifted half as far (``shift="mild"``).
 
 Writes into ``--out``:
 
@@ -7,7 +8,7 @@ Writes into ``--out``:
 - ``final_paired.json`` (cache): each final mug-hanging model of ``lpds`` and ``dsrl`` and the frozen backbone (prior
   latents) on the same ``--episodes`` reset seeds (``--seed`` + i, separate from the training evaluations' 10000+)
   *and the same latent noise* (``compare_with_backbone``'s common random numbers: the backbone's ``w = eps``, LP-DS's
-  ``eps + Delta(s)``), in the nominal and in the shifted simulator; each learner with its own evaluation policy (the
+  ``eps + Delta(s)``), in the nominal, the mildly shifted and the shifted simulator; each learner with its own evaluation policy (the
   run's ``eval_deterministic``: stochastic for both); with the paired standard error and the discordant episodes;
 - ``pick_place_paired.json`` (cache): the same for each final pick-and-place model, ``--trials`` per grid position
   (Table 5 layout);
@@ -19,7 +20,9 @@ Writes into ``--out``:
 - ``draw_noise.json`` (cache): the backbone with other prior draws and an untrained LP-DS, to size the luck of one
   set of latent draws (every LP-DS model is evaluated with the same eps draws);
 - ``pick_place_backbone.json`` (cache): the pick-and-place backbone per grid position (Table 5 layout), ``--trials``
-  per position, nominal and shifted;
+  per position, in each simulator;
+- ``pick_place_shift_parts.json`` (cache): the pick-and-place backbone under each part of the shift alone, and under
+  camera moves of 10, 25 and 50% of the shift's;
 - ``summary.md``: those numbers in the layout of the paper's Tables 5 and 6.
 
 Usage::
@@ -50,7 +53,8 @@ from lpds_envs.envs.franka.shift import DEPLOYMENT, DEPLOYMENT_NO_CAMERA  # noqa
 ENV_ID = "LPDS-FrankaMugHang-v0"
 PICK_PLACE = "LPDS-FrankaPickPlace-v0"
 POSITIONS = tuple(range(1, 9))
-SHIFTS: dict[str, dict[str, Any]] = {"nominal": {}, "shifted": {"shift": "deployment"}}
+#: the simulators every final model is evaluated in ("shifted": the deployment preset; "mild": half of it)
+SHIFTS: dict[str, dict[str, Any]] = {"nominal": {}, "mild": {"shift": "mild"}, "shifted": {"shift": "deployment"}}
 
 
 def _cache(path: Path) -> dict:
@@ -101,7 +105,7 @@ def paired_comparison(run_dir: Path, env_id: str, raw_kwargs: dict[str, Any], ep
 
 
 def evaluate_finals(runs: list[tuple[str, Path]], out: Path, episodes: int, seed: int) -> dict:
-    """Each final mug-hanging model and the backbone on the same reset seeds and noise, nominal and shifted (cached)."""
+    """Each final mug-hanging model and the backbone on the same reset seeds and noise, in each simulator (cached)."""
     from lpds_envs.experiment.config import RunConfig
 
     path = out / "final_paired.json"
@@ -119,7 +123,7 @@ def evaluate_finals(runs: list[tuple[str, Path]], out: Path, episodes: int, seed
 
 def evaluate_pick_place_finals(runs: list[tuple[str, Path]], out: Path, trials: int, seed: int) -> dict:
     """Each final pick-and-place model and the backbone at each grid position, ``trials`` paired episodes each,
-    nominal and shifted (cached): Table 5."""
+    in each simulator (cached): Table 5."""
     from lpds_envs.experiment.config import RunConfig
 
     path = out / "pick_place_paired.json"
@@ -188,7 +192,7 @@ def backbone_successes(env_id: str, env_kwargs: dict[str, Any], episodes: int, s
 
 
 def pick_place_backbone(out: Path, trials: int, seed: int) -> dict:
-    """The pick-and-place backbone (prior latents) at each grid position, nominal and shifted (cached)."""
+    """The pick-and-place backbone (prior latents) at each grid position, in each simulator (cached)."""
     path = out / "pick_place_backbone.json"
     cache = _cache(path)
     for shift, extra in SHIFTS.items():
@@ -209,13 +213,16 @@ MUG_SHIFT_PARTS = {k: getattr(DEPLOYMENT_NO_CAMERA, k) for k in ("friction", "ma
 PICK_SHIFT_PARTS = {
     k: getattr(DEPLOYMENT, k) for k in ("friction", "mass", "joint_gain", "latency", "camera_offset", "depth_noise")
 }
+#: smaller camera moves (fractions of the deployment shift's), to find how far the depth backbone tolerates one
+CAMERA_FRACTIONS = (0.1, 0.25, 0.5)
 
 
 def pick_place_shift_parts(out: Path, episodes: int, seed: int) -> dict:
     """The pick-and-place backbone (random cell each reset) under each part of the deployment shift alone (cached)."""
     path = out / "pick_place_shift_parts.json"
     cache = _cache(path)
-    for key, value in {"nominal": None, **PICK_SHIFT_PARTS}.items():
+    moves = [("camera_offset", tuple(round(f * v, 6) for v in DEPLOYMENT.camera_offset)) for f in CAMERA_FRACTIONS]
+    for key, value in [("nominal", None), *PICK_SHIFT_PARTS.items(), *moves]:
         name = f"{key}={value}x{episodes}" if value is not None else f"nominalx{episodes}"
         if name not in cache:
             kwargs = {"shift": {key: value}} if value is not None else {}
@@ -299,13 +306,20 @@ def untrained_paired(out: Path, episodes: int, seed: int, pick_episodes: int) ->
     return cache
 
 
+def _shift_order(key: str) -> tuple[str, int, str]:
+    """Sort a ``name@steps/shift...`` cache key by run, then simulator in :data:`SHIFTS` order."""
+    name, rest = key.split("@")
+    shift = rest.split("/")[1].split("x")[0]
+    return name, list(SHIFTS).index(shift), rest
+
+
 def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int, parts: dict | None = None) -> str:
     """Tables 5 and 6 of the paper, in simulation."""
     lines = []
     rows = []
     per_variant: dict[str, dict[str, list[int]]] = {}
     backbone: dict[str, list[int]] = {}
-    for key, r in sorted(finals.items()):
+    for key, r in sorted(finals.items(), key=lambda kv: _shift_order(kv[0])):
         name, rest = key.split("@")
         shift = rest.split("/")[1].split("x")[0]
         variant = name.split("/")[0]
@@ -327,7 +341,8 @@ def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int
     lines.append(
         f"Mug hanging (Table 6 layout, in simulation): successes in {episodes} trials on the same reset seeds for the "
         "frozen backbone (prior latents) and each final policy, sharing their latent noise (the backbone's w = eps, "
-        "LP-DS's eps + Delta(s)), adapted in the nominal simulator and run unchanged in the shifted one; `SE` is the "
+        "LP-DS's eps + Delta(s)), adapted in the nominal simulator and run unchanged in the shifted ones (`mild`: half the `shifted` "
+        "perturbations); `SE` is the "
         "paired standard error of the difference (in trials), `only steered / only backbone` the discordant trials; "
         "`exported` is the same LP-DS policy exported to one torch.export file and run by the torch-only control "
         "loop of `examples/deploy_franka.py` (its own noise draws):\n"
@@ -400,7 +415,7 @@ def pick_place_table(finals: dict, trials: int) -> str:
         _, shift, cell = rest.split("/")
         by_run.setdefault((name, shift), {})[int(cell.split("_")[1].split("x")[0])] = r
     rows = []
-    for (name, shift), cells in sorted(by_run.items()):
+    for (name, shift), cells in sorted(by_run.items(), key=lambda kv: (kv[0][0], list(SHIFTS).index(kv[0][1]))):
         for row in ((7, 5, 3, 1), (8, 6, 4, 2)):
             rows.append(
                 [

@@ -179,3 +179,26 @@ def test_image_pool_gives_small_networks_on_depth_images_and_round_trips(tmp_pat
     )
     with pytest.raises(ValueError, match="image_pool=5 must divide the sides of 'depth'"):
         LagrangianSAC("MultiInputPolicy", env, policy_kwargs={"image_pool": 5})
+
+
+def test_dsrl_sac_takes_image_pool_from_policy_kwargs_and_round_trips(tmp_path):
+    from stable_baselines3.common.torch_layers import CombinedExtractor
+
+    from algorithms import DSRLSAC
+    from algorithms.policies import PooledImageExtractor
+
+    env = LatentSteeringWrapper(DepthStateEnv(), DepthStateDecoder(), latent_bound=2.5)
+    model = DSRLSAC("MultiInputPolicy", env, **{**SMALL, "policy_kwargs": {"net_arch": [32], "image_pool": 4}})
+    for net in (model.actor, model.critic, model.critic_target):
+        assert isinstance(net.features_extractor, PooledImageExtractor) and net.features_extractor.features_dim == 18
+    model.learn(40)
+    model.save(tmp_path / "m.zip")
+    loaded = DSRLSAC.load(tmp_path / "m.zip", env=env)
+    assert isinstance(loaded.actor.features_extractor, PooledImageExtractor) and loaded.policy.image_pool == 4
+    probe, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(
+        loaded.predict(probe, deterministic=True)[0], model.predict(probe, deterministic=True)[0]
+    )
+    # without image_pool it is SB3's MultiInputPolicy unchanged
+    plain = DSRLSAC("MultiInputPolicy", env, **SMALL)
+    assert type(plain.actor.features_extractor) is CombinedExtractor and plain.policy.image_pool is None

@@ -5,28 +5,37 @@ A :class:`SimShift` is fixed per env: its magnitudes are constants (the same for
 by the preset or the dict, never drawn at random. The only random part is the depth noise, which the env draws from its
 ``np_random`` (so from the reset seed): the same seed and actions repeat a shifted episode as they repeat a nominal one.
 
-=================  ===========  ==============  ===================================================================
-key                nominal      ``deployment``  what it does
-=================  ===========  ==============  ===================================================================
-``friction``       1.0          0.5             friction coefficient of the manipulated object (the cube, the mug
-                                                and its handle; ``robotic``'s frame attribute ``friction``, 1 when
-                                                unset); PhysX averages it with the surface it touches
-``mass``           1.0          1.5             factor on the object's mass (cube 0.1 kg -> 0.15 kg, mug
-                                                0.15 kg -> 0.225 kg)
-``joint_gain``     1.0          0.85            fraction of each commanded joint delta the controller tracks: the
-                                                step's joint target is ``q + joint_gain * max_joint_delta * a[:7]``
-``latency``        0            1               steps of action delay: step ``t`` executes the action given at step
-                                                ``t - latency`` (the first steps after a reset hold the arm still
-                                                with the gripper open)
-``camera_offset``  (0, 0, 0)    (0.02,          metres added to the depth camera's position (pick-and-place only);
-                                -0.02, 0.015)   it still looks at the same point, so it also turns (2.8 degrees)
-``depth_noise``    0.0          0.005           standard deviation (m) of Gaussian noise added to every valid depth
-                                                pixel of each observation (pick-and-place only), drawn from the
-                                                env's ``np_random``
-=================  ===========  ==============  ===================================================================
+=================  ===========  ==============  ============  ====================================================
+key                nominal      ``deployment``  ``mild``      what it does
+=================  ===========  ==============  ============  ====================================================
+``friction``       1.0          0.5             0.75          friction coefficient of the manipulated object (the
+                                                              cube, the mug and its handle; ``robotic``'s frame
+                                                              attribute ``friction``, 1 when unset); PhysX
+                                                              averages it with the surface it touches
+``mass``           1.0          1.5             1.25          factor on the object's mass (cube 0.1 kg -> 0.15 kg,
+                                                              mug 0.15 kg -> 0.225 kg under ``deployment``)
+``joint_gain``     1.0          0.85            0.925         fraction of each commanded joint delta the
+                                                              controller tracks: the step's joint target is
+                                                              ``q + joint_gain * max_joint_delta * a[:7]``
+``latency``        0            1               1             steps of action delay: step ``t`` executes the
+                                                              action given at step ``t - latency`` (the first
+                                                              steps after a reset hold the arm still with the
+                                                              gripper open)
+``camera_offset``  (0, 0, 0)    (0.02,          (0.01,        metres added to the depth camera's position
+                                -0.02, 0.015)   -0.01,        (pick-and-place only); it still looks at the same
+                                                0.0075)       point, so it also turns (2.8 degrees under
+                                                              ``deployment``)
+``depth_noise``    0.0          0.005           0.0025        standard deviation (m) of Gaussian noise added to
+                                                              every valid depth pixel of each observation
+                                                              (pick-and-place only), drawn from the env's
+                                                              ``np_random``
+=================  ===========  ==============  ============  ====================================================
+
+``mild`` is ``deployment`` at half the magnitude of every continuous perturbation (the latency stays one step, the
+smallest there is).
 
 A dict overrides the *nominal* values of the keys it names (``shift={"latency": 1}`` only adds the latency); the
-mug-hanging task has no camera, so its ``"deployment"`` preset leaves ``camera_offset`` and ``depth_noise`` nominal and
+mug-hanging task has no camera, so its ``"deployment"`` and ``"mild"`` presets leave ``camera_offset`` and ``depth_noise`` nominal and
 a dict that sets them is an error there.
 """
 
@@ -71,6 +80,13 @@ DEPLOYMENT = SimShift(
     friction=0.5, mass=1.5, joint_gain=0.85, latency=1, camera_offset=(0.02, -0.02, 0.015), depth_noise=0.005
 )
 DEPLOYMENT_NO_CAMERA = replace(DEPLOYMENT, camera_offset=(0.0, 0.0, 0.0), depth_noise=0.0)
+#: ``"mild"``: the deployment shift at half the magnitude of each continuous perturbation (latency stays 1 step)
+MILD = SimShift(
+    friction=0.75, mass=1.25, joint_gain=0.925, latency=1, camera_offset=(0.01, -0.01, 0.0075), depth_noise=0.0025
+)
+MILD_NO_CAMERA = replace(MILD, camera_offset=(0.0, 0.0, 0.0), depth_noise=0.0)
+#: the named presets: (with the camera, without it)
+PRESETS = {"deployment": (DEPLOYMENT, DEPLOYMENT_NO_CAMERA), "mild": (MILD, MILD_NO_CAMERA)}
 
 
 def _positive(key: str, value: Any, high: float) -> float:
@@ -84,7 +100,8 @@ def _positive(key: str, value: Any, high: float) -> float:
 def make_shift(shift: None | str | dict[str, Any] | SimShift, has_camera: bool) -> SimShift:
     """Check ``shift`` (an env's ``shift=`` argument) and return it as a :class:`SimShift`.
 
-    :param shift: ``None`` or ``"nominal"`` (no shift), ``"deployment"`` (the preset of the module docstring), a dict
+    :param shift: ``None`` or ``"nominal"`` (no shift), ``"deployment"`` or ``"mild"`` (the presets of the module
+        docstring), a dict
         of some of :data:`SHIFT_KEYS` (the others stay nominal), or a :class:`SimShift`
     :param has_camera: whether the task has the depth camera (``camera_offset`` and ``depth_noise`` need it)
     :return: the shift, with every value checked
@@ -93,13 +110,18 @@ def make_shift(shift: None | str | dict[str, Any] | SimShift, has_camera: bool) 
     if shift is None or (isinstance(shift, str) and shift == "nominal"):
         return SimShift()
     if isinstance(shift, str):
-        if shift != "deployment":
-            raise ValueError(f"shift must be None, 'nominal', 'deployment' or a dict of {SHIFT_KEYS}, got {shift!r}")
-        return DEPLOYMENT if has_camera else DEPLOYMENT_NO_CAMERA
+        if shift not in PRESETS:
+            raise ValueError(
+                f"shift must be None, 'nominal', 'deployment', 'mild' or a dict of {SHIFT_KEYS}, got {shift!r}"
+            )
+        with_camera, without = PRESETS[shift]
+        return with_camera if has_camera else without
     if isinstance(shift, SimShift):
         shift = shift.as_dict()
     if not isinstance(shift, dict):
-        raise ValueError(f"shift must be None, 'nominal', 'deployment' or a dict of {SHIFT_KEYS}, got {shift!r}")
+        raise ValueError(
+            f"shift must be None, 'nominal', 'deployment', 'mild' or a dict of {SHIFT_KEYS}, got {shift!r}"
+        )
     unknown = sorted(set(shift) - set(SHIFT_KEYS))
     if unknown:
         raise ValueError(f"unknown shift keys {unknown}: the keys are {list(SHIFT_KEYS)}")

@@ -233,7 +233,7 @@ def test_bad_actions_are_clear_errors(mug):
 @pytest.mark.parametrize(
     "shift, match",
     [
-        ("shifted", "shift must be None, 'nominal', 'deployment'"),
+        ("shifted", "shift must be None, 'nominal', 'deployment', 'mild'"),
         (3, "shift must be None"),
         ({"gravity": 1.0}, r"unknown shift keys \['gravity'\]"),
         ({"friction": 0}, r"shift\['friction'\] must be in \(0, 10.0\]"),
@@ -258,6 +258,15 @@ def test_shift_presets_and_dicts():
     assert make_shift("deployment", True) == DEPLOYMENT and not DEPLOYMENT.is_nominal
     assert make_shift("deployment", False) == DEPLOYMENT_NO_CAMERA  # the mug task has no camera
     assert DEPLOYMENT_NO_CAMERA.camera_offset == (0.0, 0.0, 0.0) and DEPLOYMENT_NO_CAMERA.depth_noise == 0.0
+    # "mild": half of each continuous perturbation's distance from nominal, the same one step of latency
+    mild, mild_mug = make_shift("mild", True), make_shift("mild", False)
+    for key in ("friction", "mass", "joint_gain", "depth_noise"):
+        assert getattr(mild, key) - getattr(SimShift(), key) == pytest.approx(
+            (getattr(DEPLOYMENT, key) - getattr(SimShift(), key)) / 2
+        ), key
+    assert mild.camera_offset == pytest.approx(tuple(v / 2 for v in DEPLOYMENT.camera_offset))
+    assert mild.latency == DEPLOYMENT.latency == 1
+    assert mild_mug.camera_offset == (0.0, 0.0, 0.0) and mild_mug.depth_noise == 0.0 and mild_mug.mass == mild.mass
     # a dict overrides the nominal values of its keys only
     assert make_shift({"latency": 1}, True) == SimShift(latency=1)
     assert make_shift(DEPLOYMENT.as_dict(), True) == DEPLOYMENT
