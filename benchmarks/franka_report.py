@@ -8,8 +8,9 @@ Writes into ``--out``:
 - ``final_paired.json`` (cache): each final mug-hanging model of ``lpds`` and ``dsrl`` and the frozen backbone (prior
   latents) on the same ``--episodes`` reset seeds (``--seed`` + i, separate from the training evaluations' 10000+)
   *and the same latent noise* (``compare_with_backbone``'s common random numbers: the backbone's ``w = eps``, LP-DS's
-  ``eps + Delta(s)``), in the nominal, the mildly shifted and the shifted simulator; each learner with its own evaluation policy (the
-  run's ``eval_deterministic``: stochastic for both); with the paired standard error and the discordant episodes;
+  ``eps + Delta(s)``), in the nominal, the mildly shifted and the shifted simulator; each learner with its own
+  evaluation policy (the run's ``eval_deterministic``: stochastic for both); with the paired standard error and the
+  discordant episodes;
 - ``pick_place_paired.json`` (cache): the same for each final pick-and-place model, ``--trials`` per grid position
   (Table 5 layout);
 - ``deployed.json`` (cache): each LP-DS final model exported with ``export_steered_policy`` (stochastic: the loop
@@ -93,6 +94,11 @@ def paired_comparison(run_dir: Path, env_id: str, raw_kwargs: dict[str, Any], ep
         r = compare_with_backbone(model, venv, bool(cfg.eval_deterministic), seed, episodes, shared_noise=True)
     finally:
         venv.close()
+    return _paired_record(r)
+
+
+def _paired_record(r: Any) -> dict:
+    """A :class:`~lpds_envs.evaluation.BackboneComparison` as a cache entry."""
     return {
         "steered_success": r.steered.success.astype(int).tolist(),
         "backbone_success": r.backbone.success.astype(int).tolist(),
@@ -296,21 +302,20 @@ def untrained_paired(out: Path, episodes: int, seed: int, pick_episodes: int) ->
                 r = compare_with_backbone(model, venv, False, reset_seed, n, shared_noise=True)
             finally:
                 venv.close()
-            cache[key] = {
-                "steered_success": r.steered.success.astype(int).tolist(),
-                "backbone_success": r.backbone.success.astype(int).tolist(),
-                "discordant": list(r.discordant),
-            }
+            cache[key] = _paired_record(r)
             _save(path, cache)
             print("untrained LP-DS vs backbone,", key, cache[key]["discordant"])
     return cache
 
 
+#: each simulator's place in the tables (:data:`SHIFTS` order)
+SHIFT_RANK = {shift: i for i, shift in enumerate(SHIFTS)}
+
+
 def _shift_order(key: str) -> tuple[str, int, str]:
     """Sort a ``name@steps/shift...`` cache key by run, then simulator in :data:`SHIFTS` order."""
     name, rest = key.split("@")
-    shift = rest.split("/")[1].split("x")[0]
-    return name, list(SHIFTS).index(shift), rest
+    return name, SHIFT_RANK[rest.split("/")[1].split("x")[0]], rest
 
 
 def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int, parts: dict | None = None) -> str:
@@ -341,9 +346,9 @@ def summary(finals: dict, deployed: dict, pick: dict, episodes: int, trials: int
     lines.append(
         f"Mug hanging (Table 6 layout, in simulation): successes in {episodes} trials on the same reset seeds for the "
         "frozen backbone (prior latents) and each final policy, sharing their latent noise (the backbone's w = eps, "
-        "LP-DS's eps + Delta(s)), adapted in the nominal simulator and run unchanged in the shifted ones (`mild`: half the `shifted` "
-        "perturbations); `SE` is the "
-        "paired standard error of the difference (in trials), `only steered / only backbone` the discordant trials; "
+        "LP-DS's eps + Delta(s)), adapted in the nominal simulator and run unchanged in the shifted ones (`mild`: half "
+        "the `shifted` perturbations); `SE` is the paired standard error of the difference (in trials), "
+        "`only steered / only backbone` the discordant trials; "
         "`exported` is the same LP-DS policy exported to one torch.export file and run by the torch-only control "
         "loop of `examples/deploy_franka.py` (its own noise draws):\n"
     )
@@ -415,7 +420,7 @@ def pick_place_table(finals: dict, trials: int) -> str:
         _, shift, cell = rest.split("/")
         by_run.setdefault((name, shift), {})[int(cell.split("_")[1].split("x")[0])] = r
     rows = []
-    for (name, shift), cells in sorted(by_run.items(), key=lambda kv: (kv[0][0], list(SHIFTS).index(kv[0][1]))):
+    for (name, shift), cells in sorted(by_run.items(), key=lambda kv: (kv[0][0], SHIFT_RANK[kv[0][1]])):
         for row in ((7, 5, 3, 1), (8, 6, 4, 2)):
             rows.append(
                 [

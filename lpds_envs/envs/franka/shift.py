@@ -35,8 +35,8 @@ key                nominal      ``deployment``  ``mild``      what it does
 smallest there is).
 
 A dict overrides the *nominal* values of the keys it names (``shift={"latency": 1}`` only adds the latency); the
-mug-hanging task has no camera, so its ``"deployment"`` and ``"mild"`` presets leave ``camera_offset`` and ``depth_noise`` nominal and
-a dict that sets them is an error there.
+mug-hanging task has no camera, so its ``"deployment"`` and ``"mild"`` presets leave ``camera_offset`` and
+``depth_noise`` nominal and a dict that sets them is an error there.
 """
 
 from __future__ import annotations
@@ -79,14 +79,21 @@ class SimShift:
 DEPLOYMENT = SimShift(
     friction=0.5, mass=1.5, joint_gain=0.85, latency=1, camera_offset=(0.02, -0.02, 0.015), depth_noise=0.005
 )
-DEPLOYMENT_NO_CAMERA = replace(DEPLOYMENT, camera_offset=(0.0, 0.0, 0.0), depth_noise=0.0)
 #: ``"mild"``: the deployment shift at half the magnitude of each continuous perturbation (latency stays 1 step)
 MILD = SimShift(
     friction=0.75, mass=1.25, joint_gain=0.925, latency=1, camera_offset=(0.01, -0.01, 0.0075), depth_noise=0.0025
 )
-MILD_NO_CAMERA = replace(MILD, camera_offset=(0.0, 0.0, 0.0), depth_noise=0.0)
-#: the named presets: (with the camera, without it)
-PRESETS = {"deployment": (DEPLOYMENT, DEPLOYMENT_NO_CAMERA), "mild": (MILD, MILD_NO_CAMERA)}
+#: the named presets (for a task with the camera; :func:`without_camera` for one without)
+PRESETS = {"deployment": DEPLOYMENT, "mild": MILD}
+
+
+def without_camera(shift: SimShift) -> SimShift:
+    """``shift`` with the camera perturbations nominal (the mug task's version of a preset)."""
+    return replace(shift, camera_offset=(0.0, 0.0, 0.0), depth_noise=0.0)
+
+
+DEPLOYMENT_NO_CAMERA = without_camera(DEPLOYMENT)
+_BAD_SHIFT = f"shift must be None, 'nominal', {', '.join(map(repr, PRESETS))} or a dict of {SHIFT_KEYS}, got {{!r}}"
 
 
 def _positive(key: str, value: Any, high: float) -> float:
@@ -101,8 +108,7 @@ def make_shift(shift: None | str | dict[str, Any] | SimShift, has_camera: bool) 
     """Check ``shift`` (an env's ``shift=`` argument) and return it as a :class:`SimShift`.
 
     :param shift: ``None`` or ``"nominal"`` (no shift), ``"deployment"`` or ``"mild"`` (the presets of the module
-        docstring), a dict
-        of some of :data:`SHIFT_KEYS` (the others stay nominal), or a :class:`SimShift`
+        docstring), a dict of some of :data:`SHIFT_KEYS` (the others stay nominal), or a :class:`SimShift`
     :param has_camera: whether the task has the depth camera (``camera_offset`` and ``depth_noise`` need it)
     :return: the shift, with every value checked
     :raises ValueError: naming the key and the allowed values when something is wrong
@@ -111,17 +117,12 @@ def make_shift(shift: None | str | dict[str, Any] | SimShift, has_camera: bool) 
         return SimShift()
     if isinstance(shift, str):
         if shift not in PRESETS:
-            raise ValueError(
-                f"shift must be None, 'nominal', 'deployment', 'mild' or a dict of {SHIFT_KEYS}, got {shift!r}"
-            )
-        with_camera, without = PRESETS[shift]
-        return with_camera if has_camera else without
+            raise ValueError(_BAD_SHIFT.format(shift))
+        return PRESETS[shift] if has_camera else without_camera(PRESETS[shift])
     if isinstance(shift, SimShift):
         shift = shift.as_dict()
     if not isinstance(shift, dict):
-        raise ValueError(
-            f"shift must be None, 'nominal', 'deployment', 'mild' or a dict of {SHIFT_KEYS}, got {shift!r}"
-        )
+        raise ValueError(_BAD_SHIFT.format(shift))
     unknown = sorted(set(shift) - set(SHIFT_KEYS))
     if unknown:
         raise ValueError(f"unknown shift keys {unknown}: the keys are {list(SHIFT_KEYS)}")
